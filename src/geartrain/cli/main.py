@@ -1,0 +1,48 @@
+"""``geartrain``: the umbrella command. ``geartrain server`` runs the job server."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from geartrain import __version__
+
+USAGE = f"""usage: geartrain COMMAND [ARGS...]
+
+geartrain {__version__}: a Gearman-compatible job server and tools.
+
+commands:
+  server     run the job server (gearmand's flags; --help for them)
+  version    print the version
+
+Run 'geartrain COMMAND --help' for a command's options.
+"""
+
+
+def _server(argv: list[str]) -> int:
+    from geartrain.cli.gearmand import run
+
+    # `--store memory` is the only store this build has; accept it so scripts can be explicit.
+    if "--store" in argv:
+        index = argv.index("--store")
+        store = argv[index + 1] if index + 1 < len(argv) else ""
+        if store != "memory":
+            print(f"geartrain server: store {store!r} is not available (use: memory)", file=sys.stderr)
+            return 2
+        del argv[index : index + 2]
+    return run(argv, "geartrain server", gearmand_defaults=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "server":
+        return _server(rest)
+    if command in ("version", "--version", "-V"):
+        print(f"geartrain {__version__}")
+        return 0
+    sys.stderr.write(f"geartrain: unknown command {command!r}\n\n{USAGE}")
+    return 2

@@ -1,0 +1,100 @@
+"""One exception tree for geartrain.
+
+Wire error codes (the ``code`` field of an ERROR packet, gearmand's ``gearman_return_t`` names without the
+``GEARMAN_`` prefix) map to exception classes in one table, :data:`ERROR_CODES`, in both directions.
+"""
+
+from __future__ import annotations
+
+
+class GearmanError(Exception):
+    """Root of every error geartrain raises."""
+
+
+class ProtocolError(GearmanError):
+    """A byte stream or packet that breaks the Gearman protocol.
+
+    ``code`` and ``text`` are what goes into the ERROR packet; ``fatal`` says whether the stream can no longer be
+    framed (the connection must be closed after the ERROR is sent).
+    """
+
+    def __init__(self, code: str, text: str, *, fatal: bool = False) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+        self.fatal = fatal
+
+
+class PeerProtocolError(ProtocolError):
+    """The peer sent something malformed (its fault)."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something the protocol cannot carry (our caller's fault)."""
+
+
+class ServerError(GearmanError):
+    """The server answered a request with an ERROR packet."""
+
+    code = "SERVER_ERROR"
+
+    def __init__(self, text: str = "", code: str | None = None) -> None:
+        super().__init__(f"{code or self.code}: {text}" if text else (code or self.code))
+        if code is not None:
+            self.code = code
+        self.text = text
+
+
+class JobNotFound(ServerError):
+    code = "JOB_NOT_FOUND"
+
+
+class QueueFull(ServerError):
+    """The function's queue is at its ``maxqueue`` limit, or the store could not take the job."""
+
+    code = "QUEUE_ERROR"
+
+
+class ArgumentTooLarge(ServerError):
+    code = "ARGUMENT_TOO_LARGE"
+
+
+class UnknownOption(ServerError):
+    code = "UNKNOWN_OPTION"
+
+
+class InvalidCommand(ServerError):
+    code = "INVALID_COMMAND"
+
+
+class JobFailed(GearmanError):
+    """A job ended with WORK_FAIL."""
+
+
+class JobException(GearmanError):
+    """A job ended with WORK_EXCEPTION; ``data`` is what the worker sent."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data.decode("utf-8", "replace"))
+        self.data = data
+
+
+class ConnectionLost(GearmanError):
+    """The connection to a server went away."""
+
+
+class NoServersAvailable(GearmanError):
+    """None of the configured servers could be reached."""
+
+
+ERROR_CODES: dict[str, type[ServerError]] = {
+    cls.code: cls for cls in (JobNotFound, QueueFull, ArgumentTooLarge, UnknownOption, InvalidCommand)
+}
+
+
+def server_error(code: str, text: str) -> ServerError:
+    """Translate an ERROR packet's code and text into the matching exception."""
+    cls = ERROR_CODES.get(code, ServerError)
+    if cls is ServerError:
+        return ServerError(text, code)
+    return cls(text)

@@ -1,0 +1,163 @@
+"""Sans-IO encoding and decoding of the Gearman byte stream (binary packets and admin text lines).
+
+:class:`Decoder` is fed whatever bytes arrive and returns every complete item: a :class:`Packet`, an
+:class:`AdminLine`, or a :class:`ProtocolError` describing bad input. After a *fatal* error (the stream can no
+longer be framed) the decoder returns nothing more and the connection should be closed.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from geartrain.errors import PeerProtocolError, ProtocolError
+from geartrain.protocol.packets import (
+    ARG_COUNT,
+    HEADER_SIZE,
+    MAX_PACKET_TYPE,
+    MIN_ARG_COUNT,
+    REQ,
+    RES,
+    AdminLine,
+    Packet,
+    PacketType,
+)
+
+DEFAULT_MAX_PACKET_SIZE = 256 * 1024 * 1024
+# gearmand reads admin lines into an 8 KiB buffer; a longer line without a newline closes the connection.
+MAX_ADMIN_LINE = 8192
+
+_HEADER = struct.Struct(">4sII")
+_TYPE_SIZE = struct.Struct(">II")
+_pack_type_size = _TYPE_SIZE.pack
+
+Item = Packet | AdminLine | ProtocolError
+
+
+def encode(ptype: int, *args: bytes, magic: bytes = RES) -> bytes:
+    """Encode one packet. Arguments are joined with NUL; only the last one may contain NUL bytes."""
+    body = b"\0".join(args)
+    return magic + _pack_type_size(ptype, len(body)) + body
+
+
+def encode_request(ptype: int, *args: bytes) -> bytes:
+    """Encode a packet sent to a server (``\\0REQ`` magic)."""
+    return encode(ptype, *args, magic=REQ)
+
+
+def split_args(ptype: int, body: bytes) -> tuple[bytes, ...] | None:
+    """Split a body into the packet type's arguments; ``None`` if it has too few."""
+    count = ARG_COUNT[ptype]
+    if count == 1:
+        return (body,)
+    if count == 0:
+        return ()
+    args = body.split(b"\0", count - 1)
+    if len(args) < count and len(args) < MIN_ARG_COUNT[ptype]:
+        return None
+    return tuple(args)
+
+
+class Decoder:
+    """Frames a byte stream into packets and admin lines.
+
+    ``accept`` is the magic expected from the peer (``\\0REQ`` on a server, ``\\0RES`` on a client). The other
+    Gearman magic is well framed, so it gives a non-fatal INVALID_MAGIC error; anything else is fatal. ``admin``
+    allows text lines (a new item not starting with NUL); without it such a byte is a fatal error.
+    """
+
+    __slots__ = ("_accept", "_admin", "_buf", "_dead", "_max_size", "_other")
+
+    def __init__(
+        self, *, accept: bytes = REQ, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, admin: bool = True
+    ) -> None:
+        self._accept = accept
+        self._other = RES if accept == REQ else REQ
+        self._max_size = max_packet_size
+        self._admin = admin
+        self._buf = bytearray()
+        self._dead = False
+
+    @property
+    def dead(self) -> bool:
+        """True after a fatal error: the stream cannot be framed any more."""
+        return self._dead
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of an item."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Item]:
+        """Take the next bytes of the stream; return every item they complete, in order."""
+        if self._dead:
+            return []
+        buf: bytes | bytearray
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        else:
+            # Fast path: parse straight from the received bytes, copying only an incomplete tail.
+            buf = data
+        out: list[Item] = []
+        pos = self._parse(buf, out)
+        if self._dead:
+            self._buf.clear()
+        elif buf is self._buf:
+            del self._buf[:pos]
+        elif pos < len(buf):
+            self._buf += memoryview(buf)[pos:]
+        return out
+
+    def _parse(self, buf: bytes | bytearray, out: list[Item]) -> int:
+        pos = 0
+        end_of_data = len(buf)
+        accept = self._accept
+        unpack_header = _HEADER.unpack_from
+        while pos < end_of_data:
+            if buf[pos] != 0:
+                nl = buf.find(b"\n", pos)
+                if nl < 0:
+                    if end_of_data - pos > MAX_ADMIN_LINE:
+                        return self._fatal(out, "ARGUMENT_TOO_LARGE", "Admin command line too long")
+                    break
+                if not self._admin:
+                    return self._fatal(out, "INVALID_MAGIC", "Text received where a packet was expected")
+                line = bytes(buf[pos:nl])
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                out.append(AdminLine(line))
+                pos = nl + 1
+                continue
+            if end_of_data - pos < HEADER_SIZE:
+                break
+            magic, ptype, size = unpack_header(buf, pos)
+            if magic != accept and magic != self._other:
+                return self._fatal(out, "INVALID_MAGIC", "Invalid magic in packet header")
+            if size > self._max_size:
+                return self._fatal(
+                    out, "ARGUMENT_TOO_LARGE", f"Packet of {size} bytes exceeds the limit of {self._max_size}"
+                )
+            end = pos + HEADER_SIZE + size
+            if end > end_of_data:
+                break
+            body = bytes(buf[pos + HEADER_SIZE : end])
+            pos = end
+            if magic != accept:
+                expected = "Request" if accept == REQ else "Response"
+                out.append(PeerProtocolError("INVALID_MAGIC", f"{expected} magic expected"))
+            elif ptype == 0 or ptype > MAX_PACKET_TYPE:
+                out.append(PeerProtocolError("INVALID_COMMAND", f"Unknown packet type {ptype}"))
+            else:
+                args = split_args(ptype, body)
+                if args is None:
+                    name = PacketType(ptype).name
+                    out.append(PeerProtocolError("INVALID_PACKET", f"Too few arguments for {name}"))
+                else:
+                    out.append(Packet(ptype, args))
+        return pos
+
+    def _fatal(self, out: list[Item], code: str, text: str) -> int:
+        self._dead = True
+        self._buf.clear()
+        out.append(PeerProtocolError(code, text, fatal=True))
+        return 0

@@ -1,0 +1,88 @@
+"""asyncio glue: one :class:`GearmanConnection` per socket, feeding the decoder and the engine.
+
+Everything a ``data_received`` call completes is handled in that call (no coroutine per packet); the engine's
+output for every connection it touched is written once at the end, one ``write`` per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING, cast
+
+from geartrain.errors import ProtocolError
+from geartrain.protocol.codec import Decoder
+from geartrain.protocol.packets import AdminLine, Packet
+
+if TYPE_CHECKING:
+    from geartrain.server.core.peers import Peer
+    from geartrain.server.server import GearmanServer
+
+log = logging.getLogger("geartrain.connection")
+
+
+class GearmanConnection(asyncio.Protocol):
+    """One client, worker or admin connection."""
+
+    __slots__ = ("_decoder", "_peer", "_server", "_transport")
+
+    def __init__(self, server: GearmanServer) -> None:
+        self._server = server
+        self._decoder = Decoder(max_packet_size=server.config.max_packet_size)
+        self._transport: asyncio.Transport | None = None
+        self._peer: Peer | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        peername = transport.get_extra_info("peername")
+        address = peername[0] if isinstance(peername, tuple) else "unix"
+        fd = sock.fileno() if sock is not None else -1
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            self._server.tune_socket(sock)
+        peer = self._peer = self._server.engine.connect(fd, address)
+        self._server.connections[peer.id] = self
+
+    def data_received(self, data: bytes) -> None:
+        peer = self._peer
+        if peer is None or peer.closed:
+            return
+        server = self._server
+        engine = server.engine
+        now = time.time()
+        handle = engine.handle
+        for item in self._decoder.feed(data):
+            if type(item) is Packet:
+                handle(peer, item.type, item.args, now)
+            elif type(item) is AdminLine:
+                server.admin.run(peer, item.line)
+            else:
+                engine.protocol_error(peer, cast(ProtocolError, item))
+                log.info("bad input from %s: %s", peer.address, item)
+            if peer.close_after_flush:
+                break
+        server.after_input()
+
+    def write(self, data: bytes) -> None:
+        """Send bytes the engine queued; the server calls this once per connection per flush."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self._peer
+        if peer is None:
+            return
+        self._server.connections.pop(peer.id, None)
+        self._server.engine.disconnect(peer, time.time())
+        self._server.after_input()

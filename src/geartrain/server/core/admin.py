@@ -1,0 +1,151 @@
+"""Admin commands run against the engine's state, answered exactly as gearmand 1.1.20 answers them.
+
+Row order follows gearmand's hash tables (Jenkins one-at-a-time hash of the name modulo the bucket count, newest
+first within a bucket), so listings compare byte for byte with the C server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from geartrain.protocol.admin import (
+    OK,
+    AdminCommand,
+    TooManyTokens,
+    format_ok_value,
+    format_table,
+    parse,
+    parse_maxqueue,
+)
+from geartrain.server.core.engine import Engine
+from geartrain.server.core.jobs import Job
+from geartrain.server.core.peers import Peer
+from geartrain.server.core.queues import Function
+
+
+def gearmand_hash(key: bytes) -> int:
+    """gearmand's Jenkins one-at-a-time hash: signed chars, arithmetic shifts on a signed 32-bit value, 0 -> 1."""
+    value = 0
+    for byte in key:
+        value = (value + (byte - 256 if byte > 127 else byte)) & 0xFFFFFFFF
+        value = (value + (value << 10)) & 0xFFFFFFFF
+        value ^= _signed(value) >> 6 & 0xFFFFFFFF
+    value = (value + (value << 3)) & 0xFFFFFFFF
+    value ^= _signed(value) >> 11 & 0xFFFFFFFF
+    value = (value + (value << 15)) & 0xFFFFFFFF
+    return value or 1
+
+
+def _signed(value: int) -> int:
+    return value - 0x100000000 if value & 0x80000000 else value
+
+
+class AdminCommands:
+    """Executes parsed admin lines for one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._commands: dict[str, Callable[[Peer, AdminCommand], bytes]] = {
+            "status": self._status,
+            "prioritystatus": self._prioritystatus,
+            "workers": self._workers,
+            "version": lambda peer, cmd: format_ok_value(engine.config.version.encode()),
+            "verbose": lambda peer, cmd: format_ok_value(engine.config.verbose.encode()),
+            "getpid": lambda peer, cmd: format_ok_value(str(engine.config.pid).encode()),
+            "show jobs": self._show_jobs,
+            "show unique jobs": self._show_unique_jobs,
+            "cancel job": self._cancel_job,
+            "create function": self._create_function,
+            "drop function": self._drop_function,
+            "maxqueue": self._maxqueue,
+            "shutdown": self._shutdown,
+            "shutdown graceful": self._shutdown,
+        }
+
+    def run(self, peer: Peer, line: bytes) -> None:
+        """Answer one admin line on ``peer`` (appending to its outbox)."""
+        try:
+            parsed = parse(line)
+        except TooManyTokens:
+            self.engine.reply(peer, b"ERR INVALID_ARGUMENTS Too+many+arguments\r\n")
+            peer.close_after_flush = True
+            return
+        if isinstance(parsed, bytes):
+            self.engine.reply(peer, parsed)
+            return
+        self.engine.reply(peer, self._commands[parsed.name](peer, parsed))
+
+    # ------------------------------------------------------------------ listings
+
+    def functions_in_order(self) -> list[Function]:
+        buckets = self.engine.config.hashtable_buckets
+        return sorted(
+            self.engine.functions.values(),
+            key=lambda f: (gearmand_hash(f.name) % buckets, -f.created_seq),
+        )
+
+    def _status(self, peer: Peer, command: AdminCommand) -> bytes:
+        rows: list[tuple[bytes | int, ...]] = [
+            (f.name, f.total, f.running, f.worker_count) for f in self.functions_in_order()
+        ]
+        return format_table(rows)
+
+    def _prioritystatus(self, peer: Peer, command: AdminCommand) -> bytes:
+        rows: list[tuple[bytes | int, ...]] = [
+            (f.name, f.queued[0], f.queued[1], f.queued[2], f.worker_count) for f in self.functions_in_order()
+        ]
+        return format_table(rows)
+
+    def _workers(self, peer: Peer, command: AdminCommand) -> bytes:
+        lines = []
+        for other in sorted(self.engine.peers.values(), key=lambda p: -p.id):
+            names = b"".join(b" " + f.name for f in other.abilities)
+            lines.append(b"%d %s %s :%s\n" % (other.fd, other.address.encode(), other.client_id, names))
+        return b"".join(lines) + b".\n"
+
+    def jobs_in_order(self) -> list[Job]:
+        buckets = self.engine.config.hashtable_buckets
+        jobs = list(self.engine.jobs.values())
+        position = {id(job): index for index, job in enumerate(jobs)}
+        return sorted(jobs, key=lambda j: (gearmand_hash(j.handle) % buckets, -position[id(j)]))
+
+    def _show_jobs(self, peer: Peer, command: AdminCommand) -> bytes:
+        rows: list[tuple[bytes | int, ...]] = [
+            (job.handle, job.retries, int(job.ignore), int(job.stored)) for job in self.jobs_in_order()
+        ]
+        return format_table(rows)
+
+    def _show_unique_jobs(self, peer: Peer, command: AdminCommand) -> bytes:
+        return b"".join(job.unique + b"\n" for job in self.jobs_in_order()) + b".\n"
+
+    # ------------------------------------------------------------------ actions
+
+    def _cancel_job(self, peer: Peer, command: AdminCommand) -> bytes:
+        return OK if self.engine.cancel(command.args[0]) else b"ERR UNKNOWN_JOB\r\n"
+
+    def _create_function(self, peer: Peer, command: AdminCommand) -> bytes:
+        # gearmand 1.1.20 drops the name's last character when the line ends in a bare LF; we keep it whole.
+        self.engine.function(command.args[0])
+        return OK
+
+    def _drop_function(self, peer: Peer, command: AdminCommand) -> bytes:
+        wanted = command.args[0].lower()
+        for function in self.engine.functions.values():
+            if function.name.lower() == wanted:
+                if function.workers or function.total:
+                    return b"ERR there are still connected workers or executing clients\r\n"
+                del self.engine.functions[function.name]
+                return OK
+        return b"ERR function not found\r\n"
+
+    def _maxqueue(self, peer: Peer, command: AdminCommand) -> bytes:
+        name, limits = parse_maxqueue(command.args)
+        function = self.engine.functions.get(name)
+        if function is not None:  # gearmand does not create a function for maxqueue
+            function.max_queue = limits
+        return OK
+
+    def _shutdown(self, peer: Peer, command: AdminCommand) -> bytes:
+        # gearmand dropped `shutdown` in 1.1.15; geartrain keeps it (graceful: stop taking jobs, exit when idle).
+        self.engine.shutdown_mode = "graceful" if command.name == "shutdown graceful" else "now"
+        return OK

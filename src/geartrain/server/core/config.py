@@ -1,0 +1,33 @@
+"""The engine's settings: a frozen record of every rule switch the server's flags can turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERBOSE_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Rules of the job engine.
+
+    ``job_retries``: a job is dropped (its clients get WORK_FAIL) when it has been handed out this many times
+    without a result; 0 = unlimited (gearmand 1.1.20's meaning). ``worker_wakeup``: how many sleeping workers
+    one new job wakes; 0 = all. ``round_robin``: a worker's function that just supplied a job moves to the back
+    of its list. ``global_priority``: serve a worker's highest-priority job across all its functions (gearmand
+    2.0) instead of per function in registration order (1.1.20). ``exceptions``: forward WORK_EXCEPTION to every
+    client, not only to those that asked with OPTION_REQ. ``min_worker_timeout``: CAN_DO_TIMEOUT values below
+    this many seconds are raised to it, as gearmand raises 1-999 ms to one second.
+    """
+
+    handle_prefix: bytes = b"H:localhost"
+    job_retries: int = 0
+    worker_wakeup: int = 0
+    round_robin: bool = False
+    global_priority: bool = False
+    exceptions: bool = False
+    version: str = "1.1.20+geartrain"
+    verbose: str = "ERROR"
+    pid: int = 0
+    hashtable_buckets: int = 991
+    min_worker_timeout: float = 1.0

@@ -1,0 +1,116 @@
+"""Jobs: one record per submitted job, and the handle generator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from geartrain.server.core.peers import Peer
+    from geartrain.server.core.queues import Function
+
+# gearmand's buffer for a unique id holds 64 bytes; 1.1.20 silently truncates a 64-byte unique to 63 (a defect we
+# do not copy): up to 64 bytes are kept whole, longer ones are refused.
+MAX_UNIQUE_SIZE = 64
+# A unique of "-" means "coalesce on the workload bytes".
+UNIQUE_BY_PAYLOAD = b"-"
+
+
+class Job:
+    """One job, queued or running.
+
+    ``clients`` lists the foreground connections waiting for its result (a connection appears once per submit
+    that attached it). ``ignore`` marks a job nobody wants any more (cancelled, or its last foreground client
+    left): it is skipped and freed when a worker reaches it, and a running one may still finish silently.
+    """
+
+    __slots__ = (
+        "background",
+        "clients",
+        "created",
+        "data",
+        "denominator",
+        "function",
+        "handle",
+        "ignore",
+        "numerator",
+        "priority",
+        "reducer",
+        "retries",
+        "stored",
+        "unique",
+        "when",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        handle: bytes,
+        function: Function,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        when: int,
+        reducer: bytes | None,
+        created: float,
+    ) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.data = data
+        self.priority = priority
+        self.background = background
+        self.when = when
+        self.reducer = reducer
+        self.created = created
+        self.clients: list[Peer] = []
+        self.worker: Peer | None = None
+        self.retries = 0
+        self.numerator = 0
+        self.denominator = 0
+        self.ignore = False
+        self.stored = False
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.function.name!r} prio={self.priority} retries={self.retries}>"
+
+
+class HandleFactory:
+    """Builds job handles ``<prefix>:<n>``; ``n`` counts up from 1 for each new job (coalesced submits take none).
+
+    gearmand's counter is a uint32 that wraps; so does this one, skipping 0.
+    """
+
+    __slots__ = ("_next", "_prefix")
+
+    def __init__(self, prefix: bytes) -> None:
+        self._prefix = prefix + b":"
+        self._next = 1
+
+    def __call__(self) -> bytes:
+        n = self._next
+        self._next = n + 1 if n < 0xFFFFFFFF else 1
+        return self._prefix + str(n).encode()
+
+
+def atoi(value: bytes) -> int:
+    """C ``atoi``: optional sign and leading digits after leading whitespace; anything else gives 0.
+
+    WORK_STATUS fields are forwarded verbatim but kept (for GET_STATUS) as gearmand keeps them.
+    """
+    text = value.lstrip(b" \t\n\r\f\v")
+    sign = 1
+    if text[:1] in (b"-", b"+"):
+        sign = -1 if text[:1] == b"-" else 1
+        text = text[1:]
+    digits = 0
+    for byte in text:
+        if 48 <= byte <= 57:
+            digits += 1
+        else:
+            break
+    if not digits:
+        return 0
+    number = sign * int(text[:digits])
+    # A C int wraps on overflow; clamp to 32 bits the way the value would be printed back.
+    return (number + 2**31) % 2**32 - 2**31

@@ -1,0 +1,205 @@
+"""The server process: listening sockets, the flush after each input, timers, signals and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+from geartrain.server.config import ServerConfig
+from geartrain.server.connection import GearmanConnection
+from geartrain.server.core.admin import AdminCommands
+from geartrain.server.core.engine import Engine
+
+log = logging.getLogger("geartrain.server")
+
+
+class GearmanServer:
+    """Runs one :class:`Engine` on one event loop.
+
+    After every input (a ``data_received``, a disconnect, a timer) :meth:`after_input` writes what the engine
+    queued, once per touched connection, and re-arms the timer for the engine's next deadline.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.engine = Engine(config.engine)
+        self.admin = AdminCommands(self.engine)
+        self.connections: dict[int, GearmanConnection] = {}
+        self.sockets: list[socket.socket] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopped: asyncio.Event | None = None
+        self._draining = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Open the listening sockets (port 0 picks a free port; see :attr:`port`)."""
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        for host in self.config.hosts:
+            server = await self._loop.create_server(
+                lambda: GearmanConnection(self),
+                host=host or None,
+                port=self.config.port,
+                backlog=self.config.backlog,
+                reuse_address=True,
+            )
+            self._servers.append(server)
+            self.sockets.extend(server.sockets)
+        for sock in self.sockets:
+            log.info("listening on %s", sock.getsockname()[:2])
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    async def serve(self) -> None:
+        """Run until stopped (admin `shutdown`, a signal, or :meth:`stop`)."""
+        if not self._servers:
+            await self.start()
+        assert self._stopped is not None
+        await self._stopped.wait()
+        await self._close()
+
+    def stop(self) -> None:
+        """Stop now: close the listeners and every connection."""
+        if self._stopped is not None:
+            self._stopped.set()
+
+    def drain(self) -> None:
+        """Graceful stop: take no new connections, exit once no job is left."""
+        if self._draining:
+            return
+        self._draining = True
+        log.info("graceful shutdown: no new connections; %d job(s) left", self.engine.job_count)
+        for server in self._servers:
+            server.close()
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._draining and self.engine.job_count == 0:
+            self.stop()
+
+    async def _close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for connection in list(self.connections.values()):
+            connection.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def install_signal_handlers(self, reopen_log: Callable[[], None] | None = None) -> None:
+        """TERM/INT stop, USR1 drains gracefully, HUP reopens the log file."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGUSR1, self.drain)
+        if reopen_log is not None:
+            loop.add_signal_handler(signal.SIGHUP, reopen_log)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    # ------------------------------------------------------------------ after each input
+
+    def after_input(self) -> None:
+        engine = self.engine
+        dirty = engine.dirty
+        if dirty:
+            connections = self.connections
+            for peer in dirty:
+                connection = connections.get(peer.id)
+                if connection is None or not peer.outbox:
+                    continue
+                connection.write(peer.take_output())
+                if peer.close_after_flush:
+                    connection.close()
+            dirty.clear()
+        deadline = engine.next_deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            self._arm_timer(deadline)
+        if engine.shutdown_mode is not None:
+            mode, engine.shutdown_mode = engine.shutdown_mode, None
+            if mode == "now":
+                self.stop()
+            else:
+                self.drain()
+        if self._draining:
+            self._check_drained()
+
+    def _arm_timer(self, deadline: float) -> None:
+        if self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        delay = max(0.0, deadline - time.time())
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.engine.tick(time.time())
+        self.after_input()
+
+    # ------------------------------------------------------------------ sockets
+
+    def tune_socket(self, sock: socket.socket) -> None:
+        """Per accepted socket: no Nagle delay (replies are already batched), keepalive if asked."""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        keepalive = self.config.keepalive
+        if not keepalive.enabled:
+            return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (
+            (getattr(socket, "TCP_KEEPIDLE", None), keepalive.idle),
+            (getattr(socket, "TCP_KEEPINTVL", None), keepalive.interval),
+            (getattr(socket, "TCP_KEEPCNT", None), keepalive.count),
+        ):
+            if option is not None and value > 0:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def new_event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed and wanted, else asyncio's."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_server(config: ServerConfig, reopen_log: Callable[[], None] | None = None) -> int:
+    """Run a server in this process until it stops; returns the exit status."""
+    loop = new_event_loop(config.use_uvloop)
+    server = GearmanServer(config)
+
+    async def main() -> None:
+        await server.start()
+        server.install_signal_handlers(reopen_log)
+        if config.pid_file:
+            with open(config.pid_file, "w") as pid_file:
+                pid_file.write(f"{os.getpid()}\n")
+        await server.serve()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        if config.pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(config.pid_file)
+        loop.close()
+    return 0
