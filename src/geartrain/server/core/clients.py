@@ -1,0 +1,154 @@
+"""Client-side rules: submitting jobs (with coalescing and limits), status queries, echo, options, cancel."""
+
+from __future__ import annotations
+
+from geartrain.protocol.codec import encode
+from geartrain.protocol.packets import PacketType
+from geartrain.server.core import replies
+from geartrain.server.core.jobs import MAX_UNIQUE_SIZE, UNIQUE_BY_PAYLOAD, Job, atoi
+from geartrain.server.core.peers import Peer
+from geartrain.server.core.queues import PRIORITIES
+from geartrain.server.core.state import EngineState, Handler
+
+P = PacketType
+HIGH, NORMAL, LOW = PRIORITIES
+
+# Submit packet type -> (priority, background).
+SUBMIT_KINDS: dict[int, tuple[int, bool]] = {
+    P.SUBMIT_JOB: (NORMAL, False),
+    P.SUBMIT_JOB_BG: (NORMAL, True),
+    P.SUBMIT_JOB_HIGH: (HIGH, False),
+    P.SUBMIT_JOB_HIGH_BG: (HIGH, True),
+    P.SUBMIT_JOB_LOW: (LOW, False),
+    P.SUBMIT_JOB_LOW_BG: (LOW, True),
+}
+
+
+class ClientRules(EngineState):
+    """Handlers for the packets clients send."""
+
+    # ------------------------------------------------------------------ submitting
+
+    def _submit_handler(self, ptype: int, priority: int, background: bool) -> Handler:
+        def submit(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+            name, unique, data = args
+            self.submit(peer, name, unique, data, priority, background, now)
+
+        submit.__name__ = f"_submit_{PacketType(ptype).name.lower()}"
+        return submit
+
+    def _submit_epoch(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        name, unique, raw_when, data = args
+        when = atoi(raw_when) if len(raw_when) <= 20 else -1
+        if when < 0:
+            self._error(peer, "INVALID_ARGUMENT", "SUBMIT_JOB_EPOCH needs a time in seconds since the epoch")
+            return
+        self.submit(peer, name, unique, data, NORMAL, True, now, when=when)
+
+    def _reduce_handler(self, background: bool) -> Handler:
+        def submit_reduce(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+            # libgearman sends (function, unique, reducer, aggregator, data); servers do not use the aggregator.
+            name, unique, reducer, data = args[0], args[1], args[2], args[-1]
+            self.submit(peer, name, unique, data, NORMAL, background, now, reducer=reducer)
+
+        return submit_reduce
+
+    def submit(
+        self,
+        peer: Peer,
+        name: bytes,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        now: float,
+        when: int = 0,
+        reducer: bytes | None = None,
+    ) -> Job | None:
+        """Create a job (or attach to an equal one) and answer JOB_CREATED; ``None`` if refused."""
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self._send(peer, replies.UNIQUE_TOO_LARGE)
+            return None
+        function = self.function(name)
+        if unique:
+            if unique == UNIQUE_BY_PAYLOAD:
+                index, key = function.by_payload, data
+            else:
+                index, key = function.by_unique, unique
+            job = index.get(key)
+            if job is not None:
+                self._coalesce(peer, job, background)
+                return job
+        limit = function.max_queue[priority]
+        if limit > 0 and function.total >= limit:
+            self._send(peer, replies.QUEUE_FULL)
+            return None
+        handle = self._new_handle()
+        job = Job(handle, function, unique, data, priority, background, when, reducer, now)
+        self.jobs[handle] = job
+        function.total += 1
+        if unique:
+            index[key] = job
+        if not background:
+            job.clients.append(peer)
+            peer.waiting.add(job)
+        self._send(peer, replies.job_created(handle))
+        self._enqueue(job, now)
+        return job
+
+    def _coalesce(self, peer: Peer, job: Job, background: bool) -> None:
+        if background:
+            # A background submit makes the job wanted whatever happens to foreground clients.
+            job.background = True
+        else:
+            job.clients.append(peer)
+            peer.waiting.add(job)
+        self._send(peer, replies.job_created(job.handle))
+
+    # ------------------------------------------------------------------ status, echo, options
+
+    def _get_status(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        handle = args[0]
+        job = self.jobs.get(handle)
+        if job is None:
+            self._send(peer, encode(P.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
+            return
+        running = b"1" if job.worker is not None else b"0"
+        numerator, denominator = str(job.numerator).encode(), str(job.denominator).encode()
+        self._send(peer, encode(P.STATUS_RES, handle, b"1", running, numerator, denominator))
+
+    def _get_status_unique(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        unique = args[0]
+        job = self.find_unique(unique)
+        if job is None:
+            self._send(peer, encode(P.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
+            return
+        fields = (b"1", b"1" if job.worker is not None else b"0", job.numerator, job.denominator)
+        encoded = [f if isinstance(f, bytes) else str(f).encode() for f in fields]
+        clients = str(len(job.clients)).encode()
+        self._send(peer, encode(P.STATUS_RES_UNIQUE, unique, *encoded, clients))
+
+    def find_unique(self, unique: bytes) -> Job | None:
+        """A live job with this unique id in any function (GET_STATUS_UNIQUE carries no function name)."""
+        if not unique:
+            return None
+        for function in self.functions.values():
+            job = function.by_unique.get(unique)
+            if job is not None:
+                return job
+        return None
+
+    def _echo(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        self._send(peer, encode(P.ECHO_RES, args[0]))
+
+    def _option(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        name = args[0]
+        if name.lower() == b"exceptions":
+            peer.exceptions = True
+            self._send(peer, encode(P.OPTION_RES, name))
+        else:
+            self._send(peer, replies.UNKNOWN_OPTION)
+
+    def _set_client_id(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        # gearmand keeps 127 bytes; the id is shown in `workers`, where spaces would break the columns.
+        peer.client_id = args[0][:127] or b"-"

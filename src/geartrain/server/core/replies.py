@@ -1,0 +1,29 @@
+"""Packets the engine sends often, encoded once."""
+
+from __future__ import annotations
+
+from geartrain.protocol.codec import encode
+from geartrain.protocol.packets import RES, PacketType
+
+P = PacketType
+
+NOOP = encode(P.NOOP)
+NO_JOB = encode(P.NO_JOB)
+_JOB_CREATED_HEAD = RES + P.JOB_CREATED.to_bytes(4, "big")
+
+
+def job_created(handle: bytes) -> bytes:
+    return _JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle
+
+
+def error_packet(code: str, text: str) -> bytes:
+    return encode(P.ERROR, code.encode(), text.encode())
+
+
+NOT_EXPECTED = error_packet("INVALID_COMMAND", "Command not expected")
+NOT_FOUND_RESULT = error_packet("JOB_NOT_FOUND", "Job given in work result not found")
+NOT_FOUND_DATA = error_packet("JOB_NOT_FOUND", "Job does not exist on server")
+NOT_FOUND_EXCEPTION = error_packet("JOB_NOT_FOUND", "An exception was received for a job that does not exist")
+UNIQUE_TOO_LARGE = error_packet("ARGUMENT_TOO_LARGE", "Unique value too large")
+QUEUE_FULL = error_packet("QUEUE_ERROR", "Job queue is full")
+UNKNOWN_OPTION = error_packet("UNKNOWN_OPTION", "Server does not recognize given option")

@@ -1,0 +1,176 @@
+"""The engine's shared state and the job life cycle every rule module builds on.
+
+A job is queued (:meth:`EngineState._enqueue`), handed to a worker, then finished (:meth:`EngineState._finish`),
+requeued (:meth:`EngineState._requeue`) or abandoned (:meth:`EngineState._abandon`); output goes to the peers'
+outboxes through :meth:`EngineState._send`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+
+from geartrain.protocol.codec import encode
+from geartrain.protocol.packets import PacketType
+from geartrain.server.core import replies
+from geartrain.server.core.config import EngineConfig
+from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
+from geartrain.server.core.peers import Peer
+from geartrain.server.core.queues import Function
+
+log = logging.getLogger("geartrain.engine")
+
+P = PacketType
+
+Handler = Callable[[Peer, tuple[bytes, ...], float], None]
+
+
+class EngineState:
+    """Jobs, functions and connections, and the transitions they share."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.functions: dict[bytes, Function] = {}
+        self.jobs: dict[bytes, Job] = {}
+        self.peers: dict[int, Peer] = {}
+        self.dirty: list[Peer] = []
+        self.shutdown_mode: str | None = None  # None, "now" or "graceful": set by the admin `shutdown` command
+        self._new_handle = HandleFactory(self.config.handle_prefix)
+        self._seq = 0  # tie-breaker for timer heaps and creation order of functions
+        self._epoch_heap: list[tuple[int, int, Job]] = []
+        self._timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
+
+    # ------------------------------------------------------------------ output
+
+    def _send(self, peer: Peer, data: bytes) -> None:
+        if peer.closed:
+            return
+        if not peer.outbox:
+            self.dirty.append(peer)
+        peer.outbox.append(data)
+
+    def reply(self, peer: Peer, data: bytes) -> None:
+        """Queue already-encoded bytes (an admin reply, say) for ``peer``."""
+        self._send(peer, data)
+
+    def _error(self, peer: Peer, code: str, text: str) -> None:
+        self._send(peer, replies.error_packet(code, text))
+
+    # ------------------------------------------------------------------ functions
+
+    def function(self, name: bytes) -> Function:
+        """The function called ``name``, created on first mention (functions are never collected)."""
+        function = self.functions.get(name)
+        if function is None:
+            self._seq += 1
+            function = self.functions[name] = Function(name, self._seq)
+        return function
+
+    def _enqueue(self, job: Job, now: float) -> None:
+        function = job.function
+        function.queued[job.priority] += 1
+        if job.when > now:
+            self._seq += 1
+            heapq.heappush(self._epoch_heap, (job.when, self._seq, job))
+            return
+        function.queues[job.priority].append(job)
+        if function.sleepers:
+            self._wake(function)
+
+    def _wake(self, function: Function) -> None:
+        """Send NOOP to the function's sleeping workers: one per sleep, at most ``worker_wakeup`` of them."""
+        sleepers = function.sleepers
+        limit = self.config.worker_wakeup
+        woken = 0
+        while sleepers:
+            peer = next(iter(sleepers))
+            del sleepers[peer]
+            if peer.sleeping and not peer.woken and not peer.closed:
+                peer.woken = True
+                self._send(peer, replies.NOOP)
+                woken += 1
+                if woken == limit:
+                    return
+
+    def _forward(self, job: Job, packet: bytes) -> None:
+        for client in job.clients:
+            self._send(client, packet)
+
+    # ------------------------------------------------------------------ job endings
+
+    def _finish(self, job: Job) -> None:
+        """A running job ended (complete, fail, exception, or dropped after too many tries)."""
+        worker = job.worker
+        if worker is not None:
+            worker.assigned.pop(job.handle, None)
+            job.worker = None
+            job.function.running -= 1
+        self._free(job)
+
+    def _free(self, job: Job) -> None:
+        """Forget a job that is in no queue and on no worker."""
+        if self.jobs.pop(job.handle, None) is None:
+            return
+        function = job.function
+        function.total -= 1
+        self._unindex(job)
+        for client in job.clients:
+            client.waiting.discard(job)
+        job.clients = []
+
+    def _unindex(self, job: Job) -> None:
+        if not job.unique:
+            return
+        function = job.function
+        if job.unique == UNIQUE_BY_PAYLOAD:
+            index, key = function.by_payload, job.data
+        else:
+            index, key = function.by_unique, job.unique
+        if index.get(key) is job:
+            del index[key]
+
+    def _abandon(self, job: Job) -> None:
+        """Nobody wants the job any more: a queued one is skipped later, a running one may still finish."""
+        job.ignore = True
+        self._unindex(job)
+
+    def cancel(self, handle: bytes) -> bool:
+        """Admin `cancel job`: its foreground clients get WORK_FAIL; ``False`` if there is no such job."""
+        job = self.jobs.get(handle)
+        if job is None:
+            return False
+        if job.ignore:
+            return True
+        fail = encode(P.WORK_FAIL, job.handle)
+        for client in job.clients:
+            self._send(client, fail)
+            client.waiting.discard(job)
+        job.clients = []
+        job.background = False
+        self._abandon(job)
+        return True
+
+    def _requeue(self, job: Job, now: float) -> None:
+        """Take a job back from its worker (gone, CANT_DO, timed out) and put it at the tail of its queue."""
+        worker = job.worker
+        if worker is not None:
+            worker.assigned.pop(job.handle, None)
+            job.worker = None
+            job.function.running -= 1
+        if job.ignore:
+            self._free(job)
+            return
+        job.retries += 1
+        job.numerator = job.denominator = 0
+        retries = self.config.job_retries
+        if retries > 0 and job.retries >= retries:
+            log.warning("Dropped job due to max retry count: %s %s", job.handle.decode(), job.unique.decode())
+            self._forward(job, encode(P.WORK_FAIL, job.handle))
+            self._free(job)
+            return
+        self._enqueue(job, now)
+
+    @property
+    def job_count(self) -> int:
+        return len(self.jobs)

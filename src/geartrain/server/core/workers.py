@@ -1,0 +1,205 @@
+"""Worker-side rules: abilities, sleeping and waking, grabbing jobs, and the results workers send."""
+
+from __future__ import annotations
+
+import heapq
+
+from geartrain.protocol.codec import encode
+from geartrain.protocol.packets import PacketType
+from geartrain.server.core import replies
+from geartrain.server.core.jobs import Job, atoi
+from geartrain.server.core.peers import Peer
+from geartrain.server.core.queues import PRIORITIES, Function
+from geartrain.server.core.state import EngineState, Handler
+
+P = PacketType
+
+
+class WorkerRules(EngineState):
+    """Handlers for the packets workers send."""
+
+    # ------------------------------------------------------------------ worker registration
+
+    def _can_do(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        self._register(peer, self.function(args[0]))
+
+    def _can_do_timeout(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        name, raw_timeout = args
+        text = raw_timeout.strip()
+        if not text.lstrip(b"-").isdigit() or len(text) > 20:
+            self._error(peer, "INVALID_ARGUMENT", "CAN_DO_TIMEOUT needs a timeout in milliseconds")
+            return
+        function = self.function(name)
+        self._register(peer, function)
+        milliseconds = int(text)
+        if milliseconds > 0:
+            peer.timeouts[function] = max(milliseconds / 1000.0, self.config.min_worker_timeout)
+        else:
+            peer.timeouts.pop(function, None)
+
+    def _register(self, peer: Peer, function: Function) -> None:
+        peer.abilities.insert(0, function)
+        function.workers[peer] = function.workers.get(peer, 0) + 1
+        if peer.sleeping and not peer.woken:
+            function.sleepers[peer] = None
+
+    def _cant_do(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        function = self.functions.get(args[0])
+        if function is not None:
+            self._unregister(peer, function, now)
+
+    def _reset_abilities(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        for function in list(dict.fromkeys(peer.abilities)):
+            self._unregister(peer, function, now)
+
+    def _unregister(self, peer: Peer, function: Function, now: float) -> None:
+        if function.workers.pop(peer, None) is None:
+            return
+        peer.abilities = [f for f in peer.abilities if f is not function]
+        peer.timeouts.pop(function, None)
+        function.sleepers.pop(peer, None)
+        for job in [job for job in peer.assigned.values() if job.function is function]:
+            self._requeue(job, now)
+
+    # ------------------------------------------------------------------ sleeping and waking
+
+    def _pre_sleep(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        peer.sleeping = True
+        peer.woken = False
+        for function in peer.abilities:
+            if function.has_runnable():
+                peer.woken = True
+                self._send(peer, replies.NOOP)
+                return
+        for function in peer.abilities:
+            function.sleepers[peer] = None
+
+    # ------------------------------------------------------------------ grabbing
+
+    def _grab_job(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        job = self._next_job(peer, now)
+        if job is None:
+            self._send(peer, replies.NO_JOB)
+            return
+        self._send(peer, encode(P.JOB_ASSIGN, job.handle, job.function.name, job.data))
+
+    def _grab_job_uniq(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        job = self._next_job(peer, now)
+        if job is None:
+            self._send(peer, replies.NO_JOB)
+            return
+        self._send(peer, encode(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
+
+    def _grab_job_all(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        job = self._next_job(peer, now)
+        if job is None:
+            self._send(peer, replies.NO_JOB)
+        elif job.reducer is None:
+            self._send(peer, encode(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
+        else:
+            self._send(
+                peer,
+                encode(P.JOB_ASSIGN_ALL, job.handle, job.function.name, job.unique, job.reducer, job.data),
+            )
+
+    def _next_job(self, peer: Peer, now: float) -> Job | None:
+        peer.sleeping = False
+        abilities = peer.abilities
+        if self.config.global_priority:
+            for priority in PRIORITIES:
+                for position, function in enumerate(abilities):
+                    job = self._pop(function, priority)
+                    if job is not None:
+                        return self._assign(peer, job, position, now)
+            return None
+        for position, function in enumerate(abilities):
+            for priority in PRIORITIES:
+                job = self._pop(function, priority)
+                if job is not None:
+                    return self._assign(peer, job, position, now)
+        return None
+
+    def _pop(self, function: Function, priority: int) -> Job | None:
+        queue = function.queues[priority]
+        while queue:
+            job = queue.popleft()
+            function.queued[priority] -= 1
+            if not job.ignore:
+                return job
+            self._free(job)
+        return None
+
+    def _assign(self, peer: Peer, job: Job, position: int, now: float) -> Job:
+        function = job.function
+        job.worker = peer
+        peer.assigned[job.handle] = job
+        function.running += 1
+        if self.config.round_robin:
+            peer.abilities.append(peer.abilities.pop(position))
+        timeout = peer.timeouts.get(function)
+        if timeout is not None:
+            self._seq += 1
+            heap = self._timeout_heap
+            heapq.heappush(heap, (now + timeout, self._seq, job, peer, job.retries))
+            if len(heap) > 1024 and len(heap) > 4 * len(self.jobs):
+                self._compact_timeouts()
+        return job
+
+    def _compact_timeouts(self) -> None:
+        """Drop timer entries of jobs that already ended or moved on, so a long timeout cannot pile them up."""
+        live = [entry for entry in self._timeout_heap if entry[2].worker is entry[3] and entry[2].retries == entry[4]]
+        heapq.heapify(live)
+        self._timeout_heap = live
+
+    # ------------------------------------------------------------------ results from workers
+
+    def _work_complete(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        job = peer.assigned.get(args[0])
+        if job is None:
+            self._send(peer, replies.NOT_FOUND_RESULT)
+            return
+        self._forward(job, encode(P.WORK_COMPLETE, *args))
+        self._finish(job)
+
+    def _work_fail(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        job = peer.assigned.get(args[0])
+        if job is None:
+            self._send(peer, replies.NOT_FOUND_RESULT)
+            return
+        self._forward(job, encode(P.WORK_FAIL, job.handle))
+        self._finish(job)
+
+    def _work_exception(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        job = peer.assigned.get(args[0])
+        if job is None:
+            self._send(peer, replies.NOT_FOUND_EXCEPTION)
+            return
+        if job.clients:
+            exception = encode(P.WORK_EXCEPTION, *args)
+            # Clients that did not ask for exceptions get a plain WORK_FAIL (gearmand adds a stray NUL).
+            fail = encode(P.WORK_FAIL, job.handle)
+            every_client = self.config.exceptions
+            for client in job.clients:
+                self._send(client, exception if every_client or client.exceptions else fail)
+        self._finish(job)
+
+    def _work_status(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        job = peer.assigned.get(args[0])
+        if job is None:
+            self._send(peer, replies.NOT_FOUND_RESULT)
+            return
+        job.numerator = atoi(args[1])
+        job.denominator = atoi(args[2])
+        self._forward(job, encode(P.WORK_STATUS, *args))
+
+    def _forward_handler(self, ptype: int) -> Handler:
+        """WORK_DATA and WORK_WARNING: same layout, forwarded to the job's clients as received."""
+
+        def forward(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+            job = peer.assigned.get(args[0])
+            if job is None:
+                self._send(peer, replies.NOT_FOUND_DATA)
+                return
+            self._forward(job, encode(ptype, *args))
+
+        return forward
