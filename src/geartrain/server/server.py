@@ -32,6 +32,7 @@ class GearmanServer:
         self.admin = AdminCommands(self.engine)
         self.connections: dict[int, GearmanConnection] = {}
         self.sockets: list[socket.socket] = []
+        self.addresses: list[tuple[str, int]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -55,13 +56,14 @@ class GearmanServer:
             )
             self._servers.append(server)
             self.sockets.extend(server.sockets)
-        for sock in self.sockets:
-            log.info("listening on %s", sock.getsockname()[:2])
+        self.addresses = [sock.getsockname()[:2] for sock in self.sockets]
+        for address in self.addresses:
+            log.info("listening on %s", address)
 
     @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
-        return int(self.sockets[0].getsockname()[1])
+        return int(self.addresses[0][1])
 
     async def serve(self) -> None:
         """Run until stopped (admin `shutdown`, a signal, or :meth:`stop`)."""
