@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from geartrain.cli.server_args import build_parser, config_from_args, parse_args, print_version
+from geartrain.cli.store_args import store_from_args
+from geartrain.errors import GearmanError
 from geartrain.server.config import ServerConfig
 from geartrain.server.server import run_server
 
@@ -85,6 +87,11 @@ def run(argv: Sequence[str], prog: str, *, gearmand_defaults: bool) -> int:
     if args.daemon:
         daemonize()
     config = config_from_args(args, gearmand_defaults=gearmand_defaults)  # after fork: getpid is ours
+    try:
+        store = store_from_args(args, gearmand_defaults=gearmand_defaults)
+    except GearmanError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     if args.check_args:
         return 0
     if args.file_descriptors > 0:
@@ -94,7 +101,9 @@ def run(argv: Sequence[str], prog: str, *, gearmand_defaults: bool) -> int:
     reopen_log = setup_logging(config)
     if args.user:
         switch_user(args.user)
-    return run_server(config, reopen_log)
+    if store is not None:
+        logging.getLogger("geartrain.store").info("queue store: %s", store.description)
+    return run_server(config, reopen_log, store, store_on_shutdown=args.store_queue_on_shutdown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

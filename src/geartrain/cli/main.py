@@ -22,14 +22,6 @@ Run 'geartrain COMMAND --help' for a command's options.
 def _server(argv: list[str]) -> int:
     from geartrain.cli.gearmand import run
 
-    # `--store memory` is the only store this build has; accept it so scripts can be explicit.
-    if "--store" in argv:
-        index = argv.index("--store")
-        store = argv[index + 1] if index + 1 < len(argv) else ""
-        if store != "memory":
-            print(f"geartrain server: store {store!r} is not available (use: memory)", file=sys.stderr)
-            return 2
-        del argv[index : index + 2]
     return run(argv, "geartrain server", gearmand_defaults=False)
 
 

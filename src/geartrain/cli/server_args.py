@@ -14,13 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from geartrain import __version__
+from geartrain.cli.store_args import add_store_arguments
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.server.config import DEFAULT_PORT, KeepaliveConfig, ServerConfig
 from geartrain.server.core.config import VERBOSE_LEVELS, EngineConfig
 
 COMPATIBLE_VERSION = "1.1.20"
 ENV_PREFIX = "GEARTRAIN_"
-QUEUE_TYPES = ("builtin",)
 
 
 def _byte_size(text: str) -> int:
@@ -119,13 +119,8 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
         default=991,
         help="bucket count of gearmand's hash tables; only changes the row order of admin listings",
     )
-    jobs.add_argument(
-        "-q",
-        "--queue-type",
-        default="builtin",
-        type=str.lower,
-        help="persistent queue; builtin keeps jobs in memory",
-    )
+
+    add_store_arguments(parser, gearmand_defaults=gearmand_defaults)
 
     proc = parser.add_argument_group("process")
     proc.add_argument("-l", "--log-file", default="stderr", help="log destination: a file path, 'stderr', or 'none'")
@@ -199,8 +194,6 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
 
 def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> ServerConfig:
     """Validate the flags and build the frozen configuration."""
-    if args.queue_type not in QUEUE_TYPES:
-        raise SystemExit(f"error: queue type {args.queue_type!r} is not supported by this build (use: builtin)")
     hosts = tuple(args.listen) if args.listen else (("",) if gearmand_defaults else ("127.0.0.1",))
     prefix = args.job_handle_prefix
     handle_prefix = prefix.encode() if prefix else b"H:" + socket.gethostname().encode()

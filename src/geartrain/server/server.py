@@ -10,11 +10,14 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from geartrain.server.config import ServerConfig
 from geartrain.server.connection import GearmanConnection
 from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.engine import Engine
+from geartrain.server.persistence import Persistence
+from geartrain.store.base import QueueStore
 
 log = logging.getLogger("geartrain.server")
 
@@ -26,9 +29,17 @@ class GearmanServer:
     queued, once per touched connection, and re-arms the timer for the engine's next deadline.
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(
+        self, config: ServerConfig, store: QueueStore | None = None, *, store_on_shutdown: bool = False
+    ) -> None:
+        # With store_on_shutdown (gearmand's --store-queue-on-shutdown) the store is read at start and written at
+        # stop only: jobs are acknowledged at once, and a crash loses the queue.
+        self.store_on_shutdown = store_on_shutdown
+        if store is not None and not store_on_shutdown and not config.engine.persistent:
+            config = replace(config, engine=replace(config.engine, persistent=True))
         self.config = config
         self.engine = Engine(config.engine)
+        self.persistence = Persistence(store, self.engine, self.after_input) if store is not None else None
         self.admin = AdminCommands(self.engine)
         self.connections: dict[int, GearmanConnection] = {}
         self.sockets: list[socket.socket] = []
@@ -46,6 +57,8 @@ class GearmanServer:
         """Open the listening sockets (port 0 picks a free port; see :attr:`port`)."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        if self.persistence is not None:
+            self.persistence.replay(keep=not self.store_on_shutdown)  # the queue is back before the port opens
         for host in self.config.hosts:
             server = await self._loop.create_server(
                 lambda: GearmanConnection(self),
@@ -95,12 +108,19 @@ class GearmanServer:
     async def _close(self) -> None:
         for server in self._servers:
             server.close()
+        if self.persistence is not None:
+            if self.store_on_shutdown:
+                await self.persistence.write_queue()
+            await self.persistence.flush()  # what was recorded reaches the store before connections go
+            self.after_input()
         for connection in list(self.connections.values()):
             connection.abort()
         for server in self._servers:
             await server.wait_closed()
         if self._timer is not None:
             self._timer.cancel()
+        if self.persistence is not None:
+            self.persistence.close()
 
     def install_signal_handlers(self, reopen_log: Callable[[], None] | None = None) -> None:
         """TERM/INT stop, USR1 drains gracefully, HUP reopens the log file."""
@@ -123,10 +143,14 @@ class GearmanServer:
                 connection = connections.get(peer.id)
                 if connection is None or not peer.outbox:
                     continue
-                connection.write(peer.take_output())
-                if peer.close_after_flush:
+                data = peer.take_output()
+                if data:
+                    connection.write(data)
+                if peer.close_after_flush and not peer.outbox:
                     connection.close()
             dirty.clear()
+        if self.persistence is not None:
+            self.persistence.kick()
         deadline = engine.next_deadline()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
             self._arm_timer(deadline)
@@ -184,10 +208,16 @@ def new_event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run_server(config: ServerConfig, reopen_log: Callable[[], None] | None = None) -> int:
+def run_server(
+    config: ServerConfig,
+    reopen_log: Callable[[], None] | None = None,
+    store: QueueStore | None = None,
+    *,
+    store_on_shutdown: bool = False,
+) -> int:
     """Run a server in this process until it stops; returns the exit status."""
     loop = new_event_loop(config.use_uvloop)
-    server = GearmanServer(config)
+    server = GearmanServer(config, store, store_on_shutdown=store_on_shutdown)
 
     async def main() -> None:
         await server.start()

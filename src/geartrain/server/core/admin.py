@@ -111,7 +111,7 @@ class AdminCommands:
 
     def _show_jobs(self, peer: Peer, command: AdminCommand) -> bytes:
         rows: list[tuple[bytes | int, ...]] = [
-            (job.handle, job.retries, int(job.ignore), int(job.stored)) for job in self.jobs_in_order()
+            (job.handle, job.retries, int(job.ignore), int(job.store_key is not None)) for job in self.jobs_in_order()
         ]
         return format_table(rows)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
+from geartrain.server.core.durable import DurableRules
 from geartrain.server.core.jobs import MAX_UNIQUE_SIZE, UNIQUE_BY_PAYLOAD, Job, atoi
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES
-from geartrain.server.core.state import EngineState, Handler
+from geartrain.server.core.state import Handler
 
 P = PacketType
 HIGH, NORMAL, LOW = PRIORITIES
@@ -24,7 +25,7 @@ SUBMIT_KINDS: dict[int, tuple[int, bool]] = {
 }
 
 
-class ClientRules(EngineState):
+class ClientRules(DurableRules):
     """Handlers for the packets clients send."""
 
     # ------------------------------------------------------------------ submitting
@@ -92,17 +93,26 @@ class ClientRules(EngineState):
         if not background:
             job.clients.append(peer)
             peer.waiting.add(job)
+        elif self.config.persistent:
+            self._store_new(peer, job)  # queued and acknowledged once the store holds it
+            return job
         self._send(peer, replies.job_created(handle))
         self._enqueue(job, now)
         return job
 
     def _coalesce(self, peer: Peer, job: Job, background: bool) -> None:
-        if background:
-            # A background submit makes the job wanted whatever happens to foreground clients.
-            job.background = True
-        else:
+        if not background:
             job.clients.append(peer)
             peer.waiting.add(job)
+        elif not job.background:
+            # A background submit makes the job wanted whatever happens to its foreground clients.
+            job.background = True
+            if self.config.persistent:
+                self._store_attached(peer, job)
+                return
+        if job.acks is not None:
+            self._pending_ack(peer, job)  # the store does not hold the job yet
+            return
         self._send(peer, replies.job_created(job.handle))
 
     # ------------------------------------------------------------------ status, echo, options

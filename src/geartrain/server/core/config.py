@@ -17,7 +17,8 @@ class EngineConfig:
     of its list. ``global_priority``: serve a worker's highest-priority job across all its functions (gearmand
     2.0) instead of per function in registration order (1.1.20). ``exceptions``: forward WORK_EXCEPTION to every
     client, not only to those that asked with OPTION_REQ. ``min_worker_timeout``: CAN_DO_TIMEOUT values below
-    this many seconds are raised to it, as gearmand raises 1-999 ms to one second.
+    this many seconds are raised to it, as gearmand raises 1-999 ms to one second. ``persistent``: background jobs
+    go to a store and are acknowledged once it holds them.
     """
 
     handle_prefix: bytes = b"H:localhost"
@@ -31,3 +32,4 @@ class EngineConfig:
     pid: int = 0
     hashtable_buckets: int = 991
     min_worker_timeout: float = 1.0
+    persistent: bool = False

@@ -43,6 +43,7 @@ class Engine(WorkerRules, ClientRules):
             return
         peer.closed = True
         peer.outbox.clear()
+        peer.unresolved = 0
         self.peers.pop(peer.id, None)
         for job in list(peer.assigned.values()):
             self._requeue(job, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from geartrain.server.core.peers import Peer
+    from geartrain.server.core.peers import Peer, PendingAck
     from geartrain.server.core.queues import Function
 
 # gearmand's buffer for a unique id holds 64 bytes; 1.1.20 silently truncates a 64-byte unique to 63 (a defect we
@@ -21,9 +21,12 @@ class Job:
     ``clients`` lists the foreground connections waiting for its result (a connection appears once per submit
     that attached it). ``ignore`` marks a job nobody wants any more (cancelled, or its last foreground client
     left): it is skipped and freed when a worker reaches it, and a running one may still finish silently.
+    A background job of a persistent server is *pending* (``acks`` is a list) from its submit until the store's
+    transaction ends: indexed for coalescing, but in no queue.
     """
 
     __slots__ = (
+        "acks",
         "background",
         "clients",
         "created",
@@ -36,7 +39,7 @@ class Job:
         "priority",
         "reducer",
         "retries",
-        "stored",
+        "store_key",
         "unique",
         "when",
         "worker",
@@ -69,7 +72,8 @@ class Job:
         self.numerator = 0
         self.denominator = 0
         self.ignore = False
-        self.stored = False
+        self.store_key: bytes | None = None  # set while the job is (being) stored
+        self.acks: list[PendingAck] | None = None  # JOB_CREATEDs waiting for the store; None once it holds the job
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} prio={self.priority} retries={self.retries}>"

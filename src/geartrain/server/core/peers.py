@@ -9,6 +9,19 @@ if TYPE_CHECKING:
     from geartrain.server.core.queues import Function
 
 
+class PendingAck:
+    """A JOB_CREATED that may only be sent once the store holds the job: a placeholder in the peer's outbox.
+
+    ``data`` stays ``None`` until the store's transaction ends; then it is the JOB_CREATED or the ERROR to send.
+    """
+
+    __slots__ = ("data", "peer")
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.data: bytes | None = None
+
+
 class Peer:
     """Per-connection state. The transport owns the socket; the engine only appends bytes to ``outbox``.
 
@@ -30,6 +43,7 @@ class Peer:
         "outbox",
         "sleeping",
         "timeouts",
+        "unresolved",
         "waiting",
         "woken",
     )
@@ -46,16 +60,38 @@ class Peer:
         self.sleeping = False
         self.woken = False
         self.exceptions = False
-        self.outbox: list[bytes] = []
+        self.outbox: list[bytes | PendingAck] = []
+        self.unresolved = 0  # PendingAcks in the outbox whose data is not known yet
         self.closed = False
         self.close_after_flush = False
 
     def take_output(self) -> bytes:
-        """Everything queued for this connection since the last call, as one buffer."""
+        """Everything queued for this connection that may be sent now, as one buffer.
+
+        Output behind a JOB_CREATED still waiting for the store stays queued, so replies keep request order.
+        """
         outbox = self.outbox
-        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        if self.unresolved:
+            return self._take_resolved()
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)  # type: ignore[arg-type]
         outbox.clear()
-        return data
+        return data  # type: ignore[return-value]
+
+    def _take_resolved(self) -> bytes:
+        outbox = self.outbox
+        ready: list[bytes] = []
+        taken = 0
+        for item in outbox:
+            if isinstance(item, PendingAck):
+                if item.data is None:
+                    break
+                ready.append(item.data)
+                self.unresolved -= 1
+            else:
+                ready.append(item)
+            taken += 1
+        del outbox[:taken]
+        return b"".join(ready)
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} fd={self.fd} {self.address}>"

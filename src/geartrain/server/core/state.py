@@ -18,6 +18,7 @@ from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import Function
+from geartrain.store.base import Removal, StoredJob
 
 log = logging.getLogger("geartrain.engine")
 
@@ -40,6 +41,10 @@ class EngineState:
         self._seq = 0  # tie-breaker for timer heaps and creation order of functions
         self._epoch_heap: list[tuple[int, int, Job]] = []
         self._timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
+        # Store operations of the current loop turn (see geartrain.server.core.durable).
+        self.store_adds: list[StoredJob] = []
+        self.store_removes: list[Removal] = []
+        self.store_jobs: list[tuple[Job, bool]] = []
 
     # ------------------------------------------------------------------ output
 
@@ -115,6 +120,7 @@ class EngineState:
         function = job.function
         function.total -= 1
         self._unindex(job)
+        self._unstore(job)
         for client in job.clients:
             client.waiting.discard(job)
         job.clients = []
@@ -130,10 +136,16 @@ class EngineState:
         if index.get(key) is job:
             del index[key]
 
+    def _unstore(self, job: Job) -> None:
+        if job.store_key is not None:
+            self.store_removes.append(Removal(job.store_key, job.function.name))
+            job.store_key = None
+
     def _abandon(self, job: Job) -> None:
         """Nobody wants the job any more: a queued one is skipped later, a running one may still finish."""
         job.ignore = True
         self._unindex(job)
+        self._unstore(job)
 
     def cancel(self, handle: bytes) -> bool:
         """Admin `cancel job`: its foreground clients get WORK_FAIL; ``False`` if there is no such job."""

@@ -1,0 +1,138 @@
+"""Durable background jobs: acknowledged only once the store holds them.
+
+On a persistent server a background submit creates a *pending* job: indexed (so equal submits coalesce onto it) but
+in no queue, with a :class:`PendingAck` in the submitter's outbox where its JOB_CREATED belongs. The transport takes
+the turn's store operations with :meth:`DurableRules.take_store_batch`, applies them in one transaction, and reports
+back with :meth:`DurableRules.store_committed` (acks become JOB_CREATED, jobs are queued) or
+:meth:`DurableRules.store_failed` (acks become ERROR QUEUE_ERROR, the jobs vanish). The engine stays pure: it only
+records what to store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from geartrain.server.core import replies
+from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
+from geartrain.server.core.peers import Peer, PendingAck
+from geartrain.server.core.state import EngineState, log
+from geartrain.store.base import Removal, StoredJob, storage_key
+
+
+@dataclass(slots=True)
+class StoreBatch:
+    """One transaction's worth of store operations, and the jobs waiting for it."""
+
+    adds: list[StoredJob] = field(default_factory=list)
+    removes: list[Removal] = field(default_factory=list)
+    jobs: list[tuple[Job, bool]] = field(default_factory=list)  # (job, fresh): fresh jobs are in no queue yet
+
+    def __bool__(self) -> bool:
+        return bool(self.adds or self.removes)
+
+
+class DurableRules(EngineState):
+    """Store bookkeeping for background jobs."""
+
+    def _store_new(self, peer: Peer, job: Job) -> None:
+        """Record a new background job for the store; its JOB_CREATED waits for the transaction."""
+        job.acks = []
+        self._record_add(job, fresh=True)
+        self._pending_ack(peer, job)
+
+    def _store_attached(self, peer: Peer, job: Job) -> None:
+        """A background submit coalesced onto a job the store does not hold yet (a foreground one)."""
+        if job.acks is None:
+            job.acks = []
+            self._record_add(job, fresh=False)
+        self._pending_ack(peer, job)
+
+    def _record_add(self, job: Job, fresh: bool) -> None:
+        job.store_key = storage_key(job.unique)
+        self.store_adds.append(
+            StoredJob(job.store_key, job.function.name, job.unique, job.priority, job.data, job.when, job.reducer)
+        )
+        self.store_jobs.append((job, fresh))
+
+    def _pending_ack(self, peer: Peer, job: Job) -> None:
+        ack = PendingAck(peer)
+        assert job.acks is not None
+        job.acks.append(ack)
+        if peer.closed:
+            return
+        if not peer.outbox:
+            self.dirty.append(peer)
+        peer.outbox.append(ack)
+        peer.unresolved += 1
+
+    def take_store_batch(self) -> StoreBatch | None:
+        """The store operations recorded since the last call, or ``None`` if there are none."""
+        if not self.store_adds and not self.store_removes:
+            return None
+        batch = StoreBatch(self.store_adds, self.store_removes, self.store_jobs)
+        self.store_adds, self.store_removes, self.store_jobs = [], [], []
+        return batch
+
+    def store_committed(self, batch: StoreBatch, now: float) -> None:
+        """The store holds the batch: acknowledge its jobs and let workers have them."""
+        for job, fresh in batch.jobs:
+            acks, job.acks = job.acks, None
+            created = replies.job_created(job.handle)
+            for ack in acks or ():
+                self._resolve(ack, created)
+            if not fresh or job.handle not in self.jobs:
+                continue  # a foreground job turned background is already queued or running
+            if job.ignore:
+                self._free(job)  # cancelled while being stored
+            else:
+                self._enqueue(job, now)
+
+    def store_failed(self, batch: StoreBatch, reason: str) -> None:
+        """The store refused the batch: its submits get QUEUE_ERROR and its new jobs are forgotten."""
+        error = replies.error_packet("QUEUE_ERROR", f"Job not stored: {reason}")
+        for job, fresh in batch.jobs:
+            acks, job.acks = job.acks, None
+            job.store_key = None
+            for ack in acks or ():
+                self._resolve(ack, error)
+                ack.peer.waiting.discard(job)
+                job.clients = [client for client in job.clients if client is not ack.peer]
+            if fresh:
+                job.clients = []
+                self._free(job)
+
+    def _resolve(self, ack: PendingAck, data: bytes) -> None:
+        ack.data = data
+        peer = ack.peer
+        if not peer.closed:
+            self.dirty.append(peer)
+
+    def restore(self, stored: StoredJob, now: float) -> Job:
+        """Queue a job replayed from the store at start-up (it gets a new handle, as in gearmand)."""
+        function = self.function(stored.function)
+        job = Job(
+            self._new_handle(),
+            function,
+            stored.unique,
+            stored.data,
+            stored.priority,
+            True,
+            stored.when,
+            stored.reducer,
+            now,
+        )
+        job.store_key = stored.key
+        self.jobs[job.handle] = job
+        function.total += 1
+        if stored.unique:
+            index, key = (
+                (function.by_payload, stored.data)
+                if stored.unique == UNIQUE_BY_PAYLOAD
+                else (function.by_unique, stored.unique)
+            )
+            if key in index:
+                log.warning("stored job %s duplicates unique %r; keeping both", stored.key, stored.unique)
+            else:
+                index[key] = job
+        self._enqueue(job, now)
+        return job

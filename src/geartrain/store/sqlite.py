@@ -1,0 +1,123 @@
+"""SQLite store (standard library): the embedded default, on gearmand's ``libsqlite3`` table.
+
+The table is gearmand's (``unique_key, function_name, priority, data, when_to_run``, primary key on the first two),
+so a queue the C server wrote is taken over as it is; geartrain adds a ``reducer`` column when it is missing (gearmand
+ignores it). WAL mode; ``sync`` is SQLite's ``synchronous`` setting (``full`` syncs the WAL at every commit, so an
+acknowledged job survives a power cut; ``normal`` survives a crash of the process; ``off`` leaves it to the OS).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
+
+SYNC_MODES = ("full", "normal", "off")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def quote_identifier(name: str) -> str:
+    """A table name checked to be a plain identifier, double-quoted (names cannot be query parameters)."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise StoreError(f"invalid table name {name!r}: use letters, digits and underscores")
+    return f'"{name}"'
+
+
+def to_text(value: bytes) -> str | bytes:
+    """gearmand's text columns: UTF-8 stays text; other bytes are stored as a BLOB and come back unchanged."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def from_text(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+class SQLiteStore:
+    """One SQLite database file; one connection, used by one thread at a time."""
+
+    def __init__(self, path: str | Path, table: str = "gearman_queue", sync: str = "full") -> None:
+        if sync not in SYNC_MODES:
+            raise StoreError(f"invalid sync mode {sync!r} (choose from {', '.join(SYNC_MODES)})")
+        self.path = Path(path)
+        self.table = quote_identifier(table)
+        self.sync = sync
+        self.description = f"sqlite://{self.path}"
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        self.close()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=6.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.sync.upper()}")
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (unique_key TEXT, function_name TEXT, priority INTEGER, "
+                "data BLOB, when_to_run INTEGER, PRIMARY KEY (unique_key, function_name))"
+            )
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({self.table})")}
+            if "when_to_run" not in columns:  # tables of gearmand before 0.23
+                db.execute(f"ALTER TABLE {self.table} ADD COLUMN when_to_run INTEGER")
+            if "reducer" not in columns:
+                db.execute(f"ALTER TABLE {self.table} ADD COLUMN reducer BLOB")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        self._db = db
+
+    def load(self) -> Iterator[StoredJob]:
+        cursor = self._connection().execute(
+            f"SELECT unique_key, function_name, priority, data, when_to_run, reducer FROM {self.table} ORDER BY rowid"
+        )
+        while rows := cursor.fetchmany(10_000):
+            for key, function, priority, data, when, reducer in rows:
+                key_bytes = from_text(key or "")
+                yield StoredJob(
+                    key_bytes,
+                    from_text(function),
+                    unique_from_key(key_bytes),
+                    int(priority if priority is not None else 1),
+                    bytes(data or b""),
+                    int(when or 0),
+                    None if reducer is None else bytes(reducer),
+                )
+
+    def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if adds:
+                db.executemany(
+                    f"INSERT OR REPLACE INTO {self.table} "
+                    "(unique_key, function_name, priority, data, when_to_run, reducer) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(to_text(j.key), to_text(j.function), j.priority, j.data, j.when, j.reducer) for j in adds],
+                )
+            if removes:
+                db.executemany(
+                    f"DELETE FROM {self.table} WHERE unique_key = ? AND function_name = ?",
+                    [(to_text(r.key), to_text(r.function)) for r in removes],
+                )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+
+    def truncate(self) -> None:
+        """Delete every record (``--store-queue-on-shutdown`` rewrites the queue at each stop)."""
+        self._connection().execute(f"DELETE FROM {self.table}")
+
+    def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreUnavailable(f"{self.description}: not open")
+        return self._db

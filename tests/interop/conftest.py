@@ -1,0 +1,21 @@
+"""Fixtures for the interop tests (the `gearman_server` fixture itself lives in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from programs import Children
+
+
+@pytest.fixture
+def children(tmp_path: Path) -> Iterator[Children]:
+    """Starts background programs (workers, clients) and stops any still running after the test."""
+    workdir = tmp_path / "children"
+    workdir.mkdir()
+    group = Children(workdir)
+    try:
+        yield group
+    finally:
+        group.stop_all()
