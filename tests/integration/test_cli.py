@@ -83,7 +83,7 @@ def test_bad_verbose_level_is_an_error() -> None:
 def test_unsupported_store_is_a_clear_error() -> None:
     result = _run([*GEARTRAIN, "server", "--store", "nosuch://x", "--port", "0"])
     assert result.returncode == 2
-    assert "not available" in result.stderr
+    assert "unknown store" in result.stderr
 
 
 def test_pid_file_written_and_removed_and_term_exits_zero(processes: list[Process], tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ class StoreBatch:
     adds: list[StoredJob] = field(default_factory=list)
     removes: list[Removal] = field(default_factory=list)
     jobs: list[tuple[Job, bool]] = field(default_factory=list)  # (job, fresh): fresh jobs are in no queue yet
+    barriers: list[PendingAck] = field(default_factory=list)  # worker replies held until the batch is applied
 
     def __bool__(self) -> bool:
         return bool(self.adds or self.removes)
@@ -69,12 +70,13 @@ class DurableRules(EngineState):
         """The store operations recorded since the last call, or ``None`` if there are none."""
         if not self.store_adds and not self.store_removes:
             return None
-        batch = StoreBatch(self.store_adds, self.store_removes, self.store_jobs)
-        self.store_adds, self.store_removes, self.store_jobs = [], [], []
+        batch = StoreBatch(self.store_adds, self.store_removes, self.store_jobs, self.store_barriers)
+        self.store_adds, self.store_removes, self.store_jobs, self.store_barriers = [], [], [], []
         return batch
 
     def store_committed(self, batch: StoreBatch, now: float) -> None:
         """The store holds the batch: acknowledge its jobs and let workers have them."""
+        self._release(batch)
         for job, fresh in batch.jobs:
             acks, job.acks = job.acks, None
             created = replies.job_created(job.handle)
@@ -90,6 +92,7 @@ class DurableRules(EngineState):
     def store_failed(self, batch: StoreBatch, reason: str) -> None:
         """The store refused the batch: its submits get QUEUE_ERROR and its new jobs are forgotten."""
         error = replies.error_packet("QUEUE_ERROR", f"Job not stored: {reason}")
+        self._release(batch)  # removals are retried by the transport; the workers need not wait for that
         for job, fresh in batch.jobs:
             acks, job.acks = job.acks, None
             job.store_key = None
@@ -100,6 +103,10 @@ class DurableRules(EngineState):
             if fresh:
                 job.clients = []
                 self._free(job)
+
+    def _release(self, batch: StoreBatch) -> None:
+        for barrier in batch.barriers:
+            self._resolve(barrier, b"")
 
     def _resolve(self, ack: PendingAck, data: bytes) -> None:
         ack.data = data

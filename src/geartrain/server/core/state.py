@@ -16,7 +16,7 @@ from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
-from geartrain.server.core.peers import Peer
+from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
 from geartrain.store.base import Removal, StoredJob
 
@@ -45,6 +45,7 @@ class EngineState:
         self.store_adds: list[StoredJob] = []
         self.store_removes: list[Removal] = []
         self.store_jobs: list[tuple[Job, bool]] = []
+        self.store_barriers: list[PendingAck] = []
 
     # ------------------------------------------------------------------ output
 
@@ -111,7 +112,24 @@ class EngineState:
             worker.assigned.pop(job.handle, None)
             job.worker = None
             job.function.running -= 1
+            if job.store_key is not None and self.config.persistent:
+                self._barrier(worker)
         self._free(job)
+
+    def _barrier(self, peer: Peer) -> None:
+        """Hold ``peer``'s next replies until the store has applied what is recorded now.
+
+        After a stored job's result, a worker's next reply (to its next GRAB) tells it the job is gone from the
+        store: a job it saw finish that way never runs again after a crash.
+        """
+        if peer.closed:
+            return
+        barrier = PendingAck(peer)
+        if not peer.outbox:
+            self.dirty.append(peer)
+        peer.outbox.append(barrier)
+        peer.unresolved += 1
+        self.store_barriers.append(barrier)
 
     def _free(self, job: Job) -> None:
         """Forget a job that is in no queue and on no worker."""
