@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import GearmanSocket, admin_raw, free_port, wait_until
 
 from geartrain.protocol.packets import PacketType as P
+from servers import GearmanSocket, admin_raw, free_port, wait_until
 
 GEARMAND = [sys.executable, "-c", "import sys; from geartrain.cli.gearmand import main; sys.exit(main())"]
 GEARTRAIN = [sys.executable, "-m", "geartrain"]
@@ -62,9 +62,24 @@ def processes() -> Iterator[list[Process]]:
 def test_help_lists_every_gearmand_flag() -> None:
     result = _run([*GEARMAND, "--help"])
     assert result.returncode == 0
-    for flag in ("--port", "--listen", "--job-retries", "--round-robin", "--worker-wakeup", "--job-handle-prefix",
-                 "--log-file", "--pid-file", "--daemon", "--verbose", "--keepalive", "--keepalive-idle", "--backlog",
-                 "--threads", "--max-packet-size", "--global-priority"):
+    for flag in (
+        "--port",
+        "--listen",
+        "--job-retries",
+        "--round-robin",
+        "--worker-wakeup",
+        "--job-handle-prefix",
+        "--log-file",
+        "--pid-file",
+        "--daemon",
+        "--verbose",
+        "--keepalive",
+        "--keepalive-idle",
+        "--backlog",
+        "--threads",
+        "--max-packet-size",
+        "--global-priority",
+    ):
         assert flag in result.stdout, flag
 
 

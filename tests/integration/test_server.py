@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import InProcessServer, make_config
-from servers import GearmanSocket, admin_raw, wait_until
 
+from conftest import InProcessServer, make_config
 from geartrain.protocol.packets import PacketType
 from geartrain.server.config import ServerConfig
+from servers import GearmanSocket, admin_raw, wait_until
 
 P = PacketType
 
