@@ -65,7 +65,7 @@ def test_job_created_waits_for_the_store_and_keeps_reply_order(
         store.gate.set()
         assert client.expect(P.JOB_CREATED).body.startswith(b"H:test:")
         assert client.expect(P.ECHO_RES).body == b"after"
-        assert list(store.records.values())[0].data == b"data"
+        assert [job.data for job in store.records.values()] == [b"data"]
 
 
 def test_group_commit_uses_few_transactions(start_with_store: Callable[..., InProcessServer]) -> None:
