@@ -8,22 +8,19 @@ acknowledged job survives a power cut; ``normal`` survives a crash of the proces
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
+from geartrain.store.common import check_identifier
 
 SYNC_MODES = ("full", "normal", "off")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def quote_identifier(name: str) -> str:
     """A table name checked to be a plain identifier, double-quoted (names cannot be query parameters)."""
-    if not _IDENTIFIER.fullmatch(name):
-        raise StoreError(f"invalid table name {name!r}: use letters, digits and underscores")
-    return f'"{name}"'
+    return f'"{check_identifier(name)}"'
 
 
 def to_text(value: bytes) -> str | bytes:
@@ -103,10 +100,16 @@ class SQLiteStore:
                     [(to_text(r.key), to_text(r.function)) for r in removes],
                 )
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
+            # Whatever failed (a value SQLite cannot hold raises OverflowError, not sqlite3.Error), the
+            # transaction must not stay open, or every later BEGIN would fail.
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"{self.description}: {exc}") from exc
+            if isinstance(exc, OverflowError | ValueError | TypeError):
+                raise StoreError(f"{self.description}: {exc}") from exc
+            raise
 
     def truncate(self) -> None:
         """Delete every record (``--store-queue-on-shutdown`` rewrites the queue at each stop)."""

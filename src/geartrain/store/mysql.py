@@ -1,0 +1,198 @@
+"""MySQL / MariaDB store (PyMySQL, pure Python), on gearmand's ``-q MySQL`` table.
+
+The table is gearmand's (``unique_key VARCHAR(64), function_name VARCHAR(255), priority INT, data LONGBLOB,
+when_to_run INT``, unique key on the first two), so the C server's queue is taken over as it is and gearmand can read
+ours back: it selects its five columns by name, and the two columns geartrain adds do not disturb it:
+
+* ``reducer LONGBLOB NULL`` (gearmand drops a reduce job's reducer; we keep it);
+* ``seq BIGINT NOT NULL AUTO_INCREMENT`` with a unique key of its own: :meth:`MySQLStore.load` replays
+  ``ORDER BY seq``, i.e. in submission order. Rows that exist when the column is added are numbered in table order,
+  which for gearmand's table (no primary key, so InnoDB's hidden row id) is insertion order. A re-add of a stored key
+  takes a new ``seq`` (``seq = VALUES(seq)`` in ``ON DUPLICATE KEY UPDATE`` is the freshly generated value), so it
+  counts as the later submission, as in the other stores.
+
+Names and keys: the connection speaks utf8mb4 and names go through :mod:`geartrain.store.textcodec` (UTF-8 names
+unchanged, other bytes escaped one character per byte). The key columns get a binary, no-pad collation
+(``utf8mb4_nopad_bin`` on MariaDB, ``utf8mb4_0900_bin`` on MySQL 8, else ``utf8mb4_bin``): gearmand's default
+``*_general_ci`` would make ``Resize`` and ``resize`` (or ``e`` and ``é``, or ``f`` and ``f ``) one key, so a
+re-add or a delete would hit another function's job. An existing utf8mb4 table is switched to that collation when
+opened (same characters, same widths: gearmand does not notice); a table in another character set is left alone and
+then holds only names that character set can represent. The session runs in strict mode, so a value too long for
+its column is an error (the batch is refused) rather than silently truncated.
+
+Data is sent as ``_binary`` literals (binary-safe, never charset-converted). PyMySQL has no server-side prepared
+statements; it escapes parameters itself, and its ``executemany`` packs the rows into multi-row INSERTs of about
+1 MB each (below every server's default ``max_allowed_packet``). One job's data must stay under half the server's
+``max_allowed_packet`` (escaping may double it; 16 MiB by default on MariaDB, so 8 MiB), as gearmand needs too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from geartrain.store.base import Removal, StoredJob, StoreUnavailable, unique_from_key
+from geartrain.store.common import check_identifier, chunks, latest_adds, require_driver, translate_errors
+from geartrain.store.textcodec import bytes_to_text, text_to_bytes
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from pymysql.connections import Connection
+
+COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")  # the first one the server has wins
+KEY_COLUMNS = (("unique_key", 64), ("function_name", 255))  # gearmand's widths
+DELETE_CHUNK = 1000  # (key, function) pairs per DELETE statement
+CONNECT_TIMEOUT = 10
+IO_TIMEOUT = 120  # seconds a read or write may block before the connection counts as lost
+
+
+class MySQLStore:
+    """One MySQL or MariaDB table; one connection, used by one thread at a time."""
+
+    def __init__(
+        self, host: str, port: int, user: str, password: str, database: str, table: str = "gearman_queue"
+    ) -> None:
+        require_driver("pymysql", "mysql")
+        self.host, self.port, self.user, self.password, self.database = host, port, user, password, database
+        self.table_name = check_identifier(table)
+        self.table = f"`{table}`"
+        self.description = f"mysql://{user}@{host}:{port}/{database}?table={table}"
+        self._conn: Connection[Any] | None = None
+
+    def open(self) -> None:
+        import pymysql
+
+        self.close()
+        with self._errors():
+            conn = pymysql.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                database=self.database,
+                charset="utf8mb4",
+                binary_prefix=True,  # bytes go as _binary'...': the payload is never charset-converted
+                autocommit=True,  # apply() opens its own transaction; a read sees the latest commit
+                sql_mode="STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION",  # too long or out of range is an error
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=IO_TIMEOUT,
+                write_timeout=IO_TIMEOUT,
+            )
+        self._conn = conn
+        try:
+            with self._errors():
+                self._upgrade_table(conn)
+        except BaseException:
+            self.close()
+            raise
+
+    def _upgrade_table(self, conn: Connection[Any]) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COLLATION_NAME FROM information_schema.COLLATIONS")
+            available = {row[0] for row in cur.fetchall()}
+            collation = next((name for name in COLLATIONS if name in available), "utf8mb4_bin")
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                f"unique_key VARCHAR(64) CHARACTER SET utf8mb4 COLLATE {collation}, "
+                f"function_name VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {collation}, "
+                "priority INT, data LONGBLOB, when_to_run INT, UNIQUE KEY (unique_key, function_name))"
+            )
+            cur.execute(
+                "SELECT LOWER(COLUMN_NAME), CHARACTER_SET_NAME, COLLATION_NAME, CHARACTER_MAXIMUM_LENGTH "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (self.table_name,),
+            )
+            columns = {row[0]: row for row in cur.fetchall()}
+            changes = []
+            for name, default_width in KEY_COLUMNS:
+                _, charset, current, width = columns.get(name, (name, None, None, None))
+                if charset == "utf8mb4" and current != collation:  # same characters, only comparison changes
+                    width = int(width or default_width)
+                    changes.append(f"MODIFY {name} VARCHAR({width}) CHARACTER SET utf8mb4 COLLATE {collation}")
+            if "when_to_run" not in columns:  # tables of gearmand before 0.23
+                changes.append("ADD COLUMN when_to_run INT")
+            if "reducer" not in columns:
+                changes.append("ADD COLUMN reducer LONGBLOB NULL")
+            if "seq" not in columns:
+                changes.append("ADD COLUMN seq BIGINT NOT NULL AUTO_INCREMENT, ADD UNIQUE KEY seq (seq)")
+            if changes:
+                cur.execute(f"ALTER TABLE {self.table} " + ", ".join(changes))
+
+    def load(self) -> Iterator[StoredJob]:
+        import pymysql.cursors
+
+        conn = self._connection()
+        with self._errors(), conn.cursor(pymysql.cursors.SSCursor) as cur:  # streams: a big queue is not buffered
+            cur.execute(
+                f"SELECT unique_key, function_name, priority, data, when_to_run, reducer FROM {self.table} ORDER BY seq"
+            )
+            while rows := cur.fetchmany(1000):
+                for key, function, priority, data, when, reducer in rows:
+                    key_bytes = text_to_bytes(key or "")
+                    yield StoredJob(
+                        key_bytes,
+                        text_to_bytes(function or ""),
+                        unique_from_key(key_bytes),
+                        int(priority if priority is not None else 1),
+                        bytes(data or b""),
+                        int(when or 0),
+                        None if reducer is None else bytes(reducer),
+                    )
+
+    def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        conn = self._connection()
+        adds = latest_adds(adds)
+        with self._errors():
+            try:
+                conn.begin()
+                with conn.cursor() as cur:
+                    if adds:
+                        # PyMySQL turns executemany of INSERT ... VALUES into multi-row INSERTs of up to ~1 MB.
+                        cur.executemany(
+                            f"INSERT INTO {self.table} "
+                            "(unique_key, function_name, priority, data, when_to_run, reducer) "
+                            "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE priority = VALUES(priority), "
+                            "data = VALUES(data), when_to_run = VALUES(when_to_run), reducer = VALUES(reducer), "
+                            "seq = VALUES(seq)",
+                            [
+                                (bytes_to_text(j.key), bytes_to_text(j.function), j.priority, j.data, j.when, j.reducer)
+                                for j in adds
+                            ],
+                        )
+                    for part in chunks(removes, DELETE_CHUNK):
+                        pairs = ", ".join(["(%s, %s)"] * len(part))
+                        params = [text for r in part for text in (bytes_to_text(r.key), bytes_to_text(r.function))]
+                        cur.execute(f"DELETE FROM {self.table} WHERE (unique_key, function_name) IN ({pairs})", params)
+                conn.commit()
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            # already gone (killed, server down): nothing left to release
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _connection(self) -> Connection[Any]:
+        if self._conn is None:
+            raise StoreUnavailable(f"{self.description}: not open")
+        return self._conn
+
+    def _errors(self) -> AbstractContextManager[None]:
+        import pymysql
+
+        return translate_errors(
+            self.description,
+            unavailable=(pymysql.OperationalError, pymysql.InterfaceError, OSError),
+            failed=(pymysql.MySQLError, ValueError, TypeError),
+        )
+
+
+def _rollback(conn: Connection[Any]) -> None:
+    # the connection is gone, and the server rolls back what it had on its own
+    with contextlib.suppress(Exception):
+        conn.rollback()

@@ -1,0 +1,165 @@
+"""PostgreSQL store (psycopg 3), on gearmand's ``-q Postgres`` table.
+
+The table is gearmand's (``unique_key VARCHAR(64), function_name VARCHAR(255), priority INTEGER, data BYTEA,
+when_to_run INTEGER, UNIQUE (unique_key, function_name)``), so the C server's queue is taken over as it is and
+gearmand, which selects its five columns by name, can read ours. geartrain adds, when missing:
+
+* ``reducer BYTEA`` (gearmand drops a reduce job's reducer; we keep it);
+* ``seq BIGSERIAL`` plus an index on it: :meth:`PostgresStore.load` replays ``ORDER BY seq``, in submission order.
+  Rows that exist when the column is added are numbered in the table's physical order (gearmand's insertion order,
+  as far as PostgreSQL keeps it). A re-add takes ``EXCLUDED.seq``, the value the default drew for the proposed row,
+  so it counts as the later submission, as in the other stores.
+
+Names and keys: PostgreSQL text holds neither NUL nor invalid UTF-8, so they go through
+:mod:`geartrain.store.textcodec`: UTF-8 names unchanged (gearmand's rows, and gearmand reading ours, keep working),
+other bytes escaped one character per byte (so they still fit gearmand's VARCHAR widths). The connection is forced
+to ``client_encoding=UTF8``; the database should be UTF8 too (PostgreSQL's usual default).
+
+Everything is parameterised (gearmand builds its DELETE by concatenating strings); a batch is two statements at
+most, whatever its size: the rows travel as arrays and ``unnest`` turns them back into rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
+from geartrain.store.common import check_identifier, latest_adds, require_driver, translate_errors
+from geartrain.store.textcodec import bytes_to_text, text_to_bytes
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from psycopg import Connection
+
+# Set unless the conninfo says otherwise: fail fast on a dead host, name ourselves in pg_stat_activity, and notice
+# a silently vanished server through TCP keepalives rather than blocking forever.
+CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "geartrain", "keepalives_idle": "60"}
+
+
+class PostgresStore:
+    """One PostgreSQL table; one connection, used by one thread at a time."""
+
+    def __init__(self, conninfo: str, table: str = "queue") -> None:
+        require_driver("psycopg", "postgres")
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        try:
+            params = conninfo_to_dict(conninfo)  # a key=value string or a postgresql:// URL; "" = libpq defaults
+        except Exception as exc:
+            raise StoreError(f"invalid PostgreSQL connection string: {exc}") from exc
+        self.table_name = check_identifier(table)
+        self.table = f'"{table}"'
+        defaults = {key: value for key, value in CONNECT_DEFAULTS.items() if key not in params}
+        self.conninfo = make_conninfo(conninfo, **defaults, client_encoding="UTF8")  # textcodec's output is UTF-8
+        where = f"{params.get('host', '')}{':' + str(params['port']) if 'port' in params else ''}"
+        user = f"{params['user']}@" if "user" in params else ""
+        self.description = f"postgresql://{user}{where}/{params.get('dbname', '')}?table={table}"  # no password
+        self._conn: Connection[Any] | None = None
+
+    def open(self) -> None:
+        import psycopg
+
+        self.close()
+        with self._errors():
+            conn = psycopg.connect(self.conninfo, autocommit=True)
+        self._conn = conn
+        try:
+            with self._errors(), conn.transaction():
+                self._upgrade_table(conn)
+        except BaseException:
+            self.close()
+            raise
+
+    def _upgrade_table(self, conn: Connection[Any]) -> None:
+        t = self.table
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARCHAR(64), function_name VARCHAR(255), "
+            "priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))"
+        )
+        rows = conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (t,),
+        ).fetchall()
+        columns = {row[0] for row in rows}
+        if "when_to_run" not in columns:  # tables of gearmand before 0.23
+            conn.execute(f"ALTER TABLE {t} ADD COLUMN when_to_run INTEGER")
+        if "reducer" not in columns:
+            conn.execute(f"ALTER TABLE {t} ADD COLUMN reducer BYTEA")
+        if "seq" not in columns:
+            # Checked first rather than ADD COLUMN IF NOT EXISTS: that form still creates a sequence when the
+            # column exists. The index lets replay walk the table in order instead of sorting every payload.
+            conn.execute(f"ALTER TABLE {t} ADD COLUMN seq BIGSERIAL")
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "{self.table_name[:55]}_seq_idx" ON {t} (seq)')
+
+    def load(self) -> Iterator[StoredJob]:
+        conn = self._connection()
+        # A named (server-side) cursor streams the rows; it needs a transaction around it.
+        with self._errors(), conn.transaction(), conn.cursor(name="geartrain_replay") as cur:
+            cur.itersize = 1000
+            cur.execute(
+                f"SELECT unique_key, function_name, priority, data, when_to_run, reducer FROM {self.table} ORDER BY seq"
+            )
+            for key, function, priority, data, when, reducer in cur:
+                key_bytes = text_to_bytes(key or "")
+                yield StoredJob(
+                    key_bytes,
+                    text_to_bytes(function or ""),
+                    unique_from_key(key_bytes),
+                    int(priority if priority is not None else 1),
+                    bytes(data or b""),
+                    int(when or 0),
+                    None if reducer is None else bytes(reducer),
+                )
+
+    def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        conn = self._connection()
+        adds = latest_adds(adds)
+        with self._errors(), conn.transaction():
+            if adds:
+                # WITH ORDINALITY + ORDER BY: rows (and so their seq values) go in in the batch's order.
+                conn.execute(
+                    f"INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run, reducer) "
+                    "SELECT k, f, p, d, w, r FROM unnest(%s::text[], %s::text[], %s::int4[], %s::bytea[], "
+                    "%s::int4[], %s::bytea[]) WITH ORDINALITY AS batch(k, f, p, d, w, r, n) ORDER BY n "
+                    "ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priority, "
+                    "data = EXCLUDED.data, when_to_run = EXCLUDED.when_to_run, reducer = EXCLUDED.reducer, "
+                    "seq = EXCLUDED.seq",
+                    (
+                        [bytes_to_text(j.key) for j in adds],
+                        [bytes_to_text(j.function) for j in adds],
+                        [j.priority for j in adds],
+                        [j.data for j in adds],
+                        [j.when for j in adds],
+                        [j.reducer for j in adds],
+                    ),
+                )
+            if removes:
+                conn.execute(
+                    f"DELETE FROM {self.table} WHERE (unique_key, function_name) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([bytes_to_text(r.key) for r in removes], [bytes_to_text(r.function) for r in removes]),
+                )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            # already gone (terminated, server down): nothing left to release
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _connection(self) -> Connection[Any]:
+        if self._conn is None:
+            raise StoreUnavailable(f"{self.description}: not open")
+        return self._conn
+
+    def _errors(self) -> AbstractContextManager[None]:
+        import psycopg
+
+        return translate_errors(
+            self.description,
+            unavailable=(psycopg.OperationalError, psycopg.InterfaceError, OSError),
+            failed=(psycopg.Error, ValueError, TypeError, OverflowError),
+        )

@@ -1,0 +1,199 @@
+"""Redis store (redis-py), on gearmand's ``-q redis`` key layout.
+
+gearmand keeps each job in a hash at ``<prefix>-<function>-<unique>`` with the fields ``data`` and ``priority``.
+Every released gearmand (1.1.20 to 2.0.0) reads back exactly those two fields and refuses to start on a hash with
+any other field (1.1.20 expects four array elements; its git HEAD rejects unknown fields). So, for gearmand to read
+our queue, a job hash holds those two fields and nothing else, and geartrain's own record of the job lives beside
+it, in a hash ``gt:<job key>`` that gearmand never looks at (it only walks keys starting with the prefix):
+
+* ``function`` and ``key`` (the stored unique): exact bytes, so names containing ``-`` come back whole (gearmand
+  splits the key at ``-``, #159);
+* ``seq`` from the counter ``gt:<prefix>:seq`` (INCRBY): replay is in submission order, which Redis cannot give;
+* ``when`` (epoch jobs, which gearmand refuses with redis) and ``reducer`` when there is one;
+* ``digest`` of the data: if gearmand has meanwhile finished our job and stored another under the same key, the stale
+  record is noticed and ignored.
+
+Replay (:meth:`RedisStore.load`) walks ``<prefix>-*`` with SCAN, never KEYS (which blocks the server). Records
+without our side hash were written by gearmand: git HEAD's ``function``/``unique`` fields are used when present,
+otherwise the key is split at the first ``-`` after the prefix (best effort: a gearmand job whose function name
+contains ``-`` comes back under a shorter name; its key is rebuilt unchanged, so it is still deleted when done);
+gearmand up to 1.1.15 stored a plain string value (the data; priority normal). Such records come first, in key
+order, then ours by ``seq``. Values are bytes throughout, so binary data and NULs survive.
+
+A batch is one MULTI/EXEC transaction. redis-py's own retries are off: a lost connection surfaces as
+StoreUnavailable and the server decides when to reopen, as with the other stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from geartrain.store.base import Removal, StoredJob, StoreUnavailable, unique_from_key
+from geartrain.store.common import chunks, latest_adds, require_driver, translate_errors
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from redis import Redis
+
+SIDE_PREFIX = b"gt:"
+FETCH_CHUNK = 1000  # keys per pipelined round trip during replay
+CONNECT_TIMEOUT = 10
+IO_TIMEOUT = 60
+NORMAL_PRIORITY = 1
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def glob_escape(value: bytes) -> bytes:
+    """``value`` as a literal inside a SCAN MATCH pattern."""
+    for special in (b"\\", b"*", b"?", b"[", b"]"):
+        value = value.replace(special, b"\\" + special)
+    return value
+
+
+class RedisStore:
+    """Jobs under one key prefix of one Redis database."""
+
+    def __init__(self, host: str, port: int, password: str | None, db: int, prefix: str = "_gear_") -> None:
+        require_driver("redis", "redis")
+        self.host, self.port, self.password, self.db = host, port, password, db
+        self.prefix = prefix.encode("utf-8")
+        self.seq_key = SIDE_PREFIX + self.prefix + b":seq"
+        self.description = f"redis://{host}:{port}/{db}?prefix={prefix}"  # no password
+        self._client: Redis | None = None
+
+    def job_key(self, function: bytes, key: bytes) -> bytes:
+        """gearmand's key for a job."""
+        return self.prefix + b"-" + function + b"-" + key
+
+    def open(self) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.close()
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            password=self.password,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=IO_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            with self._errors():
+                client.ping()
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+
+    def load(self) -> Iterator[StoredJob]:
+        client = self._connection()
+        with self._errors():
+            keys = sorted(set(client.scan_iter(match=glob_escape(self.prefix) + b"-*", count=FETCH_CHUNK)))
+            ours: list[tuple[int, bytes, dict[bytes, bytes]]] = []
+            legacy: list[bytes] = []
+            for part in chunks(keys, FETCH_CHUNK):  # side records are small: read them all, then sort
+                pipe = client.pipeline(transaction=False)
+                for key in part:
+                    pipe.hgetall(SIDE_PREFIX + key)
+                for key, side in zip(part, pipe.execute(), strict=True):
+                    if b"seq" in side and b"function" in side and b"key" in side:
+                        ours.append((int(side[b"seq"]), key, side))
+                    else:
+                        legacy.append(key)
+            ours.sort()
+            order = [(key, None) for key in legacy] + [(key, side) for _, key, side in ours]
+            for part in chunks(order, FETCH_CHUNK):  # payloads are fetched in order, a chunk at a time
+                yield from self._fetch(client, part)
+
+    def _fetch(self, client: Redis, part: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> Iterator[StoredJob]:
+        pipe = client.pipeline(transaction=False)
+        for key, _ in part:
+            pipe.hgetall(key)
+        records = pipe.execute(raise_on_error=False)
+        for (key, side), record in zip(part, records, strict=True):
+            if isinstance(record, Exception):  # gearmand <= 1.1.15 stored the data as a plain string
+                value = client.get(key)
+                record = {} if value is None else {b"data": value, b"priority": str(NORMAL_PRIORITY).encode()}
+            if not record:  # finished between SCAN and now
+                continue
+            job = self._job(key, side, record)
+            if job is not None:
+                yield job
+
+    def _job(self, key: bytes, side: dict[bytes, bytes] | None, record: dict[bytes, bytes]) -> StoredJob | None:
+        data = record.get(b"data", b"")
+        try:
+            priority = int(record.get(b"priority", NORMAL_PRIORITY))
+        except ValueError:
+            priority = NORMAL_PRIORITY
+        if side is not None and side.get(b"digest") == digest(data):
+            stored_key, reducer = side[b"key"], side.get(b"reducer")
+            when = int(side.get(b"when", 0))
+            return StoredJob(stored_key, side[b"function"], unique_from_key(stored_key), priority, data, when, reducer)
+        if record.get(b"function") and record.get(b"unique"):  # gearmand's git HEAD writes these
+            function, unique = record[b"function"], record[b"unique"]
+        else:
+            function, sep, unique = key[len(self.prefix) + 1 :].partition(b"-")
+            if not sep:  # not a job key of gearmand's; nothing we could delete later either
+                return None
+        if self.job_key(function, unique) != key:
+            return None
+        return StoredJob(unique, function, unique_from_key(unique), priority, data)
+
+    def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        client = self._connection()
+        adds = latest_adds(adds)
+        with self._errors():
+            # The counter moves outside the transaction (its value is needed to build it); a failed batch only
+            # leaves a gap in the numbering.
+            first = int(client.incrby(self.seq_key, len(adds))) - len(adds) + 1 if adds else 0
+            pipe = client.pipeline(transaction=True)
+            for number, job in enumerate(adds, first):
+                key = self.job_key(job.function, job.key)
+                pipe.delete(key, SIDE_PREFIX + key)  # a re-add replaces every field, ours and gearmand's
+                pipe.hset(key, mapping={b"data": job.data, b"priority": job.priority})
+                side: dict[bytes, bytes | int] = {
+                    b"function": job.function,
+                    b"key": job.key,
+                    b"seq": number,
+                    b"when": job.when,
+                    b"digest": digest(job.data),
+                }
+                if job.reducer is not None:
+                    side[b"reducer"] = job.reducer
+                pipe.hset(SIDE_PREFIX + key, mapping=side)  # type: ignore[arg-type]
+            for removal in removes:
+                key = self.job_key(removal.function, removal.key)
+                pipe.delete(key, SIDE_PREFIX + key)
+            pipe.execute()
+
+    def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            # already gone: nothing left to release
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def _connection(self) -> Redis:
+        if self._client is None:
+            raise StoreUnavailable(f"{self.description}: not open")
+        return self._client
+
+    def _errors(self) -> AbstractContextManager[None]:
+        import redis
+
+        return translate_errors(
+            self.description,
+            unavailable=(redis.ConnectionError, redis.TimeoutError, OSError),
+            failed=(redis.RedisError, ValueError, TypeError),
+        )
