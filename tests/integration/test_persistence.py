@@ -12,7 +12,7 @@ import pytest
 from conftest import InProcessServer, make_config
 from geartrain.protocol.packets import PacketType as P
 from geartrain.server.server import GearmanServer
-from geartrain.store.base import Removal, StoredJob
+from geartrain.store.base import Removal, StoredJob, StoreError
 from geartrain.store.memory import MemoryStore
 from geartrain.store.sqlite import SQLiteStore
 from servers import GearmanSocket, admin_raw, wait_until
@@ -150,3 +150,27 @@ def test_store_queue_on_shutdown(tmp_path: Path, start_with_store: Callable[...,
     probe.close()
     again = start_with_store(SQLiteStore(path), store_on_shutdown=True)
     assert admin_raw(again.address, "status") == b"f\t2\t0\t0\n.\n"
+
+
+class PickyStore(MemoryStore):
+    """Refuses any batch holding a job whose payload is b"bad" (as a database refuses a value too large)."""
+
+    def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        if any(job.data == b"bad" for job in adds):
+            raise StoreError("value out of range")
+        super().apply(adds, removes)
+
+
+def test_a_refused_record_costs_only_its_own_job(start_with_store: Callable[..., InProcessServer]) -> None:
+    store = PickyStore()
+    server = start_with_store(store)
+    with GearmanSocket(server.address) as client:
+        for data in (b"good-1", b"bad", b"good-2"):
+            client.send(P.SUBMIT_JOB_BG, b"f", b"", data)
+        replies = [client.recv() for _ in range(3)]
+        assert [reply.type for reply in replies] == [P.JOB_CREATED, P.ERROR, P.JOB_CREATED]
+        assert replies[1].args == [b"QUEUE_ERROR", b"Job not stored: the store refused the record"]
+        assert sorted(job.data for job in store.records.values()) == [b"good-1", b"good-2"]
+        # The store is not considered down: the next submit is stored at once.
+        client.submit("f", b"good-3", ptype=P.SUBMIT_JOB_BG)
+    assert admin_raw(server.address, "status") == b"f\t3\t0\t0\n.\n"

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Backend
+from databases import Backend
 from geartrain.store.base import (
     QueueStore,
     Removal,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import (
+from databases import (
     MYSQL_URL,
     POSTGRES_URL,
     REDIS_URL,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import MYSQL_URL, POSTGRES_URL, mysql_raw, postgres_raw, require_service, unique_name
+from databases import MYSQL_URL, POSTGRES_URL, mysql_raw, postgres_raw, require_service, unique_name
 from geartrain.store.base import QueueStore, Removal, StoredJob, StoreError
 from geartrain.store.url import open_store
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REDIS_URL, redis_raw, require_service, unique_name
+from databases import REDIS_URL, redis_raw, require_service, unique_name
 from geartrain.store.base import Removal, StoredJob
 from geartrain.store.redis import RedisStore
 from geartrain.store.url import open_store

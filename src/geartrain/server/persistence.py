@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.engine import Engine
-from geartrain.store.base import QueueStore, Removal, StoredJob, storage_key
+from geartrain.store.base import QueueStore, Removal, StoredJob, StoreError, StoreUnavailable, storage_key
 
 log = logging.getLogger("geartrain.store")
 
@@ -104,13 +104,39 @@ class Persistence:
         future = self._executor.submit(self._apply, batch, self._reconnect)
         future.add_done_callback(lambda done: loop.call_soon_threadsafe(self._finished, batch, done))
 
-    def _apply(self, batch: StoreBatch, reconnect: bool) -> None:
-        """Runs on the store thread."""
+    def _apply(self, batch: StoreBatch, reconnect: bool) -> frozenset[int]:
+        """Runs on the store thread; returns the positions of adds the store refused (bad values)."""
         if reconnect:
             self.store.open()
-        self.store.apply(batch.adds, batch.removes)
+        try:
+            self.store.apply(batch.adds, batch.removes)
+        except StoreUnavailable:
+            if reconnect:
+                raise
+            # The database may have dropped an idle connection (MySQL's wait_timeout): reopen and try once more.
+            # Applying a batch twice has the effect of applying it once.
+            self.store.open()
+            self.store.apply(batch.adds, batch.removes)
+        except StoreError as exc:
+            log.error("store %s refused a batch (%s); storing its jobs one by one", self.store.description, exc)
+            return self._apply_one_by_one(batch)
+        return frozenset()
 
-    def _finished(self, batch: StoreBatch, done: Future[None]) -> None:
+    def _apply_one_by_one(self, batch: StoreBatch) -> frozenset[int]:
+        """Find the records the store refuses, so one bad job does not cost the others their place."""
+        self.store.apply((), batch.removes)
+        refused = set()
+        for position, add in enumerate(batch.adds):
+            try:
+                self.store.apply((add,), ())
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                log.error("store %s refused job %r of %r: %s", self.store.description, add.unique, add.function, exc)
+                refused.add(position)
+        return frozenset(refused)
+
+    def _finished(self, batch: StoreBatch, done: Future[frozenset[int]]) -> None:
         self._in_flight = None
         self._idle.set()
         error = done.exception()
@@ -119,7 +145,7 @@ class Persistence:
                 log.warning("store %s is back", self.store.description)
             self._up, self._reconnect, self._backoff = True, False, MIN_BACKOFF
             self.commits += 1
-            self.engine.store_committed(batch, time.time())
+            self.engine.store_committed(batch, time.time(), refused=done.result())
         else:
             if self._up:
                 log.error("store %s failed: %s", self.store.description, error)

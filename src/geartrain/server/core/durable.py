@@ -74,10 +74,17 @@ class DurableRules(EngineState):
         self.store_adds, self.store_removes, self.store_jobs, self.store_barriers = [], [], [], []
         return batch
 
-    def store_committed(self, batch: StoreBatch, now: float) -> None:
-        """The store holds the batch: acknowledge its jobs and let workers have them."""
+    def store_committed(self, batch: StoreBatch, now: float, refused: frozenset[int] = frozenset()) -> None:
+        """The store holds the batch: acknowledge its jobs and let workers have them.
+
+        ``refused`` lists the positions (in ``batch.jobs``) of jobs the store would not take: those are answered
+        like a failed batch.
+        """
         self._release(batch)
-        for job, fresh in batch.jobs:
+        for position, (job, fresh) in enumerate(batch.jobs):
+            if position in refused:
+                self._refuse(job, fresh, "the store refused the record")
+                continue
             acks, job.acks = job.acks, None
             created = replies.job_created(job.handle)
             for ack in acks or ():
@@ -90,19 +97,22 @@ class DurableRules(EngineState):
                 self._enqueue(job, now)
 
     def store_failed(self, batch: StoreBatch, reason: str) -> None:
-        """The store refused the batch: its submits get QUEUE_ERROR and its new jobs are forgotten."""
-        error = replies.error_packet("QUEUE_ERROR", f"Job not stored: {reason}")
+        """The store could not take the batch: its submits get QUEUE_ERROR and its new jobs are forgotten."""
         self._release(batch)  # removals are retried by the transport; the workers need not wait for that
         for job, fresh in batch.jobs:
-            acks, job.acks = job.acks, None
-            job.store_key = None
-            for ack in acks or ():
-                self._resolve(ack, error)
-                ack.peer.waiting.discard(job)
-                job.clients = [client for client in job.clients if client is not ack.peer]
-            if fresh:
-                job.clients = []
-                self._free(job)
+            self._refuse(job, fresh, reason)
+
+    def _refuse(self, job: Job, fresh: bool, reason: str) -> None:
+        error = replies.error_packet("QUEUE_ERROR", f"Job not stored: {reason}")
+        acks, job.acks = job.acks, None
+        job.store_key = None
+        for ack in acks or ():
+            self._resolve(ack, error)
+            ack.peer.waiting.discard(job)
+            job.clients = [client for client in job.clients if client is not ack.peer]
+        if fresh:
+            job.clients = []
+            self._free(job)
 
     def _release(self, batch: StoreBatch) -> None:
         for barrier in batch.barriers:
