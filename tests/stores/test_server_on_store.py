@@ -10,12 +10,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
 from crash import ServerProcess, crash_and_recover
 from databases import BACKENDS, Backend, redis_raw, require_service
+from geartrain.protocol.packets import PacketType as P
 from proxy import CuttableProxy
 from servers import GearmanSocket, admin_raw, free_port, require_program, wait_until
-
-from geartrain.protocol.packets import PacketType as P
 
 DURABLE_STORES = ("sqlite", "mysql", "postgres", "redis")
 
@@ -85,15 +85,38 @@ def test_database_outage_gives_queue_error_and_recovers(server_store: Backend) -
 def _gearmand_queue_args(backend: Backend) -> list[str]:
     parts = urlsplit(backend.url)
     if backend.name == "mysql":
-        return ["-q", "MySQL", "--mysql-host", parts.hostname or "127.0.0.1", "--mysql-port", str(parts.port or 3306),
-                "--mysql-user", parts.username or "root", "--mysql-password", parts.password or "",
-                "--mysql-db", parts.path.lstrip("/"), "--mysql-table", backend.table]
+        return [
+            "-q",
+            "MySQL",
+            "--mysql-host",
+            parts.hostname or "127.0.0.1",
+            "--mysql-port",
+            str(parts.port or 3306),
+            "--mysql-user",
+            parts.username or "root",
+            "--mysql-password",
+            parts.password or "",
+            "--mysql-db",
+            parts.path.lstrip("/"),
+            "--mysql-table",
+            backend.table,
+        ]
     if backend.name == "postgres":
-        conninfo = (f"host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')} "
-                    f"user={parts.username or 'postgres'}")
+        conninfo = (
+            f"host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')} "
+            f"user={parts.username or 'postgres'}"
+        )
         return ["-q", "Postgres", "--libpq-conninfo", conninfo, "--libpq-table", backend.table]
-    return ["-q", "redis", "--redis-server", parts.hostname or "127.0.0.1", "--redis-port", str(parts.port or 6379),
-            "--redis-prefix", backend.table]
+    return [
+        "-q",
+        "redis",
+        "--redis-server",
+        parts.hostname or "127.0.0.1",
+        "--redis-port",
+        str(parts.port or 6379),
+        "--redis-prefix",
+        backend.table,
+    ]
 
 
 @pytest.fixture
@@ -119,15 +142,31 @@ def test_takeover_of_a_gearmand_queue(gearmand_store: Backend) -> None:
     server_store = gearmand_store
     gearmand = require_program("gearmand")
     port = free_port()
-    proc = subprocess.Popen([gearmand, "--port", str(port), "--listen", "127.0.0.1", "--log-file", "none",
-                             "--threads", "1", "--config-file", "/dev/null", *_gearmand_queue_args(server_store)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            gearmand,
+            "--port",
+            str(port),
+            "--listen",
+            "127.0.0.1",
+            "--log-file",
+            "none",
+            "--threads",
+            "1",
+            "--config-file",
+            "/dev/null",
+            *_gearmand_queue_args(server_store),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     address = f"127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(address, proc), timeout=30, message="gearmand start")
         with GearmanSocket(address) as client:
-            for index, (ptype, data) in enumerate([(P.SUBMIT_JOB_LOW_BG, b"low"), (P.SUBMIT_JOB_BG, b"normal"),
-                                                   (P.SUBMIT_JOB_HIGH_BG, b"high")]):
+            for index, (ptype, data) in enumerate(
+                [(P.SUBMIT_JOB_LOW_BG, b"low"), (P.SUBMIT_JOB_BG, b"normal"), (P.SUBMIT_JOB_HIGH_BG, b"high")]
+            ):
                 client.request(ptype, b"takeover", f"u{index}".encode(), data, reply=P.JOB_CREATED)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -160,5 +199,3 @@ def _answers(address: str, proc: subprocess.Popen[bytes]) -> bool:
         return admin_raw(address, "version", timeout=1).startswith(b"OK")
     except OSError:
         return False
-
-
