@@ -214,3 +214,20 @@ def test_job_retries_drop_a_job_after_n_lost_assignments(
                 assert worker.request(P.GRAB_JOB, reply=P.JOB_ASSIGN).args[0] == handle.encode()
         failed = client.expect(P.WORK_FAIL)
         assert failed.body == handle.encode()
+
+
+def test_an_internal_error_costs_only_its_connection(server: InProcessServer) -> None:
+    """A bug in a handler (simulated) closes that connection with SERVER_ERROR; the server and others go on."""
+    engine = server.server.engine
+
+    def broken(peer: object, args: tuple[bytes, ...], now: float) -> None:
+        raise RuntimeError("simulated bug")
+
+    engine._handlers[PacketType.OPTION_REQ] = broken  # only this test's server is affected
+    with GearmanSocket(server.address) as bystander, GearmanSocket(server.address) as victim:
+        bystander.sync()
+        victim.send(PacketType.OPTION_REQ, b"exceptions")
+        assert victim.expect(PacketType.ERROR).args[0] == b"SERVER_ERROR"
+        assert _closed(victim)
+        bystander.sync()
+        assert bystander.request(PacketType.ECHO_REQ, b"still here", reply=PacketType.ECHO_RES).body == b"still here"

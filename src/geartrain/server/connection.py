@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 from geartrain.errors import ProtocolError
 from geartrain.protocol.codec import Decoder
 from geartrain.protocol.packets import AdminLine, Packet
+from geartrain.server.core.replies import error_packet
 
 if TYPE_CHECKING:
     from geartrain.server.core.peers import Peer
@@ -53,16 +54,22 @@ class GearmanConnection(asyncio.Protocol):
         engine = server.engine
         now = time.time()
         handle = engine.handle
-        for item in self._decoder.feed(data):
-            if type(item) is Packet:
-                handle(peer, item.type, item.args, now)
-            elif type(item) is AdminLine:
-                server.admin.run(peer, item.line)
-            else:
-                engine.protocol_error(peer, cast(ProtocolError, item))
-                log.info("bad input from %s: %s", peer.address, item)
-            if peer.close_after_flush:
-                break
+        try:
+            for item in self._decoder.feed(data):
+                if type(item) is Packet:
+                    handle(peer, item.type, item.args, now)
+                elif type(item) is AdminLine:
+                    server.admin.run(peer, item.line)
+                else:
+                    engine.protocol_error(peer, cast(ProtocolError, item))
+                    log.info("bad input from %s: %s", peer.address, item)
+                if peer.close_after_flush:
+                    break
+        except Exception:
+            # A bug of ours must cost this connection, never the server and everyone else on it.
+            log.exception("internal error handling input from %s; closing that connection", peer.address)
+            engine.reply(peer, error_packet("SERVER_ERROR", "Internal server error; see the server log"))
+            peer.close_after_flush = True
         server.after_input()
 
     def write(self, data: bytes) -> None:
@@ -84,5 +91,8 @@ class GearmanConnection(asyncio.Protocol):
         if peer is None:
             return
         self._server.connections.pop(peer.id, None)
-        self._server.engine.disconnect(peer, time.time())
+        try:
+            self._server.engine.disconnect(peer, time.time())
+        except Exception:
+            log.exception("internal error cleaning up after %s", peer.address)
         self._server.after_input()

@@ -111,12 +111,29 @@ class AdminCommands:
 
     def _show_jobs(self, peer: Peer, command: AdminCommand) -> bytes:
         rows: list[tuple[bytes | int, ...]] = [
-            (job.handle, job.retries, int(job.ignore), int(job.store_key is not None)) for job in self.jobs_in_order()
+            (job.handle, job.retries, int(job.ignore), int(self._in_store(job))) for job in self.jobs_in_order()
         ]
         return format_table(rows)
 
+    def _in_store(self, job: Job) -> bool:
+        """The QUEUED_IN_PERSISTENT_STORE column: gearmand marks every live background job, store or not."""
+        if self.engine.config.persistent:
+            return job.store_key is not None
+        return job.background and not job.ignore
+
     def _show_unique_jobs(self, peer: Peer, command: AdminCommand) -> bytes:
-        return b"".join(job.unique + b"\n" for job in self.jobs_in_order()) + b".\n"
+        # gearmand lists its unique index: bucket of the unique's hash (the workload's for "-"; 0 for none).
+        buckets = self.engine.config.hashtable_buckets
+        jobs = list(self.engine.jobs.values())
+        position = {id(job): index for index, job in enumerate(jobs)}
+
+        def bucket(job: Job) -> int:
+            if not job.unique:
+                return 0
+            return gearmand_hash(job.data if job.unique == b"-" else job.unique) % buckets
+
+        ordered = sorted(jobs, key=lambda job: (bucket(job), -position[id(job)]))
+        return b"".join(job.unique + b"\n" for job in ordered) + b".\n"
 
     # ------------------------------------------------------------------ actions
 
@@ -129,14 +146,17 @@ class AdminCommands:
         return OK
 
     def _drop_function(self, peer: Peer, command: AdminCommand) -> bytes:
+        # Names match case-insensitively, and gearmand answers once for every function that matches. Unlike
+        # gearmand, a function with queued jobs is not dropped (that would leave them without a function).
         wanted = command.args[0].lower()
-        for function in self.engine.functions.values():
-            if function.name.lower() == wanted:
-                if function.workers or function.total:
-                    return b"ERR there are still connected workers or executing clients\r\n"
+        answers = []
+        for function in [f for f in self.functions_in_order() if f.name.lower() == wanted]:
+            if function.workers or function.total:
+                answers.append(b"ERR there are still connected workers or executing clients\r\n")
+            else:
                 del self.engine.functions[function.name]
-                return OK
-        return b"ERR function not found\r\n"
+                answers.append(OK)
+        return b"".join(answers) or b"ERR function not found\r\n"
 
     def _maxqueue(self, peer: Peer, command: AdminCommand) -> bytes:
         name, limits = parse_maxqueue(command.args)

@@ -6,7 +6,7 @@ from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
 from geartrain.server.core.durable import DurableRules
-from geartrain.server.core.jobs import MAX_UNIQUE_SIZE, UNIQUE_BY_PAYLOAD, Job, atoi
+from geartrain.server.core.jobs import INT64_MAX, MAX_UNIQUE_SIZE, UNIQUE_BY_PAYLOAD, Job, leading_integer
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES
 from geartrain.server.core.state import Handler
@@ -40,11 +40,11 @@ class ClientRules(DurableRules):
 
     def _submit_epoch(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name, unique, raw_when, data = args
-        when = atoi(raw_when) if len(raw_when) <= 20 else -1
-        if when < 0:
-            self._error(peer, "INVALID_ARGUMENT", "SUBMIT_JOB_EPOCH needs a time in seconds since the epoch")
+        when = leading_integer(raw_when)  # like gearmand's strtoll: no number is 0, a past time runs at once
+        if when > INT64_MAX:  # gearmand hangs up on an overflow; an ERROR says why
+            self._error(peer, "INVALID_ARGUMENT", "SUBMIT_JOB_EPOCH time out of range")
             return
-        self.submit(peer, name, unique, data, NORMAL, True, now, when=when)
+        self.submit(peer, name, unique, data, NORMAL, True, now, when=max(when, 0))
 
     def _reduce_handler(self, background: bool) -> Handler:
         def submit_reduce(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
@@ -139,21 +139,18 @@ class ClientRules(DurableRules):
         self._send(peer, encode(P.STATUS_RES_UNIQUE, unique, *encoded, clients))
 
     def find_unique(self, unique: bytes) -> Job | None:
-        """A live job with this unique id in any function (GET_STATUS_UNIQUE carries no function name)."""
+        """The newest live job with this unique id in any function (GET_STATUS_UNIQUE names no function)."""
         if not unique:
             return None
-        for function in self.functions.values():
-            job = function.by_unique.get(unique)
-            if job is not None:
-                return job
-        return None
+        found = [job for function in self.functions.values() if (job := function.by_unique.get(unique))]
+        return max(found, key=lambda job: (job.created, job.handle_number)) if found else None
 
     def _echo(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         self._send(peer, encode(P.ECHO_RES, args[0]))
 
     def _option(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name = args[0]
-        if name.lower() == b"exceptions":
+        if name.split(b"\0", 1)[0].lower() == b"exceptions":  # gearmand reads the name as a C string
             peer.exceptions = True
             self._send(peer, encode(P.OPTION_RES, name))
         else:

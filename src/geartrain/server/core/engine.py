@@ -45,7 +45,7 @@ class Engine(WorkerRules, ClientRules):
         peer.outbox.clear()
         peer.unresolved = 0
         self.peers.pop(peer.id, None)
-        for job in list(peer.assigned.values()):
+        for job in list(reversed(peer.assigned.values())):  # gearmand puts the last-grabbed back first
             self._requeue(job, now)
         for function in set(peer.abilities):
             function.workers.pop(peer, None)

@@ -75,6 +75,11 @@ class Job:
         self.store_key: bytes | None = None  # set while the job is (being) stored
         self.acks: list[PendingAck] | None = None  # JOB_CREATEDs waiting for the store; None once it holds the job
 
+    @property
+    def handle_number(self) -> int:
+        """The counter part of the handle (``<prefix>:<n>``): the order jobs were created in."""
+        return int(self.handle.rsplit(b":", 1)[-1])
+
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} prio={self.priority} retries={self.retries}>"
 
@@ -97,10 +102,13 @@ class HandleFactory:
         return self._prefix + str(n).encode()
 
 
-def atoi(value: bytes) -> int:
-    """C ``atoi``: optional sign and leading digits after leading whitespace; anything else gives 0.
+INT64_MAX = 2**63 - 1
 
-    WORK_STATUS fields are forwarded verbatim but kept (for GET_STATUS) as gearmand keeps them.
+
+def leading_integer(value: bytes) -> int:
+    """The number C's ``strtol`` family reads: optional sign and leading digits after whitespace; else 0.
+
+    Unbounded here; callers apply the C type's range.
     """
     text = value.lstrip(b" \t\n\r\f\v")
     sign = 1
@@ -109,12 +117,13 @@ def atoi(value: bytes) -> int:
         text = text[1:]
     digits = 0
     for byte in text:
-        if 48 <= byte <= 57:
-            digits += 1
-        else:
+        if not 48 <= byte <= 57:
             break
-    if not digits:
-        return 0
-    number = sign * int(text[:digits])
-    # A C int wraps on overflow; clamp to 32 bits the way the value would be printed back.
-    return (number + 2**31) % 2**32 - 2**31
+        digits += 1
+    return sign * int(text[:digits]) if digits else 0
+
+
+def status_number(value: bytes) -> int:
+    """A WORK_STATUS field as gearmand keeps it for GET_STATUS: ``atoi`` (a long cut to int), shown unsigned."""
+    number = max(-INT64_MAX - 1, min(INT64_MAX, leading_integer(value)))
+    return number & 0xFFFFFFFF

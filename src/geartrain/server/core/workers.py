@@ -7,7 +7,7 @@ import heapq
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
-from geartrain.server.core.jobs import Job, atoi
+from geartrain.server.core.jobs import Job, leading_integer, status_number
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES, Function
 from geartrain.server.core.state import EngineState, Handler
@@ -25,13 +25,12 @@ class WorkerRules(EngineState):
 
     def _can_do_timeout(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name, raw_timeout = args
-        text = raw_timeout.strip()
-        if not text.lstrip(b"-").isdigit() or len(text) > 20:
+        if len(raw_timeout) > 20:  # gearmand hangs up on these; an ERROR says why
             self._error(peer, "INVALID_ARGUMENT", "CAN_DO_TIMEOUT needs a timeout in milliseconds")
             return
         function = self.function(name)
         self._register(peer, function)
-        milliseconds = int(text)
+        milliseconds = leading_integer(raw_timeout)  # like strtol: text that is no number means no timeout
         if milliseconds > 0:
             peer.timeouts[function] = max(milliseconds / 1000.0, self.config.min_worker_timeout)
         else:
@@ -58,7 +57,7 @@ class WorkerRules(EngineState):
         peer.abilities = [f for f in peer.abilities if f is not function]
         peer.timeouts.pop(function, None)
         function.sleepers.pop(peer, None)
-        for job in [job for job in peer.assigned.values() if job.function is function]:
+        for job in [job for job in reversed(peer.assigned.values()) if job.function is function]:
             self._requeue(job, now)
 
     # ------------------------------------------------------------------ sleeping and waking
@@ -94,7 +93,7 @@ class WorkerRules(EngineState):
         job = self._next_job(peer, now)
         if job is None:
             self._send(peer, replies.NO_JOB)
-        elif job.reducer is None:
+        elif not job.reducer:  # gearmand hands out a reduce job with an empty reducer as a plain one
             self._send(peer, encode(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
         else:
             self._send(
@@ -188,8 +187,8 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
-        job.numerator = atoi(args[1])
-        job.denominator = atoi(args[2])
+        job.numerator = status_number(args[1])
+        job.denominator = status_number(args[2])
         self._forward(job, encode(P.WORK_STATUS, *args))
 
     def _forward_handler(self, ptype: int) -> Handler:
