@@ -67,20 +67,42 @@ class InvalidCommand(ServerError):
     code = "INVALID_COMMAND"
 
 
+class AdminError(ServerError):
+    """The server answered an admin text command with an ``ERR <code> <text>`` line.
+
+    ``code`` is the word after ``ERR`` (``UNKNOWN_JOB``, ``UNKNOWN_COMMAND`` ...); ``text`` is the rest of the line
+    with gearmand's ``+`` separators turned back into spaces.
+    """
+
+    code = "ADMIN_ERROR"
+
+
 class JobFailed(GearmanError):
-    """A job ended with WORK_FAIL."""
+    """A job ended with WORK_FAIL (raised by the client), or a worker function wants to send WORK_FAIL (raise it).
+
+    ``handle`` is the job handle the server gave, when known.
+    """
+
+    def __init__(self, message: str = "job failed", handle: str = "") -> None:
+        super().__init__(message)
+        self.handle = handle
 
 
 class JobException(GearmanError):
     """A job ended with WORK_EXCEPTION; ``data`` is what the worker sent."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, handle: str = "") -> None:
         super().__init__(data.decode("utf-8", "replace"))
         self.data = data
+        self.handle = handle
+
+
+class GearmanTimeout(GearmanError, TimeoutError):
+    """A client operation did not finish within its timeout (also a :class:`TimeoutError`)."""
 
 
 class ConnectionLost(GearmanError):
-    """The connection to a server went away."""
+    """The connection to a server went away (or could not be made)."""
 
 
 class NoServersAvailable(GearmanError):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import GearmanSocket, admin_raw, free_port, require_program, wait_until
 
 from geartrain.protocol.packets import PacketType as P
+from servers import GearmanSocket, admin_raw, free_port, require_program, wait_until
 
 pytestmark = pytest.mark.interop
 
