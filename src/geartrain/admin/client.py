@@ -1,0 +1,205 @@
+"""The asyncio admin client: gearmand's text protocol (``status``, ``workers``, ``cancel job`` ...) on the job port.
+
+Commands go out with ``\\r\\n`` line ends, as gearadmin sends them (gearmand 1.1.20 drops the last character of a
+``create function`` name that ends with a bare ``\\n``). Replies are a listing closed by a ``.`` line, an
+``OK [value]`` line, or an ``ERR CODE text`` line. The admin protocol is not on any hot path, so this uses plain
+asyncio streams, one command at a time per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TypeVar
+
+from geartrain.admin.records import (
+    FunctionStatus,
+    JobInfo,
+    PriorityStatus,
+    WorkerInfo,
+    parse_jobs,
+    parse_priority_status,
+    parse_status,
+    parse_unique_jobs,
+    parse_workers,
+)
+from geartrain.client.transport import ServerSpec, format_address, parse_address
+from geartrain.errors import AdminError, ConnectionLost, GearmanTimeout
+
+T = TypeVar("T")
+
+
+def _check_word(value: str, what: str) -> bytes:
+    raw = value.encode()
+    if not raw or any(c in raw for c in b" \t\r\n"):
+        raise ValueError(f"{what} must be one word without spaces: {value!r}")
+    return raw
+
+
+def _admin_error(line: bytes) -> AdminError:
+    # "ERR UNKNOWN_COMMAND Unknown+server+commandfoo": gearmand writes spaces in the text as '+'.
+    _, _, rest = line.partition(b" ")
+    code, _, text = rest.partition(b" ")
+    return AdminError(text.decode("utf-8", "replace").replace("+", " "), code.decode("utf-8", "replace") or "ERR")
+
+
+class AdminClient:
+    """Admin commands against one server (``"host:port"``); ``timeout`` bounds each command (seconds).
+
+    The connection is opened on first use and reopened once if the server has closed it. Use as
+    ``async with AdminClient("127.0.0.1:4730") as admin:`` or call :meth:`close`.
+    """
+
+    def __init__(self, server: ServerSpec = "localhost:4730", *, timeout: float | None = 10.0) -> None:
+        self.address = parse_address(server)
+        self.name = format_address(self.address)
+        self.timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> AdminClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    # ------------------------------------------------------------------ commands
+
+    async def status(self) -> list[FunctionStatus]:
+        """``status``: one record per function the server knows."""
+        return await self._listing(b"status", parse_status)
+
+    async def priority_status(self) -> list[PriorityStatus]:
+        """``prioritystatus``: queued jobs per priority for each function."""
+        return await self._listing(b"prioritystatus", parse_priority_status)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """``workers``: one record per connection to the server."""
+        return await self._listing(b"workers", parse_workers)
+
+    async def show_jobs(self) -> list[JobInfo]:
+        """``show jobs``: every job, queued or running."""
+        return await self._listing(b"show jobs", parse_jobs)
+
+    async def show_unique_jobs(self) -> list[str]:
+        """``show unique jobs``: the unique key of every job (``""`` for jobs without one)."""
+        return await self._listing(b"show unique jobs", parse_unique_jobs)
+
+    async def version(self) -> str:
+        """``version``: the server's version string (``1.1.20+ds`` for Debian's gearmand)."""
+        return await self._value(b"version")
+
+    async def verbose(self) -> str:
+        """``verbose``: the server's log level name."""
+        return await self._value(b"verbose")
+
+    async def getpid(self) -> int:
+        """``getpid``: the server's process id."""
+        return int(await self._value(b"getpid"))
+
+    async def cancel_job(self, handle: str) -> bool:
+        """``cancel job HANDLE``: True if cancelled, False if the server does not know the job."""
+        try:
+            await self._value(b"cancel job " + _check_word(handle, "handle"))
+        except AdminError as exc:
+            if exc.code == "UNKNOWN_JOB":
+                return False
+            raise
+        return True
+
+    async def create_function(self, name: str) -> None:
+        """``create function NAME``: make the function known (it then shows in ``status``)."""
+        await self._value(b"create function " + _check_word(name, "function name"))
+
+    async def drop_function(self, name: str) -> None:
+        """``drop function NAME``; raises :class:`~geartrain.errors.AdminError` if it is unknown or still in use."""
+        await self._value(b"drop function " + _check_word(name, "function name"))
+
+    async def maxqueue(self, function: str, *sizes: int) -> None:
+        """``maxqueue FUNC [N | HIGH NORMAL LOW]``: no size = unlimited, one = all priorities, three = each."""
+        if len(sizes) > 3:
+            raise ValueError("maxqueue takes at most three sizes (high, normal, low)")
+        words = [b"maxqueue", _check_word(function, "function name"), *(str(int(s)).encode() for s in sizes)]
+        await self._value(b" ".join(words))
+
+    async def shutdown(self, graceful: bool = False) -> None:
+        """``shutdown [graceful]`` (geartrain only: gearmand removed the command in 1.1.15 and answers ERR)."""
+        await self._value(b"shutdown graceful" if graceful else b"shutdown")
+
+    async def command(self, line: str) -> list[bytes]:
+        """Send any command line and return the reply's lines (a listing without its ``.`` line, or one line).
+
+        ``ERR`` replies raise :class:`~geartrain.errors.AdminError`.
+        """
+        word = line.split(" ", 1)[0].lower()
+        listing = word in ("status", "prioritystatus", "workers", "show")
+        return await self._run(line.encode(), listing)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _listing(self, command: bytes, parse: Callable[[list[bytes]], list[T]]) -> list[T]:
+        return parse(await self._run(command, listing=True))
+
+    async def _value(self, command: bytes) -> str:
+        (line,) = await self._run(command, listing=False)
+        if line == b"OK":
+            return ""
+        if line.startswith(b"OK "):
+            return line[3:].decode("utf-8", "replace")
+        raise AdminError(f"unexpected reply {line!r}", "UNEXPECTED_REPLY")
+
+    async def _run(self, command: bytes, listing: bool) -> list[bytes]:
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await self._exchange(command, listing, retry=True)
+            except TimeoutError:
+                await self.close()  # the reply may still come and would answer the next command
+                raise GearmanTimeout(f"{self.name}: no reply to {command.decode()!r} in {self.timeout}s") from None
+
+    async def _exchange(self, command: bytes, listing: bool, retry: bool) -> list[bytes]:
+        reader, writer = await self._connection()
+        try:
+            writer.write(command + b"\r\n")
+            await writer.drain()
+            lines = await self._read_reply(reader, listing)
+        except (OSError, ConnectionLost, asyncio.IncompleteReadError) as exc:
+            await self.close()
+            if retry:  # the server may have closed an idle connection: one fresh try
+                return await self._exchange(command, listing, retry=False)
+            raise ConnectionLost(f"{self.name}: {exc}") from exc
+        return lines
+
+    async def _read_reply(self, reader: asyncio.StreamReader, listing: bool) -> list[bytes]:
+        lines: list[bytes] = []
+        while True:
+            raw = await reader.readline()
+            if not raw.endswith(b"\n"):
+                raise ConnectionLost("server closed the connection in the middle of a reply")
+            line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            # An ERR line replaces the whole reply (a listing row always has a tab, or starts with a number).
+            if not lines and line.startswith(b"ERR") and b"\t" not in line:
+                raise _admin_error(line)
+            if not listing:
+                return [line]
+            if line == b".":
+                return lines
+            lines.append(line)
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None or self._writer.is_closing():
+            host, port = self.address
+            try:
+                self._reader, self._writer = await asyncio.open_connection(host, port, limit=1 << 24)
+            except OSError as exc:
+                raise ConnectionLost(f"cannot connect to {self.name}: {exc}") from exc
+        return self._reader, self._writer
