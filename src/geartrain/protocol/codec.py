@@ -115,13 +115,14 @@ class Decoder:
         unpack_header = _HEADER.unpack_from
         while pos < end_of_data:
             if buf[pos] != 0:
-                nl = buf.find(b"\n", pos)
-                if nl < 0:
-                    if end_of_data - pos > MAX_ADMIN_LINE:
-                        return self._fatal(out, "ARGUMENT_TOO_LARGE", "Admin command line too long")
-                    break
                 if not self._admin:
                     return self._fatal(out, "INVALID_MAGIC", "Text received where a packet was expected")
+                nl = buf.find(b"\n", pos)
+                # The limit applies whether or not the newline came in the same read: any split decodes the same.
+                if (nl if nl >= 0 else end_of_data) - pos > MAX_ADMIN_LINE:
+                    return self._fatal(out, "ARGUMENT_TOO_LARGE", "Admin command line too long")
+                if nl < 0:
+                    break
                 line = bytes(buf[pos:nl])
                 if line.endswith(b"\r"):
                     line = line[:-1]
