@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from geartrain.store.base import StoredJob, StoreError, StoreMissingDriver, StoreUnavailable
+from geartrain.store.base import StoredJob, StoreError, StoreMissingDriver, StoreUnavailable, unique_from_key
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 T = TypeVar("T")
@@ -32,6 +32,21 @@ def check_identifier(name: str) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise StoreError(f"invalid table name {name!r}: use up to 63 letters, digits and underscores")
     return name
+
+
+def job_from_row(
+    key: bytes, function: bytes, priority: int | None, data: bytes | None, when: int | None, reducer: bytes | None
+) -> StoredJob:
+    """A record read back from a SQL row; NULL columns (old gearmand tables) get gearmand's defaults."""
+    return StoredJob(
+        key,
+        function,
+        unique_from_key(key),
+        int(priority if priority is not None else 1),
+        bytes(data or b""),
+        int(when or 0),
+        None if reducer is None else bytes(reducer),
+    )
 
 
 def latest_adds(adds: Sequence[StoredJob]) -> list[StoredJob]:

@@ -32,8 +32,15 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geartrain.store.base import Removal, StoredJob, StoreUnavailable, unique_from_key
-from geartrain.store.common import check_identifier, chunks, latest_adds, require_driver, translate_errors
+from geartrain.store.base import Removal, StoredJob, StoreUnavailable
+from geartrain.store.common import (
+    check_identifier,
+    chunks,
+    job_from_row,
+    latest_adds,
+    require_driver,
+    translate_errors,
+)
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 
 if TYPE_CHECKING:
@@ -131,15 +138,7 @@ class MySQLStore:
             while rows := cur.fetchmany(1000):
                 for key, function, priority, data, when, reducer in rows:
                     key_bytes = text_to_bytes(key or "")
-                    yield StoredJob(
-                        key_bytes,
-                        text_to_bytes(function or ""),
-                        unique_from_key(key_bytes),
-                        int(priority if priority is not None else 1),
-                        bytes(data or b""),
-                        int(when or 0),
-                        None if reducer is None else bytes(reducer),
-                    )
+                    yield job_from_row(key_bytes, text_to_bytes(function or ""), priority, data, when, reducer)
 
     def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         conn = self._connection()

@@ -25,8 +25,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
-from geartrain.store.common import check_identifier, latest_adds, require_driver, translate_errors
+from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
+from geartrain.store.common import check_identifier, job_from_row, latest_adds, require_driver, translate_errors
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 
 if TYPE_CHECKING:
@@ -104,15 +104,7 @@ class PostgresStore:
             )
             for key, function, priority, data, when, reducer in cur:
                 key_bytes = text_to_bytes(key or "")
-                yield StoredJob(
-                    key_bytes,
-                    text_to_bytes(function or ""),
-                    unique_from_key(key_bytes),
-                    int(priority if priority is not None else 1),
-                    bytes(data or b""),
-                    int(when or 0),
-                    None if reducer is None else bytes(reducer),
-                )
+                yield job_from_row(key_bytes, text_to_bytes(function or ""), priority, data, when, reducer)
 
     def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         conn = self._connection()

@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
-from geartrain.store.common import check_identifier
+from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
+from geartrain.store.common import check_identifier, job_from_row
 
 SYNC_MODES = ("full", "normal", "off")
 
@@ -74,15 +74,7 @@ class SQLiteStore:
         while rows := cursor.fetchmany(10_000):
             for key, function, priority, data, when, reducer in rows:
                 key_bytes = from_text(key or "")
-                yield StoredJob(
-                    key_bytes,
-                    from_text(function),
-                    unique_from_key(key_bytes),
-                    int(priority if priority is not None else 1),
-                    bytes(data or b""),
-                    int(when or 0),
-                    None if reducer is None else bytes(reducer),
-                )
+                yield job_from_row(key_bytes, from_text(function), priority, data, when, reducer)
 
     def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         db = self._connection()
