@@ -51,9 +51,15 @@ def _probe(cmd: Sequence[str]) -> bool:
         return False
 
 
+def _c_program(name: str, directory: str) -> str | None:
+    """The C program from Debian's package, never geartrain's entry point of the same name (which a venv on
+    PATH would find first): these tests exist to check geartrain against the real thing."""
+    path = os.path.join(directory, name)
+    return path if os.access(path, os.X_OK) else None
+
+
 def _find_gearmand() -> tuple[str | None, str]:
-    # /usr/sbin is often not on a normal user's PATH, so look there explicitly.
-    return _first_executable("gearmand", "/usr/sbin/gearmand"), "gearmand (Debian package gearman-job-server)"
+    return _c_program("gearmand", "/usr/sbin"), "gearmand (Debian package gearman-job-server)"
 
 
 def _find_php_gearman() -> tuple[str | None, str]:
@@ -70,8 +76,8 @@ def _find_perl_gearman() -> tuple[str | None, str]:
 
 _PROGRAMS: dict[str, Callable[[], tuple[str | None, str]]] = {
     "gearmand": _find_gearmand,
-    "gearman": lambda: (_first_executable("gearman"), "gearman CLI (Debian package gearman-tools)"),
-    "gearadmin": lambda: (_first_executable("gearadmin"), "gearadmin (Debian package gearman-tools)"),
+    "gearman": lambda: (_c_program("gearman", "/usr/bin"), "gearman CLI (Debian package gearman-tools)"),
+    "gearadmin": lambda: (_c_program("gearadmin", "/usr/bin"), "gearadmin (Debian package gearman-tools)"),
     "php-gearman": _find_php_gearman,
     "perl-gearman": _find_perl_gearman,
 }

@@ -63,10 +63,27 @@ def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
 
 def _takeover(backend: Backend) -> None:
     gearmand = require_program("gearmand")
-    proc, address = _start([gearmand, "--listen", "127.0.0.1", "--log-file", "none", "--threads", "1",
-                            "--config-file", "/dev/null", *backend.gearmand_args])
-    submitted = [(P.SUBMIT_JOB_LOW_BG, b"low"), (P.SUBMIT_JOB_BG, b"normal-1"), (P.SUBMIT_JOB_HIGH_BG, b"high"),
-                 (P.SUBMIT_JOB_BG, b"normal-2"), (P.SUBMIT_JOB_BG, b"bin\0ary")]
+    proc, address = _start(
+        [
+            gearmand,
+            "--listen",
+            "127.0.0.1",
+            "--log-file",
+            "none",
+            "--threads",
+            "1",
+            "--config-file",
+            "/dev/null",
+            *backend.gearmand_args,
+        ]
+    )
+    submitted = [
+        (P.SUBMIT_JOB_LOW_BG, b"low"),
+        (P.SUBMIT_JOB_BG, b"normal-1"),
+        (P.SUBMIT_JOB_HIGH_BG, b"high"),
+        (P.SUBMIT_JOB_BG, b"normal-2"),
+        (P.SUBMIT_JOB_BG, b"bin\0ary"),
+    ]
     try:
         with GearmanSocket(address) as client:
             for index, (ptype, data) in enumerate(submitted):

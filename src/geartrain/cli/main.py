@@ -13,6 +13,9 @@ geartrain {__version__}: a Gearman-compatible job server and tools.
 
 commands:
   server     run the job server (gearmand's flags; --help for them)
+  submit     submit jobs and print their results
+  work       serve functions with a shell command
+  admin      query and manage servers (status, workers, jobs, ...; --json)
   version    print the version
 
 Run 'geartrain COMMAND --help' for a command's options.
@@ -33,6 +36,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "server":
         return _server(rest)
+    if command == "submit":
+        from geartrain.cli.submit import main as submit
+
+        return submit(rest)
+    if command == "work":
+        from geartrain.cli.work import main as work
+
+        return work(rest)
+    if command == "admin":
+        from geartrain.cli.admin import main as admin
+
+        return admin(rest)
     if command in ("version", "--version", "-V"):
         print(f"geartrain {__version__}")
         return 0

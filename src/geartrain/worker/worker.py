@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, Literal
 
 from geartrain.client.transport import Backoff, ServerSpec, format_address, open_connection, parse_servers
-from geartrain.errors import ConnectionLost, JobFailed
+from geartrain.errors import ConnectionLost, JobException, JobFailed
 from geartrain.protocol.codec import encode_request
 from geartrain.protocol.packets import PacketType
 from geartrain.worker.connection import WorkerConnection
@@ -76,7 +76,8 @@ class Worker:
     loop with ``executor="inline"`` (only for functions that return at once).
 
     A function that raises never stops the worker: the job fails with WORK_FAIL, or with WORK_EXCEPTION carrying
-    ``"ExceptionType: message"`` when ``exceptions`` is set. That is off by default because gearmand 1.1.20 hands
+    ``"ExceptionType: message"`` when ``exceptions`` is set (raising :class:`~geartrain.errors.JobException`
+    sends its ``data`` as it is). That is off by default because gearmand 1.1.20 hands
     a WORK_EXCEPTION to clients that did not ask for exceptions as a malformed WORK_FAIL that libgearman clients
     (PHP, the ``gearman`` tool) never recognise: they hang. Turn it on for geartrain, or when clients ask for it.
     """
@@ -362,6 +363,9 @@ class Worker:
                 error = exc
         if isinstance(error, JobFailed):
             connection.send(encode_request(P.WORK_FAIL, handle))
+        elif isinstance(error, JobException) and self.exceptions:
+            # Raised on purpose to send WORK_EXCEPTION with the function's own payload.
+            connection.send(encode_request(P.WORK_EXCEPTION, handle, error.data))
         elif error is not None:
             log.error(
                 "job %s (%s) raised %s",

@@ -1,0 +1,204 @@
+"""``geartrain admin``: the admin protocol as readable tables or JSON, for one or several servers.
+
+Built on :class:`~geartrain.admin.AdminClient`; every server is asked at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from geartrain.admin import AdminClient, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from geartrain.cli.common import servers_from
+from geartrain.client.loopthread import new_event_loop
+from geartrain.errors import AdminError, ConnectionLost, GearmanError, GearmanTimeout
+
+PROG = "geartrain admin"
+
+EPILOG = """\
+commands:
+  status                      functions: jobs queued and running, workers
+  priority-status             queued jobs per priority
+  workers                     connections and the functions they serve
+  jobs                        every job (handle, retries, ignored, stored)
+  unique-jobs                 the unique key of every job
+  version | verbose | getpid  the server's version, log level, process id
+  cancel HANDLE...            cancel jobs (exit 1 if one is unknown)
+  create-function NAME        drop-function NAME
+  maxqueue FUNCTION [SIZE | HIGH NORMAL LOW]   queue limits (none = unlimited)
+  shutdown [--graceful]       stop the server (geartrain servers; gearmand refuses)
+
+Exit status: 0 all servers answered, 1 a server answered with an error (or an unknown job), 2 a server could
+not be reached.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Query and manage Gearman job servers through the admin protocol.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-s",
+        "--server",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a job server (repeatable, or comma-separated; default $GEARMAN_SERVER, else localhost:4730)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document: a list, one entry per server")
+    parser.add_argument("-t", "--timeout", type=float, default=10.0, metavar="SECONDS", help="per command (10)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in ("status", "priority-status", "workers", "jobs", "unique-jobs", "version", "verbose", "getpid"):
+        commands.add_parser(name)
+    commands.add_parser("cancel").add_argument("handles", nargs="+", metavar="HANDLE")
+    commands.add_parser("create-function").add_argument("name")
+    commands.add_parser("drop-function").add_argument("name")
+    maxqueue = commands.add_parser("maxqueue")
+    maxqueue.add_argument("function")
+    maxqueue.add_argument("sizes", nargs="*", type=int, metavar="SIZE")
+    commands.add_parser("shutdown").add_argument("--graceful", action="store_true")
+    return parser
+
+
+class Failed(Exception):
+    """The command ran but its outcome is a failure (exit status 1), e.g. an unknown job to cancel."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+async def _ask(admin: AdminClient, args: argparse.Namespace) -> Any:
+    command = args.command
+    if command == "status":
+        return await admin.status()
+    if command == "priority-status":
+        return await admin.priority_status()
+    if command == "workers":
+        return await admin.workers()
+    if command == "jobs":
+        return await admin.show_jobs()
+    if command == "unique-jobs":
+        return await admin.show_unique_jobs()
+    if command == "version":
+        return await admin.version()
+    if command == "verbose":
+        return await admin.verbose()
+    if command == "getpid":
+        return await admin.getpid()
+    if command == "cancel":
+        results = {handle: await admin.cancel_job(handle) for handle in args.handles}
+        unknown = [handle for handle, done in results.items() if not done]
+        if unknown:
+            raise Failed(f"unknown job: {', '.join(unknown)}", results)
+        return results
+    if command == "create-function":
+        await admin.create_function(args.name)
+    elif command == "drop-function":
+        await admin.drop_function(args.name)
+    elif command == "maxqueue":
+        if len(args.sizes) not in (0, 1, 3):
+            raise ValueError("maxqueue takes no size, one size, or three (high normal low)")
+        await admin.maxqueue(args.function, *args.sizes)
+    elif command == "shutdown":
+        await admin.shutdown(args.graceful)
+    return True
+
+
+async def _one(server: str, args: argparse.Namespace) -> tuple[str, Any, str | None, int]:
+    """(server, result, error text, exit status) for one server."""
+    try:
+        async with AdminClient(server, timeout=args.timeout) as admin:
+            return server, await _ask(admin, args), None, 0
+    except Failed as exc:
+        return server, exc.result, str(exc), 1
+    except AdminError as exc:
+        return server, None, f"the server answered: {exc}", 1
+    except (ConnectionLost, GearmanTimeout, OSError) as exc:
+        return server, None, str(exc), 2
+    except (GearmanError, ValueError) as exc:
+        return server, None, str(exc), 1
+
+
+def _jsonable(result: Any) -> Any:
+    if isinstance(result, list):
+        return [_jsonable(item) for item in result]
+    if isinstance(result, FunctionStatus):
+        return {**dataclasses.asdict(result), "queued": result.queued}
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
+
+
+def _table(header: Sequence[str], rows: list[Sequence[object]]) -> str:
+    cells = [list(header), *[[str(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
+                   for row in cells)  # fmt: skip
+
+
+def _text(result: Any) -> str:
+    if isinstance(result, list) and result and isinstance(result[0], FunctionStatus):
+        return _table(
+            ("FUNCTION", "TOTAL", "RUNNING", "QUEUED", "WORKERS"),
+            [(r.name, r.total, r.running, r.queued, r.workers) for r in result],
+        )
+    if isinstance(result, list) and result and isinstance(result[0], PriorityStatus):
+        return _table(
+            ("FUNCTION", "HIGH", "NORMAL", "LOW", "WORKERS"),
+            [(r.name, r.high, r.normal, r.low, r.workers) for r in result],
+        )
+    if isinstance(result, list) and result and isinstance(result[0], WorkerInfo):
+        return _table(
+            ("FD", "ADDRESS", "CLIENT-ID", "FUNCTIONS"),
+            [(r.fd, r.address, r.client_id, " ".join(r.functions)) for r in result],
+        )
+    if isinstance(result, list) and result and isinstance(result[0], JobInfo):
+        return _table(
+            ("HANDLE", "RETRIES", "IGNORED", "STORED"),
+            [(r.handle, r.retries, "yes" if r.ignore else "no", "yes" if r.stored else "no") for r in result],
+        )
+    if isinstance(result, list):
+        return "".join(f"{item}\n" for item in result)
+    if isinstance(result, dict):
+        return "".join(f"{key}: {'cancelled' if done else 'unknown job'}\n" for key, done in result.items())
+    if result is True:
+        return "OK\n"
+    return f"{result}\n"
+
+
+async def _all(servers: list[str], args: argparse.Namespace) -> list[tuple[str, Any, str | None, int]]:
+    return list(await asyncio.gather(*(_one(server, args) for server in servers)))
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    servers = [part for spec in args.server for part in spec.split(",") if part.strip()] if args.server else []
+    servers = servers or servers_from(None, None)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        answers = runner.run(_all(servers, args))
+    status = max(answer[3] for answer in answers)
+    if args.json:
+        document = [
+            {"server": server, "result": _jsonable(result), **({"error": error} if error else {})}
+            for server, result, error, _ in answers
+        ]
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        for server, result, error, _ in answers:
+            if len(servers) > 1:
+                sys.stdout.write(f"== {server}\n")
+            if result is not None:
+                sys.stdout.write(_text(result))
+            if error:
+                sys.stdout.flush()
+                sys.stderr.write(f"{PROG}: {server}: {error}\n")
+                sys.stderr.flush()
+    return status

@@ -1,0 +1,100 @@
+"""``geartrain work``: serve functions with a shell command (long options, several servers, concurrency).
+
+The same engine as ``gearman -w`` (:mod:`geartrain.cli.worker_run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from geartrain.cli.common import invalid_servers, log_to_stderr, servers_from
+from geartrain.cli.worker_run import WorkerOptions, run_worker
+from geartrain.client.loopthread import new_event_loop
+
+PROG = "geartrain work"
+
+EPILOG = """\
+Each job runs COMMAND with the workload on its stdin; what it prints on stdout is the result. Exit status 0
+completes the job; any other status (or death by a signal) sends the output as WORK_DATA, then fails the job.
+Without a COMMAND the workload is printed on stdout and the job completes with an empty result.
+
+Exit status: 0 after --count jobs (or on SIGTERM/SIGINT: 128+signal), 2 when no server has been reachable for
+--retry-for seconds, 3 after --idle-timeout.
+
+example:  geartrain work wc -- wc -l
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        usage=f"{PROG} [options] FUNCTION [FUNCTION ...] [-- COMMAND [ARGS ...]]",
+        description="Serve Gearman functions by running a command for each job.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("functions", nargs="+", metavar="FUNCTION", help="functions to serve")
+    parser.add_argument(
+        "-s",
+        "--server",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a job server (repeatable, or comma-separated; default $GEARMAN_SERVER, else localhost:4730)",
+    )
+    parser.add_argument("-c", "--count", type=int, default=0, metavar="N", help="exit after N jobs")
+    parser.add_argument("-j", "--concurrency", type=int, default=1, metavar="N", help="jobs to run at once (1)")
+    parser.add_argument(
+        "--lines", action="store_true", help="send each line of output as its own WORK_DATA, without its newline"
+    )
+    parser.add_argument("--keep-newline", action="store_true", help="with --lines: keep each line's newline")
+    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="exit when no job came for this long")
+    parser.add_argument(
+        "--retry-for",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="exit when no server has been reachable for this long (60)",
+    )
+    parser.add_argument("--client-id", metavar="ID", help="the id the server shows in its workers list")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    items = list(argv)
+    command: list[str] = []
+    if "--" in items:
+        cut = items.index("--")
+        items, command = items[:cut], items[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(items)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    servers = [part for spec in args.server for part in spec.split(",") if part.strip()] if args.server else []
+    servers = servers or servers_from(None, None)
+    problem = invalid_servers(servers)
+    if problem:
+        parser.error(problem)
+    options = WorkerOptions(
+        servers=servers,
+        functions=args.functions,
+        command=command,
+        count=max(0, args.count),
+        per_line=args.lines,
+        strip_newline=args.lines and not args.keep_newline,
+        idle_timeout=args.idle_timeout,
+        retry_for=max(0.0, args.retry_for),
+        concurrency=args.concurrency,
+        client_id=args.client_id,
+        prog=PROG,
+    )
+    undo = log_to_stderr(PROG, logging.WARNING)
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(run_worker(options))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        undo()

@@ -1,0 +1,150 @@
+"""`geartrain submit`, `geartrain work` and `geartrain admin` against geartrain and the C gearmand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clitools import Background, Programs, ours, run
+
+from servers import GearmanServer, GearmanSocket, PacketType, free_port, start_server, wait_until
+
+
+def geartrain(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return run([*ours("geartrain"), *args], input=input)
+
+
+def work(programs: Programs, server: GearmanServer, *args: str) -> Background:
+    return programs.start("geartrain-work", [*ours("geartrain"), "work", "-s", server.address, *args])
+
+
+@pytest.fixture
+def second_server(tmp_path: Path) -> Iterator[GearmanServer]:
+    workdir = tmp_path / "second"
+    workdir.mkdir()
+    server = start_server("geartrain", workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_usage_lists_the_commands() -> None:
+    result = geartrain("--help")
+    assert result.returncode == 0
+    for command in (b"server", b"submit", b"work", b"admin"):
+        assert b"\n  " + command + b" " in result.stdout
+
+
+def test_work_and_submit(gearman_server: GearmanServer, programs: Programs) -> None:
+    worker = work(programs, gearman_server, "--count", "2", "up", "--", "tr", "a-z", "A-Z")
+    result = geartrain("submit", "-s", gearman_server.address, "up", "hello", "world")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"HELLOWORLD", b""), result
+    assert worker.wait() == 0, worker.stderr
+
+
+def test_submit_json(gearman_server: GearmanServer, events_worker: Background) -> None:
+    result = geartrain("submit", "-s", gearman_server.address, "--json", "chatty", "x")
+    assert result.returncode == 0, result
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["status"] == "complete" and record["result"] == "R\n"
+    assert (record["data"], record["warnings"], record["progress"]) == (["d1", "d2\n"], ["w1"], [1, 4])
+    assert record["server"] == gearman_server.address and record["handle"]
+
+    result = geartrain("submit", "-s", gearman_server.address, "--json", "fail", "x")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["status"] == "failed"
+
+    result = geartrain("submit", "-s", gearman_server.address, "--json", "--lines", "up", input=b"a\nb\n")
+    assert [json.loads(line)["result"] for line in result.stdout.splitlines()] == ["A", "B"]
+
+
+def test_submit_refused_by_a_full_queue(gearman_server: GearmanServer) -> None:
+    assert geartrain("admin", "-s", gearman_server.address, "create-function", "small").returncode == 0
+    assert geartrain("admin", "-s", gearman_server.address, "maxqueue", "small", "1").returncode == 0
+    assert geartrain("submit", "-s", gearman_server.address, "-b", "small", "one").returncode == 0
+    result = geartrain("submit", "-s", gearman_server.address, "-b", "--json", "small", "two")
+    assert result.returncode == 2, result
+    assert json.loads(result.stdout)["status"] == "refused"
+
+
+def test_work_lines_and_concurrency(gearman_server: GearmanServer, programs: Programs) -> None:
+    for n in range(2):
+        assert geartrain("submit", "-s", gearman_server.address, "-b", "twice", f"job {n}").returncode == 0
+    worker = work(programs, gearman_server, "-j", "2", "-c", "2", "twice")
+    assert worker.wait() == 0, worker.stderr
+    assert sorted(worker.stdout.split(b"job ")) == [b"", b"0", b"1"]
+
+    worker = work(programs, gearman_server, "--lines", "-c", "1", "lines", "--", "printf", "a\\nb\\n")
+    result = geartrain("submit", "-s", gearman_server.address, "--json", "lines", "x")
+    assert json.loads(result.stdout)["data"] == ["a", "b"]
+    assert worker.wait() == 0, worker.stderr
+
+
+def test_work_gives_up_on_an_unreachable_server() -> None:
+    result = geartrain("work", "-s", f"127.0.0.1:{free_port()}", "--retry-for", "0.3", "x")
+    assert result.returncode == 2
+    assert b"geartrain work: giving up" in result.stderr
+
+
+def test_admin_several_servers(gearman_server: GearmanServer, second_server: GearmanServer) -> None:
+    for server in (gearman_server, second_server):
+        with GearmanSocket(server) as client:
+            client.submit("queued", b"x", ptype=PacketType.SUBMIT_JOB_BG)
+    result = geartrain("admin", "-s", gearman_server.address, "-s", second_server.address, "--json", "status")
+    assert result.returncode == 0, result
+    document = json.loads(result.stdout)
+    assert [entry["server"] for entry in document] == [gearman_server.address, second_server.address]
+    for entry in document:
+        (row,) = [row for row in entry["result"] if row["name"] == "queued"]
+        assert row == {"name": "queued", "total": 1, "running": 0, "workers": 0, "queued": 1}
+
+    text = geartrain("admin", "-s", f"{gearman_server.address},{second_server.address}", "status").stdout.decode()
+    assert text.startswith(f"== {gearman_server.address}\nFUNCTION")
+    assert f"== {second_server.address}\n" in text
+
+
+def test_admin_errors(gearman_server: GearmanServer) -> None:
+    missing = f"127.0.0.1:{free_port()}"
+    result = geartrain("admin", "-s", gearman_server.address, "-s", missing, "--json", "version")
+    assert result.returncode == 2
+    ok, failed = json.loads(result.stdout)
+    assert ok["result"] and "error" not in ok
+    assert failed["result"] is None and "cannot connect" in failed["error"]
+
+    result = geartrain("admin", "-s", gearman_server.address, "cancel", "H:nosuch:1")
+    assert (result.returncode, result.stdout) == (1, b"H:nosuch:1: unknown job\n"), result
+
+    result = geartrain("admin", "-s", gearman_server.address, "drop-function", "nosuch")
+    assert result.returncode == 1 and b"the server answered" in result.stderr, result
+
+
+def test_admin_listings(gearman_server: GearmanServer) -> None:
+    with GearmanSocket(gearman_server) as worker:
+        worker.send(PacketType.SET_CLIENT_ID, b"w-1")
+        worker.send(PacketType.CAN_DO, b"listed")
+        worker.sync()
+        with GearmanSocket(gearman_server) as client:
+            handle = client.submit("listed", b"x", unique="key-1", ptype=PacketType.SUBMIT_JOB_BG)
+        server = ["-s", gearman_server.address, "--json"]
+        workers = json.loads(geartrain("admin", *server, "workers").stdout)[0]["result"]
+        assert {"fd", "address", "client_id", "functions"} <= set(workers[0])
+        assert ["listed"] in [row["functions"] for row in workers if row["client_id"] == "w-1"]
+        jobs = json.loads(geartrain("admin", *server, "jobs").stdout)[0]["result"]
+        assert [row["handle"] for row in jobs] == [handle]
+        assert json.loads(geartrain("admin", *server, "unique-jobs").stdout)[0]["result"] == ["key-1"]
+        (row,) = json.loads(geartrain("admin", *server, "priority-status").stdout)[0]["result"]
+        assert (row["name"], row["normal"], row["workers"]) == ("listed", 1, 1)
+        assert isinstance(json.loads(geartrain("admin", *server, "getpid").stdout)[0]["result"], int)
+        text = geartrain("admin", "-s", gearman_server.address, "workers").stdout
+        assert text.startswith(b"FD") and b"w-1" in text
+
+
+def test_admin_shutdown(second_server: GearmanServer) -> None:
+    result = geartrain("admin", "-s", second_server.address, "shutdown", "--graceful")
+    assert (result.returncode, result.stdout) == (0, b"OK\n"), result
+    wait_until(lambda: second_server.process.poll() is not None, message="the server to exit")
+    assert second_server.process.returncode == 0
