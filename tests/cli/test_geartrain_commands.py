@@ -101,6 +101,8 @@ def test_admin_several_servers(gearman_server: GearmanServer, second_server: Gea
     for entry in document:
         (row,) = [row for row in entry["result"] if row["name"] == "queued"]
         assert row == {"name": "queued", "total": 1, "running": 0, "workers": 0, "queued": 1}
+    after = geartrain("admin", "-s", gearman_server.address, "-s", second_server.address, "status", "--json")
+    assert json.loads(after.stdout) == document  # --json after the command works the same
 
     text = geartrain("admin", "-s", f"{gearman_server.address},{second_server.address}", "status").stdout.decode()
     assert text.startswith(f"== {gearman_server.address}\nFUNCTION")

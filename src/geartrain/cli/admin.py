@@ -54,16 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document: a list, one entry per server")
     parser.add_argument("-t", "--timeout", type=float, default=10.0, metavar="SECONDS", help="per command (10)")
+    # --json is also accepted after the command (`geartrain admin status --json`); SUPPRESS keeps a subcommand
+    # that did not get it from resetting the value given before the command.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[after])
+
     for name in ("status", "priority-status", "workers", "jobs", "unique-jobs", "version", "verbose", "getpid"):
-        commands.add_parser(name)
-    commands.add_parser("cancel").add_argument("handles", nargs="+", metavar="HANDLE")
-    commands.add_parser("create-function").add_argument("name")
-    commands.add_parser("drop-function").add_argument("name")
-    maxqueue = commands.add_parser("maxqueue")
+        command(name)
+    command("cancel").add_argument("handles", nargs="+", metavar="HANDLE")
+    command("create-function").add_argument("name")
+    command("drop-function").add_argument("name")
+    maxqueue = command("maxqueue")
     maxqueue.add_argument("function")
     maxqueue.add_argument("sizes", nargs="*", type=int, metavar="SIZE")
-    commands.add_parser("shutdown").add_argument("--graceful", action="store_true")
+    command("shutdown").add_argument("--graceful", action="store_true")
     return parser
 
 
