@@ -223,7 +223,7 @@ def test_an_internal_error_costs_only_its_connection(server: InProcessServer) ->
     def broken(peer: object, args: tuple[bytes, ...], now: float) -> None:
         raise RuntimeError("simulated bug")
 
-    engine._handlers[PacketType.OPTION_REQ] = broken  # only this test's server is affected
+    engine.handlers[PacketType.OPTION_REQ] = broken  # only this test's server is affected
     with GearmanSocket(server.address) as bystander, GearmanSocket(server.address) as victim:
         bystander.sync()
         victim.send(PacketType.OPTION_REQ, b"exceptions")

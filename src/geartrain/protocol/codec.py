@@ -7,7 +7,9 @@ longer be framed) the decoder returns nothing more and the connection should be 
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Callable
 
 from geartrain.errors import PeerProtocolError, ProtocolError
 from geartrain.protocol.packets import (
@@ -31,6 +33,27 @@ _TYPE_SIZE = struct.Struct(">II")
 _pack_type_size = _TYPE_SIZE.pack
 
 Item = Packet | AdminLine | ProtocolError
+
+# Per packet type, how many arguments its body splits into and how few are accepted, as byte tables the C framer
+# indexes directly.
+_ARG_COUNTS = bytes(ARG_COUNT.get(ptype, 0) for ptype in range(MAX_PACKET_TYPE + 1))
+_MIN_COUNTS = bytes(MIN_ARG_COUNT.get(ptype, 0) for ptype in range(MAX_PACKET_TYPE + 1))
+
+Framer = Callable[[bytes | bytearray, int, bytes, int, bytes, bytes, type, list[Item]], int]
+
+
+def _load_framer() -> Framer | None:
+    """The C framer, unless it was not built or ``GEARTRAIN_PURE_PYTHON`` asks for the pure-Python path."""
+    if os.environ.get("GEARTRAIN_PURE_PYTHON"):
+        return None
+    try:
+        from geartrain.protocol._speedups import frame
+    except ImportError:
+        return None
+    return frame
+
+
+C_FRAMER: Framer | None = _load_framer()
 
 
 def encode(ptype: int, *args: bytes, magic: bytes = RES) -> bytes:
@@ -65,11 +88,19 @@ class Decoder:
     allows text lines (a new item not starting with NUL); without it such a byte is a fatal error.
     """
 
-    __slots__ = ("_accept", "_admin", "_buf", "_dead", "_max_size", "_other")
+    __slots__ = ("_accept", "_admin", "_buf", "_dead", "_framer", "_max_size", "_other")
 
     def __init__(
-        self, *, accept: bytes = REQ, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE, admin: bool = True
+        self,
+        *,
+        accept: bytes = REQ,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        admin: bool = True,
+        accelerated: bool = True,
     ) -> None:
+        # The C framer (when built) takes runs of well-formed packets; everything else goes through the Python
+        # loop below, so both paths give the same items.
+        self._framer = C_FRAMER if accelerated else None
         self._accept = accept
         self._other = RES if accept == REQ else REQ
         self._max_size = max_packet_size
@@ -113,7 +144,12 @@ class Decoder:
         end_of_data = len(buf)
         accept = self._accept
         unpack_header = _HEADER.unpack_from
+        framer = self._framer
         while pos < end_of_data:
+            if framer is not None:
+                pos = framer(buf, pos, accept, self._max_size, _ARG_COUNTS, _MIN_COUNTS, Packet, out)
+                if pos >= end_of_data:
+                    break
             if buf[pos] != 0:
                 if not self._admin:
                     return self._fatal(out, "INVALID_MAGIC", "Text received where a packet was expected")

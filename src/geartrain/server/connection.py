@@ -53,11 +53,11 @@ class GearmanConnection(asyncio.Protocol):
         server = self._server
         engine = server.engine
         now = time.time()
-        handle = engine.handle
+        handlers = engine.handlers
         try:
             for item in self._decoder.feed(data):
                 if type(item) is Packet:
-                    handle(peer, item.type, item.args, now)
+                    handlers[item[0]](peer, item[1], now)
                 elif type(item) is AdminLine:
                     server.admin.run(peer, item.line)
                 else:

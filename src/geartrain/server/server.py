@@ -25,8 +25,10 @@ log = logging.getLogger("geartrain.server")
 class GearmanServer:
     """Runs one :class:`Engine` on one event loop.
 
-    After every input (a ``data_received``, a disconnect, a timer) :meth:`after_input` writes what the engine
-    queued, once per touched connection, and re-arms the timer for the engine's next deadline.
+    After every input (a ``data_received``, a disconnect, a timer) :meth:`after_input` schedules :meth:`flush`
+    for the end of the loop turn: it writes what the engine queued, once per touched connection however many
+    inputs touched it, hands the turn's store operations to the store thread in one batch, and re-arms the timer
+    for the engine's next deadline.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class GearmanServer:
         self._timer_at: float | None = None
         self._stopped: asyncio.Event | None = None
         self._draining = False
+        self._flush_scheduled = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -112,7 +115,7 @@ class GearmanServer:
             if self.store_on_shutdown:
                 await self.persistence.write_queue()
             await self.persistence.flush()  # what was recorded reaches the store before connections go
-            self.after_input()
+            self.flush()
         for connection in list(self.connections.values()):
             connection.abort()
         for server in self._servers:
@@ -135,6 +138,19 @@ class GearmanServer:
     # ------------------------------------------------------------------ after each input
 
     def after_input(self) -> None:
+        """Something changed the engine: flush at the end of this loop turn (once, however many inputs came)."""
+        if self._flush_scheduled:
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what the engine queued, kick the store, re-arm the timer, act on a shutdown request."""
+        self._flush_scheduled = False
         engine = self.engine
         dirty = engine.dirty
         if dirty:

@@ -28,12 +28,60 @@ SUBMIT_KINDS: dict[int, tuple[int, bool]] = {
 class ClientRules(DurableRules):
     """Handlers for the packets clients send."""
 
+    inline_submits: bool
+
     # ------------------------------------------------------------------ submitting
 
     def _submit_handler(self, ptype: int, priority: int, background: bool) -> Handler:
+        """The handler of one SUBMIT_JOB* type: the common case inline, anything else through :meth:`submit`.
+
+        Every submit of a benchmark (and of most real traffic) is a new job of a known function, with no unique
+        or a plain one, on no queue limit: that case is spelt out here with its state bound to locals, because it
+        runs once per job and the general path costs several calls more. It must decide exactly as
+        :meth:`submit` does (the engine tests run every conversation both ways).
+        """
+        general = self.submit
+        functions = self.functions
+        jobs = self.jobs
+        dirty = self.dirty
+        new_handle = self._new_handle
+        wake = self._wake
+        created_for = replies.job_created
+        # A persistent server acknowledges a background job only once it is stored: the general path does that.
+        fast = self.inline_submits and not (background and self.config.persistent)
+
         def submit(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
             name, unique, data = args
-            self.submit(peer, name, unique, data, priority, background, now)
+            function = functions.get(name)
+            if not fast or function is None or len(unique) > MAX_UNIQUE_SIZE or unique == UNIQUE_BY_PAYLOAD:
+                general(peer, name, unique, data, priority, background, now)
+                return
+            if unique:
+                existing = function.by_unique.get(unique)
+                if existing is not None:
+                    self._coalesce(peer, existing, background)
+                    return
+            limit = function.max_queue[priority]
+            if limit > 0 and function.total >= limit:
+                general(peer, name, unique, data, priority, background, now)
+                return
+            handle = new_handle()
+            job = Job(handle, function, unique, data, priority, background, 0, None, now)
+            jobs[handle] = job
+            function.total += 1
+            if unique:
+                function.by_unique[unique] = job
+            if not background:
+                job.clients.append(peer)
+                peer.waiting.add(job)
+            if not peer.closed:
+                if not peer.outbox:
+                    dirty.append(peer)
+                peer.outbox.append(created_for(handle))
+            function.queued[priority] += 1
+            function.queues[priority].append(job)
+            if function.sleepers:
+                wake(function)
 
         submit.__name__ = f"_submit_{PacketType(ptype).name.lower()}"
         return submit

@@ -23,10 +23,15 @@ P = PacketType
 class Engine(WorkerRules, ClientRules):
     """All jobs, functions and connections of one server."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, *, inline_submits: bool = True) -> None:
+        """``inline_submits=False`` sends every submit through the general path (the tests run both ways)."""
         super().__init__(config)
+        self.inline_submits = inline_submits
         self._next_peer_id = 1
         self._handlers: dict[int, Handler] = self._build_dispatch()
+        # The same dispatch as a list indexed by packet type (every type the decoder lets through has an entry),
+        # for the transport's per-packet loop.
+        self.handlers: list[Handler] = [self._handlers.get(ptype, self._not_expected) for ptype in range(max(P) + 1)]
 
     # ------------------------------------------------------------------ connections
 
@@ -61,11 +66,10 @@ class Engine(WorkerRules, ClientRules):
 
     def handle(self, peer: Peer, ptype: int, args: tuple[bytes, ...], now: float) -> None:
         """Process one binary packet from ``peer``."""
-        handler = self._handlers.get(ptype)
-        if handler is None:
-            self._send(peer, replies.NOT_EXPECTED)
-            return
-        handler(peer, args, now)
+        self._handlers.get(ptype, self._not_expected)(peer, args, now)
+
+    def _not_expected(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+        self._send(peer, replies.NOT_EXPECTED)
 
     def protocol_error(self, peer: Peer, error: ProtocolError) -> None:
         """Answer bad input with an ERROR packet; after a fatal one, close once it is sent."""

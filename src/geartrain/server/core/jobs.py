@@ -99,7 +99,7 @@ class HandleFactory:
     def __call__(self) -> bytes:
         n = self._next
         self._next = n + 1 if n < 0xFFFFFFFF else 1
-        return self._prefix + str(n).encode()
+        return b"%b%d" % (self._prefix, n)
 
 
 INT64_MAX = 2**63 - 1

@@ -10,9 +10,13 @@ P = PacketType
 NOOP = encode(P.NOOP)
 NO_JOB = encode(P.NO_JOB)
 _JOB_CREATED_HEAD = RES + P.JOB_CREATED.to_bytes(4, "big")
+# Headers of JOB_CREATED by handle length: the reply to every submit is then one concatenation.
+_JOB_CREATED_HEADS = [_JOB_CREATED_HEAD + size.to_bytes(4, "big") for size in range(256)]
 
 
 def job_created(handle: bytes) -> bytes:
+    if len(handle) < 256:
+        return _JOB_CREATED_HEADS[len(handle)] + handle
     return _JOB_CREATED_HEAD + len(handle).to_bytes(4, "big") + handle
 
 
