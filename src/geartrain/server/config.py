@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.server.core.config import EngineConfig
+from geartrain.server.gc_policy import GcSettings
 
 DEFAULT_PORT = 4730
 
@@ -34,3 +35,4 @@ class ServerConfig:
     verbose: str = "ERROR"
     pid_file: str | None = None
     use_uvloop: bool = True
+    gc: GcSettings = field(default_factory=GcSettings)

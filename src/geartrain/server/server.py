@@ -16,6 +16,7 @@ from geartrain.server.config import ServerConfig
 from geartrain.server.connection import GearmanConnection
 from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.engine import Engine
+from geartrain.server.gc_policy import CollectionPolicy
 from geartrain.server.persistence import Persistence
 from geartrain.store.base import QueueStore
 
@@ -53,6 +54,8 @@ class GearmanServer:
         self._stopped: asyncio.Event | None = None
         self._draining = False
         self._flush_scheduled = False
+        # Set by run_server, which owns the process: an embedded server leaves the host's collector alone.
+        self.gc_policy: CollectionPolicy | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -178,6 +181,8 @@ class GearmanServer:
                 self.drain()
         if self._draining:
             self._check_drained()
+        if self.gc_policy is not None:
+            self.gc_policy.after_turn()
 
     def _arm_timer(self, deadline: float) -> None:
         if self._loop is None:
@@ -237,6 +242,8 @@ def run_server(
 
     async def main() -> None:
         await server.start()
+        server.gc_policy = CollectionPolicy(config.gc)
+        server.gc_policy.start()
         server.install_signal_handlers(reopen_log)
         if config.pid_file:
             with open(config.pid_file, "w") as pid_file:
@@ -246,6 +253,8 @@ def run_server(
     try:
         loop.run_until_complete(main())
     finally:
+        if server.gc_policy is not None:
+            server.gc_policy.stop()
         if config.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(config.pid_file)

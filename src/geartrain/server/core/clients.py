@@ -44,9 +44,8 @@ class ClientRules(DurableRules):
         functions = self.functions
         jobs = self.jobs
         dirty = self.dirty
-        new_handle = self._new_handle
+        new_handle = self._new_handle.next_with_reply
         wake = self._wake
-        created_for = replies.job_created
         # A persistent server acknowledges a background job only once it is stored: the general path does that.
         fast = self.inline_submits and not (background and self.config.persistent)
 
@@ -65,19 +64,19 @@ class ClientRules(DurableRules):
             if limit > 0 and function.total >= limit:
                 general(peer, name, unique, data, priority, background, now)
                 return
-            handle = new_handle()
+            handle, created = new_handle()
             job = Job(handle, function, unique, data, priority, background, 0, None, now)
             jobs[handle] = job
             function.total += 1
             if unique:
                 function.by_unique[unique] = job
             if not background:
-                job.clients.append(peer)
+                job.clients += (peer,)
                 peer.waiting.add(job)
             if not peer.closed:
                 if not peer.outbox:
                     dirty.append(peer)
-                peer.outbox.append(created_for(handle))
+                peer.outbox.append(created)
             function.queued[priority] += 1
             function.queues[priority].append(job)
             if function.sleepers:
@@ -139,7 +138,7 @@ class ClientRules(DurableRules):
         if unique:
             index[key] = job
         if not background:
-            job.clients.append(peer)
+            job.clients += (peer,)
             peer.waiting.add(job)
         elif self.config.persistent:
             self._store_new(peer, job)  # queued and acknowledged once the store holds it
@@ -150,7 +149,7 @@ class ClientRules(DurableRules):
 
     def _coalesce(self, peer: Peer, job: Job, background: bool) -> None:
         if not background:
-            job.clients.append(peer)
+            job.clients += (peer,)
             peer.waiting.add(job)
         elif not job.background:
             # A background submit makes the job wanted whatever happens to its foreground clients.

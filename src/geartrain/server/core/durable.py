@@ -109,9 +109,9 @@ class DurableRules(EngineState):
         for ack in acks or ():
             self._resolve(ack, error)
             ack.peer.waiting.discard(job)
-            job.clients = [client for client in job.clients if client is not ack.peer]
+            job.clients = tuple(client for client in job.clients if client is not ack.peer)
         if fresh:
-            job.clients = []
+            job.clients = ()
             self._free(job)
 
     def _release(self, batch: StoreBatch) -> None:

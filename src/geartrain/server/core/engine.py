@@ -57,7 +57,7 @@ class Engine(WorkerRules, ClientRules):
             function.sleepers.pop(peer, None)
         peer.abilities.clear()
         for job in peer.waiting:
-            job.clients = [client for client in job.clients if client is not peer]
+            job.clients = tuple(client for client in job.clients if client is not peer)
             if not job.clients and not job.background:
                 self._abandon(job)
         peer.waiting.clear()

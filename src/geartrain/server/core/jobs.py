@@ -66,7 +66,7 @@ class Job:
         self.when = when
         self.reducer = reducer
         self.created = created
-        self.clients: list[Peer] = []
+        self.clients: tuple[Peer, ...] = ()  # a tuple: most jobs have none, and () costs no allocation
         self.worker: Peer | None = None
         self.retries = 0
         self.numerator = 0
@@ -84,22 +84,49 @@ class Job:
         return f"<Job {self.handle!r} {self.function.name!r} prio={self.priority} retries={self.retries}>"
 
 
+_JOB_CREATED = b"\0RES" + (8).to_bytes(4, "big")  # the JOB_CREATED header without its size
+_DIGITS = [str(n).encode() for n in range(1000)]
+_DIGITS3 = [b"%03d" % n for n in range(1000)]
+
+
 class HandleFactory:
     """Builds job handles ``<prefix>:<n>``; ``n`` counts up from 1 for each new job (coalesced submits take none).
 
-    gearmand's counter is a uint32 that wraps; so does this one, skipping 0.
+    gearmand's counter is a uint32 that wraps; so does this one, skipping 0. Formatting a number costs more than
+    the rest of a submit's bookkeeping, so handles are built per block of 1000: the block's digits are formatted
+    once, and each handle is that head plus three digits from a table.
     """
 
-    __slots__ = ("_next", "_prefix")
+    __slots__ = ("_block", "_created_head", "_head", "_next", "_prefix")
 
     def __init__(self, prefix: bytes) -> None:
         self._prefix = prefix + b":"
         self._next = 1
+        self._block = -1
+        self._head = b""
+        self._created_head = b""
 
     def __call__(self) -> bytes:
+        return self.next_with_reply()[0]
+
+    def next_with_reply(self) -> tuple[bytes, bytes]:
+        """The next handle, and the JOB_CREATED packet that announces it."""
         n = self._next
         self._next = n + 1 if n < 0xFFFFFFFF else 1
-        return b"%b%d" % (self._prefix, n)
+        block = n // 1000
+        if block != self._block:
+            self._start_block(block)
+        if block:
+            digits = _DIGITS3[n - block * 1000]
+            return self._head + digits, self._created_head + digits
+        handle = self._head + _DIGITS[n]  # 1-999 vary in length
+        return handle, _JOB_CREATED + len(handle).to_bytes(4, "big") + handle
+
+    def _start_block(self, block: int) -> None:
+        self._block = block
+        self._head = self._prefix + (str(block).encode() if block else b"")
+        size = len(self._head) + 3  # every handle of a block from 1000 on has the same length
+        self._created_head = _JOB_CREATED + size.to_bytes(4, "big") + self._head
 
 
 INT64_MAX = 2**63 - 1

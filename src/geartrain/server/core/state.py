@@ -141,7 +141,7 @@ class EngineState:
         self._unstore(job)
         for client in job.clients:
             client.waiting.discard(job)
-        job.clients = []
+        job.clients = ()
 
     def _unindex(self, job: Job) -> None:
         if not job.unique:
@@ -176,7 +176,7 @@ class EngineState:
         for client in job.clients:
             self._send(client, fail)
             client.waiting.discard(job)
-        job.clients = []
+        job.clients = ()
         job.background = False
         self._abandon(job)
         return True
