@@ -154,3 +154,43 @@ def test_an_invalid_config_is_refused_at_start(tmp_path: Path) -> None:
     assert result.stderr.decode() == expected
     checked = subprocess.run([*GEARTRAIN, "manager", "--check", str(path)], capture_output=True, timeout=30)
     assert checked.returncode == 2
+
+
+def test_term_drains_a_command_worker(server: GearmanServer, run_manager: Start, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = f"touch {gate}/started; while [ ! -e {gate}/release ]; do sleep 0.02; done; echo done"
+    work = [*GEARTRAIN, "work", "--drain", "gatedcmd", "--", "sh", "-c", script]
+    manager = run_manager(command_group("cmd", work))
+    manager.wait_workers("gatedcmd", 1)
+    results: list[bytes] = []
+    client = threading.Thread(target=lambda: results.append(ask(server, "gatedcmd", b"")))
+    client.start()
+    wait_until(lambda: (gate / "started").exists(), message="the job to start")
+
+    manager.send(signal.SIGTERM)
+    manager.wait_log("stopping: draining 1 process")
+    assert manager.process.poll() is None and "stopped: pid" not in manager.log()
+    (gate / "release").touch()
+    client.join(30)
+    assert results == [b"done\n"]
+    assert manager.wait() == 0
+    assert "cmd#1: stopped: pid" in manager.log()
+
+
+def test_a_command_that_exits_at_once_is_paced(server: GearmanServer, run_manager: Start) -> None:
+    manager = run_manager(command_group("quick", ["true"]))
+    manager.wait_log("times in a row at once; restarting in", count=2)
+    assert "crashed" not in manager.log()
+
+
+def test_workers_do_not_outlive_a_killed_manager(server: GearmanServer, run_manager: Start) -> None:
+    gearman = [sys.executable, "-m", "geartrain.cli.gearman"]
+    manager = run_manager(python_group("rev", "reverse") + command_group("wc", [*gearman, "-w", "-f", "wc"]))
+    manager.wait_workers("rev", 1)
+    manager.wait_workers("wc", 1)
+    pids = [manager.pid_of("rev#1"), manager.pid_of("wc#1")]
+    manager.process.kill()
+    manager.wait()
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), message="the workers to exit")
+    manager.wait_workers("rev", 0)

@@ -24,6 +24,10 @@ from geartrain.manager.config import GroupConfig, ManagerSettings
 
 log = logging.getLogger("geartrain.manager")
 
+QUICK_EXIT = 1.0  # seconds: a clean exit sooner than this counts as "at once"
+QUICK_EXITS_BEFORE_BACKOFF = 5  # so many clean exits at once in a row: pace the restarts as if they were crashes
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -56,6 +60,17 @@ def launch_spec(group: GroupConfig, index: int, environ: dict[str, str] | None =
     return LaunchSpec(group.command, env, group.cwd)
 
 
+def _die_with_the_manager() -> None:
+    """In the new process, before exec (Linux): get SIGTERM when the manager dies, even by ``kill -9``, so a
+    command that knows nothing of the manager is not left running on its own."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: Python workers still notice on their own (geartrain.manager.child)
+
+
 def describe_exit(status: int) -> str:
     if status < 0:
         try:
@@ -78,6 +93,7 @@ class WorkerSlot:
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self._retiring = False
         self._recycling = False
+        self._quick_exits = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
@@ -142,7 +158,12 @@ class WorkerSlot:
         spec = launch_spec(self.group, self.index)
         try:
             return await asyncio.create_subprocess_exec(
-                *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
+                *spec.argv,
+                env=spec.env,
+                cwd=spec.cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_the_manager if sys.platform == "linux" else None,
             )
         except OSError as exc:
             delay = self._backoff.next_delay()
@@ -176,9 +197,16 @@ class WorkerSlot:
                 log.info("%s: stopped: %s", self.name, how)
                 return
             if self._recycling or status == 0:
-                # A recycled process was healthy: its successor starts at once, with a fresh backoff.
-                self._backoff.reset()
-                log.info("%s: %s; starting a fresh one", self.name, how)
+                self._quick_exits = self._quick_exits + 1 if uptime < QUICK_EXIT and not self._recycling else 0
+                if self._quick_exits < QUICK_EXITS_BEFORE_BACKOFF:
+                    # A recycled process was healthy: its successor starts at once, with a fresh backoff.
+                    self._backoff.reset()
+                    log.info("%s: %s; starting a fresh one", self.name, how)
+                    continue
+                delay = self._backoff.next_delay()
+                log.warning("%s: %s, %d times in a row at once; restarting in %.2fs", self.name, how,
+                            self._quick_exits, delay)  # fmt: skip
+                await self._pause(delay)
                 continue
             if uptime >= self.settings.stable_after:
                 self._backoff.reset()
