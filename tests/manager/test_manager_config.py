@@ -124,3 +124,12 @@ def test_launch_specs() -> None:
 
 def load_config_text(text: str) -> ManagerConfig:
     return parse_config(tomllib.loads(text))
+
+
+def test_the_example_in_the_docs_is_valid() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "manager.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(tomllib.loads(example), "docs/manager.md")
+    assert set(config.groups) == {"thumbnails", "wc"}
+    assert config.groups["wc"].command == ("geartrain", "work", "--drain", "wc", "--", "wc", "-l")
+    assert config.groups["thumbnails"].stop_timeout == 120 and config.groups["wc"].stop_timeout == 30
