@@ -194,3 +194,21 @@ def test_workers_do_not_outlive_a_killed_manager(server: GearmanServer, run_mana
     manager.wait()
     wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), message="the workers to exit")
     manager.wait_workers("rev", 0)
+
+
+def test_a_second_term_kills_at_once(server: GearmanServer, run_manager: Start, tmp_path: Path) -> None:
+    manager = run_manager(python_group("gated", "gated"))
+    manager.wait_workers("gated", 1)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    with SyncClient(server.address) as client:
+        client.submit("gated", str(gate).encode(), background=True)
+    wait_until(lambda: (gate / "started").exists(), message="the job to start")
+    worker_pid = manager.pid_of("gated#1")
+    manager.send(signal.SIGTERM)
+    manager.wait_log("stopping: draining 1 process")
+    manager.send(signal.SIGTERM)
+    assert manager.wait() == 0
+    assert "SIGTERM received again: killing the remaining processes" in manager.log()
+    assert f"stopped: pid {worker_pid} ended (killed by SIGKILL)" in manager.log()
+    assert not (gate / "release").exists()
