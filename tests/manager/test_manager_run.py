@@ -40,6 +40,13 @@ def test_kill_9_a_worker_and_it_comes_back(server: GearmanServer, run_manager: S
     for n in range(4):
         assert ask(server, "rev", f"job {n}".encode()) == f"{n} boj".encode()
 
+    manager.send(signal.SIGUSR1)
+    manager.wait_log("status: rev#2:")
+    log = manager.log()
+    assert "status: 1 group(s), 0 process(es) finishing their job" in log
+    assert f"status: rev#1: pid {manager.pid_of('rev#1')}, up " in log and "2 start(s), 1 crash(es)" in log
+    assert f"status: rev#2: pid {manager.pid_of('rev#2')}, up " in log and "1 start(s), 0 crash(es)" in log
+
 
 def test_a_crashing_command_is_restarted_with_backoff(server: GearmanServer, run_manager: Start) -> None:
     manager = run_manager(command_group("bad", [sys.executable, "-c", "raise SystemExit(7)"]))
@@ -127,9 +134,9 @@ def test_recycle_after_n_jobs(server: GearmanServer, run_manager: Start) -> None
 
 
 def test_recycle_after_some_time(server: GearmanServer, run_manager: Start) -> None:
-    manager = run_manager(python_group("who", "pid", recycle_seconds=0.3))
-    manager.wait_log("who#1: recycling after 0.3s", count=2)
-    manager.wait_workers("who", 1)
+    manager = run_manager(python_group("who", "pid", recycle_seconds=0.5))
+    manager.wait_log("who#1: recycling after 0.5s", count=2)
+    assert int(ask(server, "who", b"")) in {pid for slot, pid in manager.started() if slot == "who#1"}
     assert "crashed" not in manager.log()
     assert len({pid for slot, pid in manager.started() if slot == "who#1"}) >= 2
 
@@ -154,6 +161,10 @@ def test_an_invalid_config_is_refused_at_start(tmp_path: Path) -> None:
     assert result.stderr.decode() == expected
     checked = subprocess.run([*GEARTRAIN, "manager", "--check", str(path)], capture_output=True, timeout=30)
     assert checked.returncode == 2
+
+    path.write_text('servers = "h:1"\n[groups.x]\ncallable = "m:f"\nprocesses = 2\nrecycle_jobs = 9\n')
+    checked = subprocess.run([*GEARTRAIN, "manager", "--check", str(path)], capture_output=True, timeout=30)
+    assert (checked.returncode, checked.stdout) == (0, b"x: 2 x m:f -> x (servers h:1, recycle after 9 jobs)\n")
 
 
 def test_term_drains_a_command_worker(server: GearmanServer, run_manager: Start, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """``geartrain manager CONFIG``: keep the worker processes a TOML file describes running (see docs/manager.md).
 
 Signals: TERM/INT drain (every process finishes its running job, then the manager exits 0; a second one kills what
-is left), HUP reloads the file (an invalid file is reported and the running configuration kept).
+is left), HUP reloads the file (an invalid file is reported and the running configuration kept), USR1 logs the
+state of every process.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger("geartrain.manager")
 EPILOG = """\
 signals:  TERM, INT  drain: running jobs finish, then exit (a second signal kills the processes)
           HUP        reload CONFIG: start, stop or resize the groups that changed; others keep running
+          USR1       log the state of every process (pid, uptime, starts, crashes)
 
 Exit status: 0 after a drain, 2 when CONFIG is invalid (the message names the key).
 """
@@ -73,6 +75,10 @@ class _Signals:
             log.warning("%s received again: killing the remaining processes", name)
             self.manager.kill_all()
 
+    def report(self) -> None:
+        for line in self.manager.report():
+            log.info("status: %s", line)
+
     def reload(self) -> None:
         log.info("SIGHUP received: reloading %s", self.path)
         try:
@@ -90,10 +96,11 @@ async def _run(config: ManagerConfig, path: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, handlers.stop, signum)
     loop.add_signal_handler(signal.SIGHUP, handlers.reload)
+    loop.add_signal_handler(signal.SIGUSR1, handlers.report)
     try:
         await manager.run()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
 
 

@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
     prog = options.client_id or "worker"
     logging.basicConfig(level=logging.WARNING, format=f"{prog}[{os.getpid()}]: %(message)s")
+    log.setLevel(logging.INFO)  # the reason this process ends, for whoever reads the manager's stderr
     try:
         fn = resolve(options.callable)
     except Exception as exc:

@@ -90,6 +90,8 @@ class WorkerSlot:
         self.name = f"{group.name}#{index}"
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.crashes = 0
+        self.started_at: float | None = None  # loop time of the running process's start
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self._retiring = False
         self._recycling = False
@@ -102,6 +104,14 @@ class WorkerSlot:
     def pid(self) -> int | None:
         process = self.process
         return process.pid if process is not None and process.returncode is None else None
+
+    def state(self, now: float) -> str:
+        """One line for the status report: pid and uptime, or why there is no process."""
+        if self.pid is not None and self.started_at is not None:
+            running = f"pid {self.pid}, up {now - self.started_at:.0f}s"
+        else:
+            running = "stopping" if self._retiring else "waiting to restart"
+        return f"{self.name}: {running}, {self.starts} start(s), {self.crashes} crash(es)"
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._keep_running())
@@ -179,7 +189,7 @@ class WorkerSlot:
                 continue
             self.process, self._recycling = process, False
             self.starts += 1
-            started = loop.time()
+            self.started_at = started = loop.time()
             log.info("%s: started, pid %d", self.name, process.pid)
             if self._retiring:  # stop() came while the process was being started
                 self._signal(signal.SIGTERM)
@@ -192,6 +202,7 @@ class WorkerSlot:
                 if timer is not None:
                     timer.cancel()
             uptime = loop.time() - started
+            self.started_at = None
             how = f"pid {process.pid} ended ({describe_exit(status)}) after {uptime:.1f}s"
             if self._retiring:
                 log.info("%s: stopped: %s", self.name, how)
@@ -208,6 +219,7 @@ class WorkerSlot:
                             self._quick_exits, delay)  # fmt: skip
                 await self._pause(delay)
                 continue
+            self.crashes += 1
             if uptime >= self.settings.stable_after:
                 self._backoff.reset()
             delay = self._backoff.next_delay()

@@ -126,6 +126,14 @@ class Manager:
                 self._retire(runner.take_all())
         self.config = config
 
+    def report(self) -> list[str]:
+        """The state of every process, one line each (logged on SIGUSR1)."""
+        now = asyncio.get_running_loop().time()
+        lines = [f"{len(self.groups)} group(s), {len(self._leaving)} process(es) finishing their job"]
+        for group in self.groups.values():
+            lines += [slot.state(now) for slot in group.slots]
+        return lines
+
     def pids(self) -> dict[str, list[int | None]]:
         """The running process ids by group (None for a place whose process is being restarted)."""
         return {name: group.pids for name, group in self.groups.items()}
