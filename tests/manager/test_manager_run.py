@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import GEARTRAIN, ManagerRun, python_group
+from managertools import GEARTRAIN, ManagerRun, python_group
+
 from geartrain import SyncClient
 from servers import GearmanServer, wait_until
 

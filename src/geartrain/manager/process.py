@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from geartrain.client.transport import Backoff
@@ -60,15 +63,18 @@ def launch_spec(group: GroupConfig, index: int, environ: dict[str, str] | None =
     return LaunchSpec(group.command, env, group.cwd)
 
 
-def _die_with_the_manager() -> None:
-    """In the new process, before exec (Linux): get SIGTERM when the manager dies, even by ``kill -9``, so a
-    command that knows nothing of the manager is not left running on its own."""
-    try:
-        import ctypes
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A function for the new process, run before exec (Linux only): ask the kernel for SIGTERM when the manager
+    dies, even by ``kill -9``, so a command that knows nothing of the manager is not left running on its own.
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    libc is looked up here, in the manager, so that the forked child only makes the system call."""
+    if sys.platform != "linux":
+        return None  # Python workers still notice on their own (geartrain.manager.child)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass  # not Linux: Python workers still notice on their own (geartrain.manager.child)
+        return None
+    return functools.partial(prctl, PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def describe_exit(status: int) -> str:
@@ -99,6 +105,7 @@ class WorkerSlot:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
+        self._before_exec = _parent_death_signal()
 
     @property
     def pid(self) -> int | None:
@@ -173,7 +180,7 @@ class WorkerSlot:
                 cwd=spec.cwd,
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_the_manager if sys.platform == "linux" else None,
+                preexec_fn=self._before_exec,
             )
         except OSError as exc:
             delay = self._backoff.next_delay()
