@@ -100,8 +100,9 @@ def test_a_missing_file(tmp_path: Path) -> None:
 
 def test_reload_comparison() -> None:
     group = GroupConfig("a", ("h:1",), processes=2, callable="m:f", functions=("a",))
-    assert group.same_except_size(replace(group, processes=5))
-    assert not group.same_except_size(replace(group, concurrency=2))
+    assert group.updatable_in_place(replace(group, processes=5, stop_timeout=3))
+    assert not group.updatable_in_place(replace(group, concurrency=2))
+    assert not group.updatable_in_place(replace(group, servers=("h:2",)))
     assert group != replace(group, env=(("X", "1"),))
 
 

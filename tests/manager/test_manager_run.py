@@ -93,10 +93,12 @@ def test_hup_applies_the_edited_config(server: GearmanServer, run_manager: Start
     manager.wait_workers("rev", 3)
     assert "group rev: 1 -> 3 process(es)" in manager.log()
 
+    keep = python_group("keep", "pid", stop_timeout=5)  # changes in place: the process stays
     manager.write_config(keep + python_group("rev", "reverse", processes=1) + python_group("pid2", "pid"))
     manager.send(signal.SIGHUP)
     manager.wait_workers("rev", 1)
     manager.wait_workers("pid2", 1)
+    assert "group keep: stop_timeout 30s -> 5s" in manager.log()
 
     manager.write_config("[groups.broken]\nprocesses = 1\n")
     manager.send(signal.SIGHUP)

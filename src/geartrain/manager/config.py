@@ -90,13 +90,15 @@ class GroupConfig:
     def is_python(self) -> bool:
         return self.callable is not None
 
-    def same_except_size(self, other: GroupConfig) -> bool:
-        """True when only ``processes`` differs: the group can be resized without replacing its processes."""
-        return _without_size(self) == _without_size(other)
+    def updatable_in_place(self, other: GroupConfig) -> bool:
+        """True when only ``processes`` or ``stop_timeout`` differ: the running processes can stay (the group
+        grows or shrinks); any other change needs new processes."""
+        return _process_settings(self) == _process_settings(other)
 
 
-def _without_size(group: GroupConfig) -> GroupConfig:
-    return replace(group, processes=0)
+def _process_settings(group: GroupConfig) -> GroupConfig:
+    """The group without the fields that a running process does not depend on."""
+    return replace(group, processes=0, stop_timeout=0.0)
 
 
 @dataclass(frozen=True)

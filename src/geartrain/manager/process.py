@@ -120,6 +120,11 @@ class WorkerSlot:
             running = "stopping" if self._retiring else "waiting to restart"
         return f"{self.name}: {running}, {self.starts} start(s), {self.crashes} crash(es)"
 
+    def update(self, group: GroupConfig, settings: ManagerSettings) -> None:
+        """Take a new ``stop_timeout`` and manager settings (backoff, stable_after) without a restart."""
+        self.group, self.settings = group, settings
+        self._backoff.initial, self._backoff.maximum = settings.backoff_initial, settings.backoff_max
+
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._keep_running())
 

@@ -47,6 +47,12 @@ class GroupRunner:
             removed.append(self.slots.pop())
         return removed
 
+    def update(self, config: GroupConfig, settings: ManagerSettings) -> None:
+        """New settings that the running processes can keep running under (see ``updatable_in_place``)."""
+        self.config, self.settings = config, settings
+        for slot in self.slots:
+            slot.update(config, settings)
+
     def take_all(self) -> list[WorkerSlot]:
         slots, self.slots = self.slots, []
         return slots
@@ -101,7 +107,9 @@ class Manager:
         if self._stop.is_set():
             return
         if config.settings != self.config.settings and self.groups:
-            log.info("manager settings changed: they apply to processes started from now on")
+            log.info("manager settings changed: %s", config.settings)
+            for running in self.groups.values():
+                running.update(running.config, config.settings)
         for name in [name for name in self.groups if name not in config.groups]:
             log.info("group %s: removed from the configuration, stopping it", name)
             self._retire(self.groups.pop(name).take_all())
@@ -112,13 +120,8 @@ class Manager:
                 runner.start()
             elif runner.config == group:
                 continue
-            elif runner.config.same_except_size(group):
-                log.info("group %s: %d -> %d process(es)", name, runner.config.processes, group.processes)
-                runner.config = group
-                for slot in runner.slots:
-                    slot.group = group
-                runner.settings = config.settings
-                self._retire(runner.resize(group.processes))
+            elif runner.config.updatable_in_place(group):
+                self._update_in_place(runner, group, config.settings)
             else:
                 log.info("group %s: configuration changed, replacing its processes", name)
                 self.groups[name] = replacement = GroupRunner(group, config.settings)
@@ -133,6 +136,15 @@ class Manager:
         for group in self.groups.values():
             lines += [slot.state(now) for slot in group.slots]
         return lines
+
+    def _update_in_place(self, runner: GroupRunner, group: GroupConfig, settings: ManagerSettings) -> None:
+        old = runner.config
+        if old.stop_timeout != group.stop_timeout:
+            log.info("group %s: stop_timeout %gs -> %gs", group.name, old.stop_timeout, group.stop_timeout)
+        if old.processes != group.processes:
+            log.info("group %s: %d -> %d process(es)", group.name, old.processes, group.processes)
+        runner.update(group, settings)
+        self._retire(runner.resize(group.processes))
 
     def pids(self) -> dict[str, list[int | None]]:
         """The running process ids by group (None for a place whose process is being restarted)."""
