@@ -129,3 +129,18 @@ def test_a_frame_is_cut_to_the_terminal() -> None:
     lines = frame.splitlines()
     assert len(lines) == 20 and lines[-1].startswith("... ") and "more lines" in lines[-1]
     assert len(render_frame([snapshot], {}, delay=1).splitlines()) > 50
+
+
+def test_sorting_functions() -> None:
+    functions = [FunctionStatus("a", 1, 0, 2), FunctionStatus("b", 5, 1, 0), FunctionStatus("c", 3, 0, 2)]
+    snapshot = ServerSnapshot("s:1", 1.0, functions, [], [], "v", None)
+
+    def order(sort: str) -> list[str]:
+        return list(table_rows(render_frame([snapshot], {}, delay=1, sort=sort), "FUNCTION"))
+
+    assert order("name") == ["a", "b", "c"]
+    assert order("queued") == ["b", "c", "a"]
+    assert order("running") == ["b", "a", "c"]
+    assert order("workers") == ["a", "c", "b"]
+    result = top("-s", "127.0.0.1:1", "--once", "--sort", "bogus")
+    assert result.returncode == 2 and b"invalid choice" in result.stderr

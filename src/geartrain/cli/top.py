@@ -24,6 +24,7 @@ from geartrain.client.loopthread import new_event_loop
 PROG = "geartrain top"
 
 CLEAR = "\x1b[H\x1b[2J"
+SORT_KEYS = ("name", "queued", "running", "workers")
 ALTERNATE_SCREEN_ON, ALTERNATE_SCREEN_OFF = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"
 
 
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--delay", type=float, default=2.0, metavar="SECONDS", help="between frames (2)")
     parser.add_argument("-n", "--iterations", type=int, default=0, metavar="N", help="stop after N frames")
     parser.add_argument("--once", action="store_true", help="print one frame and exit (same as -n 1)")
+    parser.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="name",
+        help="order of the functions: by name, or the largest first (name)",
+    )
     parser.add_argument("--no-workers", action="store_true", help="leave out the list of worker connections")
     parser.add_argument("-t", "--timeout", type=float, default=5.0, metavar="SECONDS", help="per server (5)")
     return parser
@@ -56,11 +63,15 @@ def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def render_server(current: ServerSnapshot, previous: ServerSnapshot | None, show_workers: bool) -> list[str]:
+def render_server(
+    current: ServerSnapshot, previous: ServerSnapshot | None, show_workers: bool, sort: str = "name"
+) -> list[str]:
     """The lines of one server's section."""
     if current.error:
         return [f"== {current.server}  UNREACHABLE: {current.error}\n"]
     rows = function_rows(current, previous)
+    if sort != "name":  # largest first; ties by name (the rows come sorted by name, and sorting is stable)
+        rows.sort(key=lambda row: getattr(row, sort), reverse=True)
     workers = current.worker_connections
     pid = f"  pid {current.pid}" if current.pid is not None else ""
     lines = [
@@ -93,12 +104,13 @@ def render_frame(
     delay: float,
     show_workers: bool = True,
     height: int | None = None,
+    sort: str = "name",
 ) -> str:
     """One whole frame; with ``height`` (a terminal's rows) it is cut to fit, saying how much was left out."""
     lines = [f"{PROG}  {time.strftime('%H:%M:%S')}  every {delay:g}s  {len(snapshots)} server(s)\n"]
     for snapshot in snapshots:
         lines.append("\n")
-        lines += render_server(snapshot, previous.get(snapshot.server), show_workers)
+        lines += render_server(snapshot, previous.get(snapshot.server), show_workers, sort)
     if height is not None and len(lines) > height:
         hidden = len(lines) - (height - 1)
         lines = [*lines[: height - 1], f"... {hidden} more lines (a larger window, or --no-workers)\n"]
@@ -146,7 +158,12 @@ async def _run(servers: list[str], args: argparse.Namespace, iterations: int) ->
                 status = 2 if any(snapshot.error for snapshot in snapshots) else 0
                 height = shutil.get_terminal_size().lines if live else None
                 text = render_frame(
-                    snapshots, previous, delay=args.delay, show_workers=not args.no_workers, height=height
+                    snapshots,
+                    previous,
+                    delay=args.delay,
+                    show_workers=not args.no_workers,
+                    height=height,
+                    sort=args.sort,
                 )
                 if live:
                     sys.stdout.write(CLEAR + text)
