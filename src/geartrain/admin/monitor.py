@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from geartrain.admin.client import AdminClient
 from geartrain.admin.records import FunctionStatus, PriorityStatus, WorkerInfo
-from geartrain.errors import GearmanError
+from geartrain.errors import AdminError, GearmanError
 
 
 @dataclass(frozen=True)
@@ -49,32 +49,33 @@ class FunctionRow:
     running_rate: float | None = None
 
 
-async def take_snapshot(server: str, timeout: float = 5.0) -> ServerSnapshot:
-    """Ask one server for ``status``, ``prioritystatus``, ``workers``, ``version`` and ``getpid``.
+async def take_snapshot(admin: AdminClient) -> ServerSnapshot:
+    """Ask one server for ``status``, ``workers``, ``version``, ``prioritystatus`` and ``getpid``.
 
-    ``prioritystatus`` and ``getpid`` are optional (older gearmand lacks the first): their absence is no error.
+    ``prioritystatus`` and ``getpid`` are optional (older gearmand lacks the first): their absence is no error. The
+    client's connection is kept for the next snapshot (and reopened by the client when it was lost).
     """
     now = time.monotonic()
     try:
-        async with AdminClient(server, timeout=timeout) as admin:
-            functions = await admin.status()
-            workers = await admin.workers()
-            version = await admin.version()
-            priorities: list[PriorityStatus] = []
-            pid: int | None = None
-            try:
-                priorities = await admin.priority_status()
-                pid = await admin.getpid()
-            except GearmanError:
-                pass
+        functions = await admin.status()
+        workers = await admin.workers()
+        version = await admin.version()
+        priorities: list[PriorityStatus] = []
+        pid: int | None = None
+        try:
+            priorities = await admin.priority_status()
+            pid = await admin.getpid()
+        except AdminError:
+            pass
     except (GearmanError, OSError, ValueError) as exc:
-        return ServerSnapshot(server, now, error=str(exc) or type(exc).__name__)
-    return ServerSnapshot(server, now, functions, priorities, workers, version, pid)
+        await admin.close()
+        return ServerSnapshot(admin.name, now, error=str(exc) or type(exc).__name__)
+    return ServerSnapshot(admin.name, now, functions, priorities, workers, version, pid)
 
 
-async def take_snapshots(servers: list[str], timeout: float = 5.0) -> list[ServerSnapshot]:
+async def take_snapshots(admins: list[AdminClient]) -> list[ServerSnapshot]:
     """Every server at once, in the order given."""
-    return list(await asyncio.gather(*(take_snapshot(server, timeout) for server in servers)))
+    return list(await asyncio.gather(*(take_snapshot(admin) for admin in admins)))
 
 
 def function_rows(current: ServerSnapshot, previous: ServerSnapshot | None = None) -> list[FunctionRow]:

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 
+from geartrain.admin import AdminClient
 from geartrain.admin.monitor import ServerSnapshot, function_rows, take_snapshots
 from geartrain.cli.common import servers_from
 from geartrain.cli.tables import table
@@ -140,6 +141,7 @@ async def _run(servers: list[str], args: argparse.Namespace, iterations: int) ->
     quit_pressed = asyncio.Event()
     previous: dict[str, ServerSnapshot] = {}
     status = 0
+    admins = [AdminClient(server, timeout=args.timeout) for server in servers]
     with _keys() as key_fd:
         loop = asyncio.get_running_loop()
         if key_fd is not None and live:
@@ -154,7 +156,7 @@ async def _run(servers: list[str], args: argparse.Namespace, iterations: int) ->
         try:
             frame = 0
             while True:
-                snapshots = await take_snapshots(servers, args.timeout)
+                snapshots = await take_snapshots(admins)
                 status = 2 if any(snapshot.error for snapshot in snapshots) else 0
                 height = shutil.get_terminal_size().lines if live else None
                 text = render_frame(
@@ -185,6 +187,8 @@ async def _run(servers: list[str], args: argparse.Namespace, iterations: int) ->
             if live:
                 sys.stdout.write(ALTERNATE_SCREEN_OFF)
                 sys.stdout.flush()
+            for admin in admins:
+                await admin.close()
     return status
 
 
