@@ -31,3 +31,8 @@ def gated(job: object) -> bytes:
             raise JobFailed("never released")
         time.sleep(0.02)
     return b"finished " + str(os.getpid()).encode()
+
+
+async def async_pid(job: object) -> bytes:
+    """An ``async def`` worker function: which process served the job."""
+    return str(os.getpid()).encode()

@@ -226,3 +226,18 @@ def test_a_second_term_kills_at_once(server: GearmanServer, run_manager: Start, 
     assert "SIGTERM received again: killing the remaining processes" in manager.log()
     assert f"stopped: pid {worker_pid} ended (killed by SIGKILL)" in manager.log()
     assert not (gate / "release").exists()
+
+
+def test_an_async_callable_recycled_after_each_job(server: GearmanServer, run_manager: Start) -> None:
+    manager = run_manager(python_group("apid", "async_pid", recycle_jobs=1))
+    manager.wait_workers("apid", 1)
+    pids = [int(ask(server, "apid", b"")) for _ in range(3)]
+    assert len(set(pids)) == 3, pids
+
+
+def test_a_callable_that_cannot_be_imported(server: GearmanServer, run_manager: Start, tmp_path: Path) -> None:
+    manager = run_manager(python_group("broken", "no_such_function"))
+    manager.wait_log("broken#1: crashed: pid", count=2)
+    assert "(exit status 3)" in manager.log()
+    errors = (tmp_path / "manager-0.err").read_text()
+    assert "broken-1: cannot load jobs:no_such_function: AttributeError" in errors
