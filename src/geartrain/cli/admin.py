@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from geartrain.admin import AdminClient, FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
+from geartrain.admin import AdminClient, FunctionStatus
 from geartrain.cli.common import servers_from
+from geartrain.cli.tables import table
 from geartrain.client.loopthread import new_event_loop
 from geartrain.errors import AdminError, ConnectionLost, GearmanError, GearmanTimeout
 
@@ -145,37 +146,33 @@ def _jsonable(result: Any) -> Any:
     return result
 
 
-def _table(header: Sequence[str], rows: list[Sequence[object]]) -> str:
-    cells = [list(header), *[[str(cell) for cell in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
-                   for row in cells)  # fmt: skip
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
-def _text(result: Any) -> str:
-    if isinstance(result, list) and result and isinstance(result[0], FunctionStatus):
-        return _table(
-            ("FUNCTION", "TOTAL", "RUNNING", "QUEUED", "WORKERS"),
-            [(r.name, r.total, r.running, r.queued, r.workers) for r in result],
-        )
-    if isinstance(result, list) and result and isinstance(result[0], PriorityStatus):
-        return _table(
-            ("FUNCTION", "HIGH", "NORMAL", "LOW", "WORKERS"),
-            [(r.name, r.high, r.normal, r.low, r.workers) for r in result],
-        )
-    if isinstance(result, list) and result and isinstance(result[0], WorkerInfo):
-        return _table(
-            ("FD", "ADDRESS", "CLIENT-ID", "FUNCTIONS"),
-            [(r.fd, r.address, r.client_id, " ".join(r.functions)) for r in result],
-        )
-    if isinstance(result, list) and result and isinstance(result[0], JobInfo):
-        return _table(
-            ("HANDLE", "RETRIES", "IGNORED", "STORED"),
-            [(r.handle, r.retries, "yes" if r.ignore else "no", "yes" if r.stored else "no") for r in result],
-        )
+def _listing_text(command: str, result: list[Any]) -> str:
+    """A listing as an aligned table with a header (printed even when empty), rows sorted by their first column:
+    the server's own order is its hash table's, which means nothing to a reader."""
+    rows: list[tuple[Any, ...]]
+    if command == "status":
+        rows = sorted((r.name, r.total, r.running, r.queued, r.workers) for r in result)
+        return table(("FUNCTION", "TOTAL", "RUNNING", "QUEUED", "WORKERS"), rows, numeric=(1, 2, 3, 4))
+    if command == "priority-status":
+        rows = sorted((r.name, r.high, r.normal, r.low, r.workers) for r in result)
+        return table(("FUNCTION", "HIGH", "NORMAL", "LOW", "WORKERS"), rows, numeric=(1, 2, 3, 4))
+    if command == "workers":
+        rows = sorted((r.fd, r.address, r.client_id, " ".join(r.functions)) for r in result)
+        return table(("FD", "ADDRESS", "CLIENT-ID", "FUNCTIONS"), rows, numeric=(0,))
+    if command == "jobs":
+        rows = sorted((r.handle, r.retries, _yes(r.ignore), _yes(r.stored)) for r in result)
+        return table(("HANDLE", "RETRIES", "IGNORED", "STORED"), rows, numeric=(1,))
+    return table(("UNIQUE",), sorted((key,) for key in result))
+
+
+def _text(command: str, result: Any) -> str:
     if isinstance(result, list):
-        return "".join(f"{item}\n" for item in result)
-    if isinstance(result, dict):
+        return _listing_text(command, result)
+    if isinstance(result, dict):  # cancel
         return "".join(f"{key}: {'cancelled' if done else 'unknown job'}\n" for key, done in result.items())
     if result is True:
         return "OK\n"
@@ -204,7 +201,7 @@ def main(argv: Sequence[str]) -> int:
             if len(servers) > 1:
                 sys.stdout.write(f"== {server}\n")
             if result is not None:
-                sys.stdout.write(_text(result))
+                sys.stdout.write(_text(args.command, result))
             if error:
                 sys.stdout.flush()
                 sys.stderr.write(f"{PROG}: {server}: {error}\n")

@@ -16,6 +16,8 @@ commands:
   submit     submit jobs and print their results
   work       serve functions with a shell command
   admin      query and manage servers (status, workers, jobs, ...; --json)
+  top        a live view of servers: functions, rates, workers (--once: one frame)
+  manager    run and supervise worker processes from a TOML file
   version    print the version
 
 Run 'geartrain COMMAND --help' for a command's options.
@@ -48,6 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geartrain.cli.admin import main as admin
 
         return admin(rest)
+    if command == "top":
+        from geartrain.cli.top import main as top
+
+        return top(rest)
+    if command == "manager":
+        from geartrain.cli.manager import main as manager
+
+        return manager(rest)
     if command in ("version", "--version", "-V"):
         print(f"geartrain {__version__}")
         return 0

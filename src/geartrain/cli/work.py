@@ -21,8 +21,8 @@ Each job runs COMMAND with the workload on its stdin; what it prints on stdout i
 completes the job; any other status (or death by a signal) sends the output as WORK_DATA, then fails the job.
 Without a COMMAND the workload is printed on stdout and the job completes with an empty result.
 
-Exit status: 0 after --count jobs (or on SIGTERM/SIGINT: 128+signal), 2 when no server has been reachable for
---retry-for seconds, 3 after --idle-timeout.
+Exit status: 0 after --count jobs (or on SIGTERM/SIGINT: 128+signal; with --drain, once the running jobs have
+ended), 2 when no server has been reachable for --retry-for seconds, 3 after --idle-timeout.
 
 example:  geartrain work wc -- wc -l
 """
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit when no server has been reachable for this long (60)",
     )
     parser.add_argument("--client-id", metavar="ID", help="the id the server shows in its workers list")
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="on SIGTERM/SIGINT, finish the running jobs before exiting (a second signal exits at once); "
+        "for process managers such as geartrain manager",
+    )
     return parser
 
 
@@ -89,6 +95,7 @@ def main(argv: Sequence[str]) -> int:
         concurrency=args.concurrency,
         client_id=args.client_id,
         prog=PROG,
+        drain_on_signal=args.drain,
     )
     undo = log_to_stderr(PROG, logging.WARNING)
     try:

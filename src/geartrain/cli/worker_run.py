@@ -38,6 +38,7 @@ class WorkerOptions:
     concurrency: int = 1
     client_id: str | None = None
     prog: str = "gearman"
+    drain_on_signal: bool = False  # TERM/INT: finish the running jobs first (a second signal stops at once)
 
 
 class _CommandWorker:
@@ -52,9 +53,14 @@ class _CommandWorker:
         self.started = 0
         self.running = 0
         self.last_activity = 0.0
+        self.signals = 0
 
     def error(self, message: str) -> None:
         self.stderr.write(f"{self.options.prog}: {message}\n".encode())
+
+    def on_signal(self, signum: int) -> None:
+        self.signals += 1
+        self.stop(128 + signum, graceful=self.options.drain_on_signal and self.signals == 1)
 
     def stop(self, status: int, graceful: bool = True) -> None:
         if self.status == EXIT_OK:
@@ -150,7 +156,7 @@ class _CommandWorker:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self.stop, 128 + signum, False)
+            loop.add_signal_handler(signum, self.on_signal, signum)
         watcher = asyncio.ensure_future(self.watch())
         try:
             await self.worker.run()
