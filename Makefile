@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 4730
+HTTP_PORT ?= 8080
 
 .PHONY: serve test lint typecheck check bench clean venv
 
@@ -16,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 serve: $(VENV)/.installed
-	$(VENV)/bin/geartrain server --listen $(HOST) --port $(PORT)
+	$(VENV)/bin/geartrain server --listen $(HOST) --port $(PORT) --http-listen $(HOST) --http-port $(HTTP_PORT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

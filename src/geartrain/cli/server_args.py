@@ -80,6 +80,20 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
         default=0,
         help="raise the open-file limit to this many (0 leaves it)",
     )
+    web = parser.add_argument_group("HTTP (job submission, JSON API, /metrics, dashboard; docs/operations.md)")
+    web.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="serve HTTP on this port (0 picks a free one); off unless given",
+    )
+    web.add_argument(
+        "--http-listen",
+        action="append",
+        default=None,
+        metavar="ADDRESS",
+        help="address for the HTTP listener; repeat for several (default: 127.0.0.1)",
+    )
 
     jobs = parser.add_argument_group("jobs")
     jobs.add_argument(
@@ -220,6 +234,8 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         verbose=args.verbose,
         pid_file=args.pid_file,
         use_uvloop=not args.no_uvloop,
+        http_port=args.http_port,
+        http_hosts=tuple(args.http_listen) if args.http_listen else ("127.0.0.1",),
     )
 
 

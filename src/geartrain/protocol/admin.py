@@ -45,6 +45,10 @@ def incomplete_arguments(word: bytes) -> bytes:
     return b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+" + word + b"\r\n"
 
 
+# Listings that also come as one line of JSON (`status json`): the same data as the HTTP API.
+JSON_COMMANDS = frozenset({"status", "prioritystatus", "workers"})
+
+
 class TooManyTokens(Exception):
     """The line has more tokens than any command takes: the connection is closed."""
 
@@ -60,12 +64,17 @@ def parse(line: bytes) -> AdminCommand | bytes:
     word = tokens[0]
     command = word.lower()
     simple = _SIMPLE.get(command)
-    if simple is not None:
-        return AdminCommand(simple)
     count = len(tokens)
+    if simple is not None:
+        # geartrain's extension: `status json`, `workers json`... (gearmand ignores a second word here).
+        if count >= 2 and tokens[1].lower() == b"json" and simple in JSON_COMMANDS:
+            return AdminCommand(simple + " json")
+        return AdminCommand(simple)
     if command == b"show":
         if count == 2 and tokens[1].lower() == b"jobs":
             return AdminCommand("show jobs")
+        if count == 3 and tokens[1].lower() == b"jobs" and tokens[2].lower() == b"json":
+            return AdminCommand("show jobs json")
         if count == 3 and tokens[1].lower() == b"unique" and tokens[2].lower() == b"jobs":
             return AdminCommand("show unique jobs")
         if count == 1:

@@ -36,3 +36,6 @@ class ServerConfig:
     pid_file: str | None = None
     use_uvloop: bool = True
     gc: GcSettings = field(default_factory=GcSettings)
+    # The HTTP listener (job submission, JSON API, /metrics, dashboard): off unless a port is given.
+    http_port: int | None = None
+    http_hosts: tuple[str, ...] = ("127.0.0.1",)

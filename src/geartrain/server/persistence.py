@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.engine import Engine
+from geartrain.server.core.stats import STORE_BUCKETS, Histogram
 from geartrain.store.base import QueueStore, Removal, StoredJob, StoreError, StoreUnavailable, storage_key
 
 log = logging.getLogger("geartrain.store")
@@ -45,6 +46,8 @@ class Persistence:
         self._retry_removes: list[Removal] = []
         self._retry_timer: asyncio.TimerHandle | None = None
         self.commits = 0
+        self.commit_latency = Histogram(STORE_BUCKETS)  # for /metrics: transaction start to result
+        self._batch_started = 0.0
 
     def replay(self, keep: bool = True) -> int:
         """Open the store and queue every job it holds (before the port opens). Returns the count.
@@ -98,6 +101,7 @@ class Persistence:
             batch.removes[:0] = self._retry_removes
             self._retry_removes = []
         self._in_flight = batch
+        self._batch_started = time.monotonic()
         self._idle.clear()
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
@@ -145,6 +149,7 @@ class Persistence:
                 log.warning("store %s is back", self.store.description)
             self._up, self._reconnect, self._backoff = True, False, MIN_BACKOFF
             self.commits += 1
+            self.commit_latency.observe(time.monotonic() - self._batch_started)
             self.engine.store_committed(batch, time.time(), refused=done.result())
         else:
             if self._up:

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from geartrain.server.config import ServerConfig
 from geartrain.server.connection import GearmanConnection
@@ -19,6 +20,9 @@ from geartrain.server.core.engine import Engine
 from geartrain.server.gc_policy import CollectionPolicy
 from geartrain.server.persistence import Persistence
 from geartrain.store.base import QueueStore
+
+if TYPE_CHECKING:
+    from geartrain.http.listener import HttpListener
 
 log = logging.getLogger("geartrain.server")
 
@@ -43,7 +47,7 @@ class GearmanServer:
         self.config = config
         self.engine = Engine(config.engine)
         self.persistence = Persistence(store, self.engine, self.after_input) if store is not None else None
-        self.admin = AdminCommands(self.engine)
+        self.admin = AdminCommands(self.engine, time.time)
         self.connections: dict[int, GearmanConnection] = {}
         self.sockets: list[socket.socket] = []
         self.addresses: list[tuple[str, int]] = []
@@ -56,6 +60,7 @@ class GearmanServer:
         self._flush_scheduled = False
         # Set by run_server, which owns the process: an embedded server leaves the host's collector alone.
         self.gc_policy: CollectionPolicy | None = None
+        self.http: HttpListener | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -78,6 +83,11 @@ class GearmanServer:
         self.addresses = [sock.getsockname()[:2] for sock in self.sockets]
         for address in self.addresses:
             log.info("listening on %s", address)
+        if self.config.http_port is not None:
+            from geartrain.http.listener import HttpListener  # only servers that ask for HTTP load it
+
+            self.http = HttpListener(self, self.config.http_hosts, self.config.http_port)
+            await self.http.start()
 
     @property
     def port(self) -> int:
@@ -107,6 +117,11 @@ class GearmanServer:
             server.close()
         self._check_drained()
 
+    @property
+    def draining(self) -> bool:
+        """A graceful stop is under way."""
+        return self._draining
+
     def _check_drained(self) -> None:
         if self._draining and self.engine.job_count == 0:
             self.stop()
@@ -114,6 +129,8 @@ class GearmanServer:
     async def _close(self) -> None:
         for server in self._servers:
             server.close()
+        if self.http is not None:
+            await self.http.close()
         if self.persistence is not None:
             if self.store_on_shutdown:
                 await self.persistence.write_queue()

@@ -6,6 +6,7 @@ first within a bucket), so listings compare byte for byte with the C server.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from geartrain.protocol.admin import (
@@ -21,6 +22,7 @@ from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import Function
+from geartrain.server.core.snapshot import functions_view, jobs_view, totals_view, workers_view
 
 
 def gearmand_hash(key: bytes) -> int:
@@ -43,8 +45,9 @@ def _signed(value: int) -> int:
 class AdminCommands:
     """Executes parsed admin lines for one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float] | None = None) -> None:
         self.engine = engine
+        self.clock = clock  # for job ages in `show jobs json`; the transport passes time.time in
         self._commands: dict[str, Callable[[Peer, AdminCommand], bytes]] = {
             "status": self._status,
             "prioritystatus": self._prioritystatus,
@@ -60,6 +63,10 @@ class AdminCommands:
             "maxqueue": self._maxqueue,
             "shutdown": self._shutdown,
             "shutdown graceful": self._shutdown,
+            "status json": self._status_json,
+            "prioritystatus json": self._status_json,
+            "workers json": lambda peer, cmd: _json_line({"workers": workers_view(engine)}),
+            "show jobs json": self._show_jobs_json,
         }
 
     def run(self, peer: Peer, line: bytes) -> None:
@@ -135,6 +142,13 @@ class AdminCommands:
         ordered = sorted(jobs, key=lambda job: (bucket(job), -position[id(job)]))
         return b"".join(job.unique + b"\n" for job in ordered) + b".\n"
 
+    def _status_json(self, peer: Peer, command: AdminCommand) -> bytes:
+        return _json_line({"functions": functions_view(self.engine), "totals": totals_view(self.engine)})
+
+    def _show_jobs_json(self, peer: Peer, command: AdminCommand) -> bytes:
+        now = self.clock() if self.clock is not None else 0.0
+        return _json_line(jobs_view(self.engine, now, limit=len(self.engine.jobs)))
+
     # ------------------------------------------------------------------ actions
 
     def _cancel_job(self, peer: Peer, command: AdminCommand) -> bytes:
@@ -169,3 +183,8 @@ class AdminCommands:
         # gearmand dropped `shutdown` in 1.1.15; geartrain keeps it (graceful: stop taking jobs, exit when idle).
         self.engine.shutdown_mode = "graceful" if command.name == "shutdown graceful" else "now"
         return OK
+
+
+def _json_line(data: object) -> bytes:
+    """A JSON reply on the admin port: one line, so a line-reading client gets it whole."""
+    return json.dumps(data, separators=(",", ":")).encode() + b"\n"

@@ -125,16 +125,19 @@ class ClientRules(DurableRules):
                 index, key = function.by_unique, unique
             job = index.get(key)
             if job is not None:
+                function.stats.coalesced += 1
                 self._coalesce(peer, job, background)
                 return job
         limit = function.max_queue[priority]
         if limit > 0 and function.total >= limit:
+            function.stats.rejected += 1
             self._send(peer, replies.QUEUE_FULL)
             return None
         handle = self._new_handle()
         job = Job(handle, function, unique, data, priority, background, when, reducer, now)
         self.jobs[handle] = job
         function.total += 1
+        function.stats.submitted[priority * 2 + background] += 1
         if unique:
             index[key] = job
         if not background:

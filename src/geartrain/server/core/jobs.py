@@ -39,6 +39,7 @@ class Job:
         "priority",
         "reducer",
         "retries",
+        "since",
         "store_key",
         "unique",
         "when",
@@ -66,6 +67,7 @@ class Job:
         self.when = when
         self.reducer = reducer
         self.created = created
+        self.since = created  # when it last entered its queue, then when a worker took it (for stats)
         self.clients: tuple[Peer, ...] = ()  # a tuple: most jobs have none, and () costs no allocation
         self.worker: Peer | None = None
         self.retries = 0

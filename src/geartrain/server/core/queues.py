@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from geartrain.server.core.stats import FunctionStats
+
 if TYPE_CHECKING:
     from geartrain.server.core.jobs import Job
     from geartrain.server.core.peers import Peer
@@ -33,11 +35,12 @@ class Function:
         "queues",
         "running",
         "sleepers",
+        "stats",
         "total",
         "workers",
     )
 
-    def __init__(self, name: bytes, created_seq: int) -> None:
+    def __init__(self, name: bytes, created_seq: int, stats: FunctionStats | None = None) -> None:
         self.name = name
         self.created_seq = created_seq
         self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
@@ -49,6 +52,7 @@ class Function:
         self.max_queue = [0, 0, 0]  # 0 = unlimited, per priority
         self.by_unique: dict[bytes, Job] = {}
         self.by_payload: dict[bytes, Job] = {}
+        self.stats = stats if stats is not None else FunctionStats()  # counters for metrics (core/stats.py)
 
     @property
     def worker_count(self) -> int:

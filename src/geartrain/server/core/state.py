@@ -18,6 +18,7 @@ from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
+from geartrain.server.core.stats import EngineStats
 from geartrain.store.base import Removal, StoredJob
 
 log = logging.getLogger("geartrain.engine")
@@ -36,6 +37,7 @@ class EngineState:
         self.jobs: dict[bytes, Job] = {}
         self.peers: dict[int, Peer] = {}
         self.dirty: list[Peer] = []
+        self.stats = EngineStats()
         self.shutdown_mode: str | None = None  # None, "now" or "graceful": set by the admin `shutdown` command
         self._new_handle = HandleFactory(self.config.handle_prefix)
         self._seq = 0  # tie-breaker for timer heaps and creation order of functions
@@ -70,12 +72,13 @@ class EngineState:
         function = self.functions.get(name)
         if function is None:
             self._seq += 1
-            function = self.functions[name] = Function(name, self._seq)
+            function = self.functions[name] = Function(name, self._seq, self.stats.for_function(name))
         return function
 
     def _enqueue(self, job: Job, now: float) -> None:
         function = job.function
         function.queued[job.priority] += 1
+        job.since = job.when if job.when > now else now
         if job.when > now:
             self._seq += 1
             heapq.heappush(self._epoch_heap, (job.when, self._seq, job))
@@ -196,9 +199,11 @@ class EngineState:
         retries = self.config.job_retries
         if retries > 0 and job.retries >= retries:
             log.warning("Dropped job due to max retry count: %s %s", job.handle.decode(), job.unique.decode())
+            job.function.stats.dropped += 1
             self._forward(job, encode(P.WORK_FAIL, job.handle))
             self._free(job)
             return
+        job.function.stats.requeued += 1
         self._enqueue(job, now)
 
     @property

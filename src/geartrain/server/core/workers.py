@@ -133,6 +133,8 @@ class WorkerRules(EngineState):
         job.worker = peer
         peer.assigned[job.handle] = job
         function.running += 1
+        function.stats.queue_wait.observe(now - job.since)
+        job.since = now
         if self.config.round_robin:
             peer.abilities.append(peer.abilities.pop(position))
         timeout = peer.timeouts.get(function)
@@ -158,6 +160,7 @@ class WorkerRules(EngineState):
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
         self._forward(job, encode(P.WORK_COMPLETE, *args))
+        job.function.stats.complete(now - job.since)
         self._finish(job)
 
     def _work_fail(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
@@ -166,6 +169,7 @@ class WorkerRules(EngineState):
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
         self._forward(job, encode(P.WORK_FAIL, job.handle))
+        job.function.stats.fail(now - job.since)
         self._finish(job)
 
     def _work_exception(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
@@ -180,6 +184,7 @@ class WorkerRules(EngineState):
             every_client = self.config.exceptions
             for client in job.clients:
                 self._send(client, exception if every_client or client.exceptions else fail)
+        job.function.stats.exception(now - job.since)
         self._finish(job)
 
     def _work_status(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:

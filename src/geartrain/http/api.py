@@ -1,0 +1,194 @@
+"""The JSON API: server info, functions, workers and jobs to read; cancel, purge and maxqueue to act.
+
+Reads come from the same views as the admin ``... json`` commands (``server/core/snapshot.py``); actions go
+through the engine's own operations, and the server's flush runs after each, so clients hear at once (a cancelled
+job's foreground clients get WORK_FAIL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from geartrain.http.message import Request
+from geartrain.server.connection import GearmanConnection
+from geartrain.server.core import operations
+from geartrain.server.core.snapshot import function_view, functions_view, job_view, jobs_view, totals_view, workers_view
+
+if TYPE_CHECKING:
+    from geartrain.http.listener import HttpConnection, HttpListener
+    from geartrain.server.server import GearmanServer
+
+MAX_JOBS_LISTED = 5000
+
+
+def gearman_connection_count(server: GearmanServer) -> int:
+    """Gearman protocol connections only (HTTP submissions are internal peers and not counted)."""
+    return sum(1 for connection in server.connections.values() if isinstance(connection, GearmanConnection))
+
+
+def ready(server: GearmanServer) -> tuple[bool, str]:
+    """Ready: the Gearman port listens (so store replay is done), no drain is under way, the store is up."""
+    if not server.addresses:
+        return False, "not listening yet"
+    if server.draining:
+        return False, "draining"
+    if server.persistence is not None and not server.persistence.up:
+        return False, "the persistent store is unavailable"
+    return True, "ready"
+
+
+def server_view(listener: HttpListener, now: float) -> dict[str, Any]:
+    server = listener.server
+    engine = server.engine
+    config = engine.config
+    persistence = server.persistence
+    is_ready, why = ready(server)
+    return {
+        "version": config.version,
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "started": listener.started,
+        "uptime": round(now - listener.started, 3),
+        "gearman": [f"{host}:{port}" for host, port in server.addresses],
+        "http": [f"{host}:{port}" for host, port in listener.addresses],
+        "ready": is_ready,
+        "status": why,
+        "connections": gearman_connection_count(server),
+        "http_connections": len(listener.connections),
+        "store": None
+        if persistence is None
+        else {"description": persistence.store.description, "up": persistence.up, "commits": persistence.commits},
+        "settings": {
+            "job_retries": config.job_retries,
+            "round_robin": config.round_robin,
+            "global_priority": config.global_priority,
+            "worker_wakeup": config.worker_wakeup,
+            "exceptions": config.exceptions,
+        },
+        "totals": totals_view(engine),
+    }
+
+
+class Api:
+    """Handlers for ``/api/...``; each answers on the connection it is given."""
+
+    def __init__(self, listener: HttpListener) -> None:
+        self.listener = listener
+        self.server = listener.server
+
+    def __call__(self, connection: HttpConnection, request: Request, path: str) -> None:
+        method = request.method
+        head = method == "HEAD"
+        if method in ("GET", "HEAD"):
+            self._read(connection, request, path, head)
+        elif method in ("POST", "PUT", "DELETE"):
+            self._act(connection, request, path)
+        else:
+            connection.respond_json({"error": f"method {method} not allowed"}, 405)
+
+    # ------------------------------------------------------------------ reads
+
+    def _read(self, connection: HttpConnection, request: Request, path: str, head: bool) -> None:
+        engine = self.server.engine
+        now = time.time()
+        data: object
+        if path == "server":
+            data = server_view(self.listener, now)
+        elif path == "functions":
+            data = {"functions": functions_view(engine), "totals": totals_view(engine)}
+        elif path.startswith("functions/"):
+            function = engine.functions.get(path.removeprefix("functions/").encode())
+            if function is None:
+                connection.respond_json({"error": "no such function"}, 404, head_only=head)
+                return
+            data = function_view(function)
+        elif path == "workers":
+            data = {"workers": workers_view(engine)}
+        elif path == "jobs":
+            limit = _int(request.param("limit"), 500)
+            data = jobs_view(
+                engine,
+                now,
+                search=request.param("search"),
+                function=request.param("function"),
+                limit=max(0, min(limit, MAX_JOBS_LISTED)),
+            )
+        elif path.startswith("jobs/"):
+            job = engine.jobs.get(path.removeprefix("jobs/").encode())
+            if job is None:
+                connection.respond_json({"error": "no such job"}, 404, head_only=head)
+                return
+            data = job_view(job, now)
+        elif path == "history":
+            data = {"interval": self.listener.router.history.interval, "samples": list(self.listener.router.history)}
+        else:
+            connection.respond_json({"error": "not found"}, 404, head_only=head)
+            return
+        connection.respond_json(data, head_only=head)
+
+    # ------------------------------------------------------------------ actions
+
+    def _act(self, connection: HttpConnection, request: Request, path: str) -> None:
+        engine = self.server.engine
+        if path.startswith("jobs/") and (request.method == "DELETE" or path.endswith("/cancel")):
+            handle = path.removeprefix("jobs/").removesuffix("/cancel").encode()
+            if not engine.cancel(handle):
+                connection.respond_json({"error": "no such job"}, 404)
+                return
+            self.server.after_input()
+            connection.respond_json({"cancelled": handle.decode("utf-8", "backslashreplace")})
+            return
+        if path.startswith("functions/") and path.endswith("/purge") and request.method == "POST":
+            name = path.removeprefix("functions/").removesuffix("/purge")
+            removed = operations.purge(engine, name.encode())
+            if removed is None:
+                connection.respond_json({"error": "no such function"}, 404)
+                return
+            self.server.after_input()
+            connection.respond_json({"function": name, "purged": removed})
+            return
+        if path.startswith("functions/") and path.endswith("/maxqueue") and request.method in ("POST", "PUT"):
+            name = path.removeprefix("functions/").removesuffix("/maxqueue")
+            limits = _limits(request.body)
+            if limits is None:
+                message = 'send {"limit": N} or {"high": N, "normal": N, "low": N} (0 = unlimited)'
+                connection.respond_json({"error": message}, 400)
+                return
+            if not operations.set_max_queue(engine, name.encode(), limits):
+                connection.respond_json({"error": "no such function"}, 404)
+                return
+            connection.respond_json(
+                {"function": name, "max_queue": dict(zip(("high", "normal", "low"), limits, strict=True))}
+            )
+            return
+        connection.respond_json({"error": "not found"}, 404)
+
+
+def _int(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def _limits(body: bytes) -> list[int] | None:
+    """Per-priority limits from ``{"limit": N}`` or ``{"high": H, "normal": N, "low": L}`` (missing = 0)."""
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "limit" in data:
+        values = [data["limit"]] * 3
+    else:
+        values = [data.get(key, 0) for key in ("high", "normal", "low")]
+        if not any(key in data for key in ("high", "normal", "low")):
+            return None
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        return None
+    return [max(0, value) for value in values]

@@ -1,0 +1,197 @@
+"""The HTTP listener: a small HTTP/1.1 server on the Gearman server's own event loop.
+
+Standard library only (the core server needs nothing else): one :class:`HttpConnection` per socket reads a request
+head and its ``Content-Length`` body, hands the request to the router, and serves the next request of a keep-alive
+connection only once the current response has ended (responses may stream: job results, server-sent events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from geartrain.http.message import MAX_HEAD_SIZE, BadRequest, parse_head, response_head
+
+if TYPE_CHECKING:
+    from geartrain.server.server import GearmanServer
+
+log = logging.getLogger("geartrain.http")
+
+SERVER_HEADER = "geartrain"
+
+
+class HttpConnection(asyncio.Protocol):
+    """One HTTP client connection."""
+
+    def __init__(self, listener: HttpListener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.peer_address = "?"
+        self._buffer = bytearray()
+        self._busy = False  # a response is in progress; later requests wait in the buffer
+        self._keep_alive = False
+        self.version = "HTTP/1.1"
+        self.on_lost: Callable[[], None] | None = None  # set by a streaming response that must hear of a hang-up
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        self.peer_address = str(peername[0]) if isinstance(peername, tuple) else "unix"
+        self.listener.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._next_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        self.transport = None
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+    # ------------------------------------------------------------------ requests
+
+    def _next_request(self) -> None:
+        while not self._busy and self.transport is not None:
+            buffer = self._buffer
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_SIZE:
+                    self._reject(BadRequest(431, "request head too large"))
+                return
+            try:
+                request = parse_head(bytes(buffer[:end]))
+                length = request.content_length
+            except BadRequest as error:
+                self._reject(error)
+                return
+            if length > self.listener.max_body_size:
+                self._reject(BadRequest(413, f"body larger than {self.listener.max_body_size} bytes"))
+                return
+            start = end + 4
+            if len(buffer) < start + length:
+                return  # the body is still on its way
+            request.body = bytes(buffer[start : start + length])
+            del buffer[: start + length]
+            self._busy = True
+            self._keep_alive = request.keep_alive
+            self.version = request.version
+            try:
+                self.listener.router(self, request)
+            except Exception:
+                log.exception("internal error answering %s %s", request.method, request.target)
+                if self._busy:
+                    self.respond(500, b"internal error; see the server log\n", close=True)
+
+    def _reject(self, error: BadRequest) -> None:
+        self._busy = True
+        self.respond(error.status, (error.reason + "\n").encode(), close=True)
+
+    # ------------------------------------------------------------------ responses
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def start_response(self, status: int, headers: list[tuple[str, str]], *, close: bool = False) -> None:
+        """Send a status line and headers (the caller writes the body and calls :meth:`end_response`).
+
+        ``close``: the body ends when the connection does (an event stream).
+        """
+        if close:
+            self._keep_alive = False
+        connection = "keep-alive" if self._keep_alive else "close"
+        all_headers = [("Server", SERVER_HEADER), *headers, ("Connection", connection)]
+        self.write(response_head(status, all_headers, version=self.version))
+
+    def respond(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "text/plain; charset=utf-8",
+        headers: list[tuple[str, str]] | None = None,
+        *,
+        head_only: bool = False,
+        close: bool = False,
+    ) -> None:
+        """A complete response with a ``Content-Length``; ends it."""
+        if close:
+            self._keep_alive = False
+        extra = list(headers or [])
+        if body or status not in (204, 304):
+            extra += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        self.start_response(status, extra)
+        if not head_only:
+            self.write(body)
+        self.end_response()
+
+    def respond_json(self, data: object, status: int = 200, *, head_only: bool = False) -> None:
+        body = json.dumps(data, separators=(",", ":")).encode()
+        self.respond(status, body, "application/json", [("Cache-Control", "no-store")], head_only=head_only)
+
+    def end_response(self) -> None:
+        """The response is complete: close, or serve the next request of a keep-alive connection."""
+        self.on_lost = None
+        self._busy = False
+        if not self._keep_alive:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self._buffer:
+            asyncio.get_running_loop().call_soon(self._next_request)
+
+    @property
+    def streaming_allowed(self) -> bool:
+        """Chunked transfer encoding is HTTP/1.1 only."""
+        return self.version == "HTTP/1.1"
+
+
+class HttpListener:
+    """Listening sockets and shared state of the HTTP side of one Gearman server."""
+
+    def __init__(self, server: GearmanServer, hosts: tuple[str, ...], port: int) -> None:
+        from geartrain.http.routes import Router  # the router imports the features; keep this module small
+
+        self.server = server
+        self.hosts = hosts
+        self.port_wanted = port
+        self.started = time.time()
+        self.connections: set[HttpConnection] = set()
+        self.addresses: list[tuple[str, int]] = []
+        self.max_body_size = server.config.max_packet_size
+        self._servers: list[asyncio.AbstractServer] = []
+        self.router = Router(self)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for host in self.hosts:
+            server = await loop.create_server(
+                lambda: HttpConnection(self), host=host or None, port=self.port_wanted, reuse_address=True
+            )
+            self._servers.append(server)
+            self.addresses.extend(sock.getsockname()[:2] for sock in server.sockets)
+        for address in self.addresses:
+            log.info("HTTP listening on %s", address)
+        self.router.start()
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return int(self.addresses[0][1])
+
+    async def close(self) -> None:
+        self.router.stop()
+        for server in self._servers:
+            server.close()
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        for server in self._servers:
+            await server.wait_closed()

@@ -1,0 +1,182 @@
+"""Job submission over HTTP, compatible with gearmand's HTTP protocol plugin.
+
+``POST /function`` (or PUT, or GET with an empty workload) submits the body as the workload. Headers, as gearmand
+reads them: ``X-Gearman-Unique`` (absent means ``-``: coalesce on the workload, as gearmand does),
+``X-Gearman-Background: true``, ``X-Gearman-Priority: high|low``. A background submit answers once the job is
+created (and stored); a foreground one answers with the result. ``X-Gearman-Command`` says how the job ended.
+
+The request becomes a client connection of the engine, like any other: an internal peer whose packets are the same
+bytes a socket client would receive, so coalescing, priorities, maxqueue and persistence apply unchanged. When the
+worker sends WORK_DATA to an HTTP/1.1 client, the response streams: each WORK_DATA is a chunk as it arrives, the
+result is the last one, and ``X-Gearman-Command`` comes as a trailer. Without WORK_DATA (or for HTTP/1.0) the
+response carries a ``Content-Length``, as gearmand's does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from geartrain.http.message import Request, chunk, last_chunk
+from geartrain.protocol.codec import Decoder
+from geartrain.protocol.packets import RES, Packet, PacketType
+
+if TYPE_CHECKING:
+    from geartrain.http.listener import HttpConnection
+    from geartrain.server.server import GearmanServer
+
+P = PacketType
+
+SUBMIT_TYPES = {
+    ("high", False): P.SUBMIT_JOB_HIGH,
+    ("normal", False): P.SUBMIT_JOB,
+    ("low", False): P.SUBMIT_JOB_LOW,
+    ("high", True): P.SUBMIT_JOB_HIGH_BG,
+    ("normal", True): P.SUBMIT_JOB_BG,
+    ("low", True): P.SUBMIT_JOB_LOW_BG,
+}
+ENDINGS: dict[int, str] = {
+    P.WORK_COMPLETE: "WORK_COMPLETE",
+    P.WORK_FAIL: "WORK_FAIL",
+    P.WORK_EXCEPTION: "WORK_EXCEPTION",
+}
+# Errors that mean "try again later" rather than "your request is wrong".
+UNAVAILABLE_ERRORS = {b"QUEUE_FULL", b"QUEUE_ERROR", b"SERVER_ERROR"}
+
+
+def submit_job(server: GearmanServer, connection: HttpConnection, request: Request, function: str) -> None:
+    """Submit the request's job and answer when the engine says how it went."""
+    priority = (request.header("x-gearman-priority") or "normal").strip().lower()
+    if priority not in ("high", "normal", "low"):
+        connection.respond(400, b"X-Gearman-Priority must be high, normal or low\n")
+        return
+    background = (request.header("x-gearman-background") or "").strip().lower() in ("true", "1", "yes")
+    unique = request.header("x-gearman-unique")
+    unique_bytes = b"-" if unique is None else unique.encode("latin-1")
+    workload = request.body if request.method != "GET" else b""
+    gateway = HttpClientPeer(server, connection, background, head_only=request.method == "HEAD")
+    gateway.submit(SUBMIT_TYPES[priority, background], function.encode("utf-8"), unique_bytes, workload)
+
+
+class HttpClientPeer:
+    """Stands where a client socket would: the server writes engine output here, and it becomes the response.
+
+    Registered in ``server.connections`` under its peer's id, so the server's flush reaches it like any connection.
+    """
+
+    def __init__(self, server: GearmanServer, connection: HttpConnection, background: bool, head_only: bool) -> None:
+        self.server = server
+        self.connection = connection
+        self.background = background
+        self.head_only = head_only
+        self.decoder = Decoder(accept=RES, admin=False, max_packet_size=server.config.max_packet_size)
+        self.peer = server.engine.connect(-1, f"http:{connection.peer_address}")
+        self.peer.exceptions = True  # the response carries the exception's data
+        self.handle = ""
+        self.streaming = False
+        self.collected: list[bytes] = []
+        self.done = False
+
+    def submit(self, ptype: int, function: bytes, unique: bytes, workload: bytes) -> None:
+        server = self.server
+        server.connections[self.peer.id] = self  # type: ignore[assignment]
+        self.connection.on_lost = self._client_gone
+        server.engine.handle(self.peer, ptype, (function, unique, workload), time.time())
+        server.after_input()
+
+    # ------------------------------------------------------------------ what the server's flush calls
+
+    def write(self, data: bytes) -> None:
+        for item in self.decoder.feed(data):
+            if self.done:
+                return
+            if isinstance(item, Packet):
+                self._packet(item)
+
+    def close(self) -> None:
+        """The engine closes the connection after a fatal error (already answered by then)."""
+        if not self.done:
+            self._fail(500, "ERROR", b"the server closed the job's connection\n")
+
+    abort = close
+
+    # ------------------------------------------------------------------ packets to HTTP
+
+    def _packet(self, packet: Packet) -> None:
+        ptype, args = packet.type, packet.args
+        if ptype == P.JOB_CREATED:
+            self.handle = args[0].decode("latin-1")
+            if self.background:
+                self._final(200, "JOB_CREATED", b"")
+        elif ptype == P.WORK_DATA:
+            self._data(args[1])
+        elif ptype in ENDINGS:
+            self._final(200, ENDINGS[ptype], args[1] if len(args) > 1 else b"")
+        elif ptype == P.ERROR:
+            code, text = args[0], args[1]
+            status = 503 if code in UNAVAILABLE_ERRORS else 400
+            self._fail(status, "ERROR", text + b"\n", [("X-Gearman-Error", code.decode("latin-1"))])
+        # WORK_STATUS and WORK_WARNING have no place in the response.
+
+    def _gearman_headers(self) -> list[tuple[str, str]]:
+        return [("X-Gearman-Job-Handle", self.handle)]
+
+    def _data(self, data: bytes) -> None:
+        connection = self.connection
+        if not connection.streaming_allowed or self.head_only:
+            self.collected.append(data)
+            return
+        if not self.streaming:
+            self.streaming = True
+            headers = [
+                *self._gearman_headers(),
+                ("Content-Type", "application/octet-stream"),
+                ("Transfer-Encoding", "chunked"),
+                ("Trailer", "X-Gearman-Command"),
+            ]
+            connection.start_response(200, headers)
+            for earlier in self.collected:
+                connection.write(chunk(earlier))
+            self.collected.clear()
+        if data:
+            connection.write(chunk(data))
+
+    def _final(self, status: int, command: str, data: bytes) -> None:
+        connection = self.connection
+        if self.streaming:
+            if data:
+                connection.write(chunk(data))
+            connection.write(last_chunk([("X-Gearman-Command", command)]))
+            connection.end_response()
+        else:
+            body = b"".join([*self.collected, data])
+            headers = [*self._gearman_headers(), ("X-Gearman-Command", command)]
+            connection.respond(status, body, "application/octet-stream", headers, head_only=self.head_only)
+        self._finish()
+
+    def _fail(self, status: int, command: str, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
+        connection = self.connection
+        if self.streaming:  # too late for a status code: cut the body short so the client sees it incomplete
+            if connection.transport is not None:
+                connection.transport.abort()
+        else:
+            all_headers = [*self._gearman_headers(), ("X-Gearman-Command", command), *(headers or [])]
+            connection.respond(status, body, headers=all_headers, close=True)
+        self._finish()
+
+    def _client_gone(self) -> None:
+        """The HTTP client hung up before the end: like a Gearman client disconnecting."""
+        if not self.done:
+            self._finish()
+
+    def _finish(self) -> None:
+        # Leave the engine on the next loop turn: we are inside the server's flush, which must not recurse.
+        self.done = True
+        asyncio.get_running_loop().call_soon(self._disconnect)
+
+    def _disconnect(self) -> None:
+        server = self.server
+        server.connections.pop(self.peer.id, None)
+        server.engine.disconnect(self.peer, time.time())
+        server.after_input()

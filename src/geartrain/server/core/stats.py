@@ -1,0 +1,110 @@
+"""Per-function counters and histograms, bumped by the engine where it already decides each event.
+
+Pure and cheap: one :class:`FunctionStats` per function name (kept when a function is dropped and re-created, so
+counters only ever grow, as Prometheus expects), plain integer slots, and histograms with fixed bucket bounds.
+Durations are differences of the ``now`` values the engine is handed; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+# Upper bounds (seconds) of the histogram buckets; a last, implicit bucket holds everything above (``+Inf``).
+DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Store transactions are much shorter than jobs: finer bounds at the low end.
+STORE_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+PRIORITY_NAMES = ("high", "normal", "low")
+
+
+class Histogram:
+    """Counts of observations per bucket, their sum and count (Prometheus' histogram, non-cumulative inside)."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        if value < 0.0:  # the wall clock stepped back: count it, as zero
+            value = 0.0
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, count of observations <= le)`` per bucket, ending with ``+Inf``, as the text format wants."""
+        rows = []
+        running = 0
+        for bound, count in zip((*self.bounds, None), self.counts, strict=True):
+            running += count
+            rows.append(("+Inf" if bound is None else repr(bound), running))
+        return rows
+
+
+class FunctionStats:
+    """Everything counted for one function since the server started."""
+
+    __slots__ = (
+        "coalesced",
+        "completed",
+        "dropped",
+        "exceptions",
+        "failed",
+        "queue_wait",
+        "rejected",
+        "requeued",
+        "run_time",
+        "submitted",
+    )
+
+    def __init__(self) -> None:
+        # submitted[priority * 2 + background]: new jobs by priority (0 high, 1 normal, 2 low) and kind.
+        self.submitted = [0] * 6
+        self.coalesced = 0  # submits attached to an existing job instead of creating one
+        self.rejected = 0  # submits refused because the queue was at its maxqueue limit
+        self.completed = 0
+        self.failed = 0
+        self.exceptions = 0
+        self.requeued = 0  # jobs taken back from a worker (gone, CANT_DO, timed out) and queued again
+        self.dropped = 0  # jobs given up after --job-retries attempts
+        self.queue_wait = Histogram()
+        self.run_time = Histogram()
+
+    def complete(self, run_time: float) -> None:
+        self.completed += 1
+        self.run_time.observe(run_time)
+
+    def fail(self, run_time: float) -> None:
+        self.failed += 1
+        self.run_time.observe(run_time)
+
+    def exception(self, run_time: float) -> None:
+        self.exceptions += 1
+        self.run_time.observe(run_time)
+
+    @property
+    def submitted_total(self) -> int:
+        return sum(self.submitted)
+
+    @property
+    def finished_total(self) -> int:
+        return self.completed + self.failed + self.exceptions
+
+
+class EngineStats:
+    """The per-function stats of one engine, by function name."""
+
+    __slots__ = ("functions",)
+
+    def __init__(self) -> None:
+        self.functions: dict[bytes, FunctionStats] = {}
+
+    def for_function(self, name: bytes) -> FunctionStats:
+        stats = self.functions.get(name)
+        if stats is None:
+            stats = self.functions[name] = FunctionStats()
+        return stats
