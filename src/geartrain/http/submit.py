@@ -42,7 +42,7 @@ ENDINGS: dict[int, str] = {
     P.WORK_EXCEPTION: "WORK_EXCEPTION",
 }
 # Errors that mean "try again later" rather than "your request is wrong".
-UNAVAILABLE_ERRORS = {b"QUEUE_FULL", b"QUEUE_ERROR", b"SERVER_ERROR"}
+UNAVAILABLE_ERRORS = {b"QUEUE_ERROR", b"SERVER_ERROR"}  # QUEUE_ERROR: queue full or store down
 
 
 def submit_job(server: GearmanServer, connection: HttpConnection, request: Request, function: str) -> None:
