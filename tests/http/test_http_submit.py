@@ -104,7 +104,10 @@ def test_work_data_streams_as_chunks_before_the_job_ends(http_server: HttpServer
         worker.send(P.WORK_COMPLETE, handle, b"the end")
         read_until(sock, received, b"\r\n0\r\nX-Gearman-Command: WORK_COMPLETE\r\n\r\n")
     body = bytes(received).split(b"\r\n\r\n", 1)[1]
-    assert body == b"b\r\nfirst part \r\nc\r\nsecond part \r\n7\r\nthe end\r\n0\r\nX-Gearman-Command: WORK_COMPLETE\r\n\r\n"
+    assert (
+        body
+        == b"b\r\nfirst part \r\nc\r\nsecond part \r\n7\r\nthe end\r\n0\r\nX-Gearman-Command: WORK_COMPLETE\r\n\r\n"
+    )
 
 
 def test_http_10_gets_the_data_and_result_in_one_body(http_server: HttpServer) -> None:
