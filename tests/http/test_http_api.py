@@ -136,7 +136,7 @@ def test_event_stream_sends_live_updates(http_server: HttpServer) -> None:
                 *complete, rest = bytes(buffer).split(b"\n\n")
                 updates = [e for e in complete if b"event: update" in e]
                 if updates:
-                    buffer[:] = b"\n\n".join(complete[complete.index(updates[0]) + 1 :] + [rest])
+                    buffer[:] = b"\n\n".join([*complete[complete.index(updates[0]) + 1 :], rest])
                     return json.loads(updates[0].split(b"data: ", 1)[1])  # type: ignore[no-any-return]
                 data = sock.recv(65536)
                 assert data, "the event stream closed"
