@@ -1,0 +1,147 @@
+"""The dashboard in headless Chromium (Debian's chromium + chromium-driver, through selenium), against a real
+server with real jobs: live counts, search, cancel and purge buttons, and the server state they change.
+
+Set GEARTRAIN_SCREENSHOT=path to keep the screenshot (docs/dashboard.png is made that way).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import HttpServer
+from servers import GearmanSocket, PacketType, admin, parse_status, wait_until
+
+P = PacketType
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+UI_TIMEOUT = 20.0  # live updates come every 2 s
+
+
+def _require_browser() -> None:
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    reason = ""
+    if missing:
+        reason = f"missing {', '.join(missing)} (Debian packages chromium chromium-driver)"
+    else:
+        try:
+            import selenium  # noqa: F401
+        except ImportError:
+            reason = "selenium is not installed (pip install -e '.[dev]')"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so a missing program is an error)", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1400,1150")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def cell(driver: Any, function: str, column: str) -> str | None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        found = driver.find_element("css selector", f'#functions tr[data-function="{function}"] td.{column}')
+        return str(found.get_attribute("data-total") if column == "queued" else found.text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
+def job_rows(driver: Any) -> list[str] | None:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return [
+            row.get_attribute("data-handle") for row in driver.find_elements("css selector", "#jobs tr[data-handle]")
+        ]
+    except StaleElementReferenceException:
+        return None
+
+
+def click(driver: Any, selector: str) -> None:
+    """Click the element, retrying while a live update replaces it."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def attempt() -> bool:
+        try:
+            driver.find_element("css selector", selector).click()
+            return True
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+
+    wait_until(attempt, UI_TIMEOUT, f"a clickable {selector}")
+
+
+def test_dashboard_shows_live_counts_and_its_buttons_change_the_server(
+    http_server: HttpServer, browser: Any, tmp_path: Path
+) -> None:
+    browser.get(http_server.base_url + "/")
+    assert browser.current_url.endswith("/dashboard/")
+    wait_until(lambda: browser.find_element("id", "live-status").text == "live", UI_TIMEOUT, "the event stream")
+
+    bg = {"X-Gearman-Background": "true"}
+    handles = {}
+    for n in range(6):
+        headers = {**bg, "X-Gearman-Unique": f"img-{n}"}
+        handles[n] = http_server.request("POST", "/resize", f"picture {n}".encode(), headers)[1]["X-Gearman-Job-Handle"]
+    for n in range(3):
+        http_server.request("POST", "/email", f"mail {n}".encode(), {**bg, "X-Gearman-Priority": "high"})
+    wait_until(lambda: cell(browser, "resize", "queued") == "6", UI_TIMEOUT, "6 queued resize jobs on the page")
+    assert cell(browser, "email", "queued") == "3"
+
+    with GearmanSocket(http_server.address) as client, GearmanSocket(http_server.address) as worker:
+        worker.send(P.SET_CLIENT_ID, b"resizer-7")
+        worker.send(P.CAN_DO, b"resize")
+        for _ in range(2):
+            handle = worker.grab().args[0]
+            worker.send(P.WORK_COMPLETE, handle, b"ok")
+        running = worker.grab().args[0].decode()  # held: shows as the worker's running job
+        wait_until(lambda: cell(browser, "resize", "completed") == "2", UI_TIMEOUT, "2 completed on the page")
+        assert cell(browser, "resize", "queued") == "3" and cell(browser, "resize", "running") == "1"
+        workers_text = browser.find_element("id", "workers").text
+        assert "resizer-7" in workers_text and running in workers_text
+        assert len(browser.find_elements("css selector", "#throughput polyline")) == 2  # submitted and finished
+
+        # A foreground job a real client waits for; found with the search box, then cancelled with its button.
+        waiting = client.submit("resize", b"urgent", unique="needle-42")
+        search = browser.find_element("id", "job-search")
+        search.send_keys("needle")
+        wait_until(lambda: job_rows(browser) == [waiting], UI_TIMEOUT, "the search to show only the needle job")
+        screenshot = Path(os.environ.get("GEARTRAIN_SCREENSHOT") or tmp_path / "dashboard.png")
+        browser.save_screenshot(str(screenshot))
+        click(browser, f'#jobs tr[data-handle="{waiting}"] button.cancel')
+        assert client.expect(P.WORK_FAIL).args[0].decode() == waiting  # the client heard of the cancel
+        job = http_server.get_json(f"/api/jobs/{waiting}")
+        assert job["state"] == "cancelled"  # type: ignore[index]
+        wait_until(lambda: "cancelled" in browser.find_element("id", "message").text, UI_TIMEOUT, "the message")
+
+        search.clear()
+        search.send_keys("img-5")
+        wait_until(lambda: job_rows(browser) == [handles[5]], UI_TIMEOUT, "the search by unique")
+
+        # Purge the email queue: confirm the dialog; the server's queue empties and the page follows.
+        click(browser, '#functions tr[data-function="email"] button.purge')
+        browser.switch_to.alert.accept()
+        wait_until(lambda: cell(browser, "email", "queued") == "0", UI_TIMEOUT, "the purged queue on the page")
+        assert parse_status(admin(http_server.address, "status"))["email"].total == 0
+        assert "purged 3 job(s) of email" in browser.find_element("id", "message").text
+    assert screenshot.stat().st_size > 10_000
