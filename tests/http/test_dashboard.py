@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from http_harness import HttpServer
 
-from conftest import HttpServer
 from servers import GearmanSocket, PacketType, admin, parse_status, wait_until
 
 P = PacketType

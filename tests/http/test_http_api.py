@@ -6,7 +6,8 @@ import json
 import socket
 from typing import Any
 
-from conftest import HttpServer
+from http_harness import HttpServer
+
 from servers import HOST, GearmanSocket, PacketType, admin, listing_lines, parse_status, wait_until
 
 P = PacketType
@@ -68,7 +69,8 @@ def test_server_functions_workers_and_jobs(http_server: HttpServer) -> None:
         assert [j["unique"] for j in jobs(http_server, "?search=IMG-2")["jobs"]] == ["img-2"]
         assert {j["function"] for j in jobs(http_server, "?function=mail")["jobs"]} == {"mail"}
         capped = jobs(http_server, "?limit=1")
-        assert capped["total"] == 4 and len(capped["jobs"]) == 1
+        assert capped["total"] == 4 and len(capped["jobs"]) == 1 and capped["complete"] is True
+        assert capped["jobs"][0] == {**listing["jobs"][0], "age": capped["jobs"][0]["age"]}  # oldest first
         one_job: dict[str, Any] = http_server.get_json(f"/api/jobs/{running}")  # type: ignore[assignment]
         assert one_job.pop("age") >= by_handle[running].pop("age")  # ages grow between the two requests
         assert one_job == by_handle[running]

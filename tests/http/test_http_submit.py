@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import HttpServer
+from http_harness import HttpServer
+
 from servers import HOST, GearmanSocket, PacketType, admin, listing_lines, parse_status, wait_until
 
 P = PacketType
@@ -157,6 +158,10 @@ def test_errors(http_server: HttpServer) -> None:
     status, headers, _ = http_server.request("POST", "/submit/metrics", b"m", bg)
     assert status == 200 and headers["X-Gearman-Command"] == "JOB_CREATED"
     assert "metrics\t1\t0\t0" in listing_lines(admin(http_server.address, "status"))
+    # HEAD runs nothing (gearmand answers it with an empty handle).
+    status, headers, body = http_server.request("HEAD", "/probe")
+    assert (status, headers["X-Gearman-Job-Handle"], body) == (200, "", b"")
+    assert "probe" not in parse_status(admin(http_server.address, "status"))
     with socket.create_connection((HOST, http_server.http_port)) as sock:
         sock.settimeout(10)
         sock.sendall(b"GET /x HTTP/2.0\r\n\r\n")

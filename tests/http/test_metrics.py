@@ -6,7 +6,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import HttpServer
+from http_harness import HttpServer
+
 from servers import GearmanSocket, PacketType, admin, parse_status, wait_until
 
 P = PacketType

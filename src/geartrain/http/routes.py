@@ -92,6 +92,9 @@ class Router:
         if request.method not in ("GET", "POST", "PUT", "HEAD"):
             connection.respond(405, b"submit jobs with POST, PUT or GET\n", headers=[("Allow", "GET, POST, PUT")])
             return
+        if request.method == "HEAD":  # gearmand answers HEAD without a job; a HEAD must not run anything
+            connection.respond(200, headers=[("X-Gearman-Job-Handle", "")], head_only=True)
+            return
         if self.server.draining:
             connection.respond(503, b"the server is draining: no new jobs\n")
             return

@@ -55,7 +55,7 @@ def submit_job(server: GearmanServer, connection: HttpConnection, request: Reque
     unique = request.header("x-gearman-unique")
     unique_bytes = b"-" if unique is None else unique.encode("latin-1")
     workload = request.body if request.method != "GET" else b""
-    gateway = HttpClientPeer(server, connection, background, head_only=request.method == "HEAD")
+    gateway = HttpClientPeer(server, connection, background)
     gateway.submit(SUBMIT_TYPES[priority, background], function.encode("utf-8"), unique_bytes, workload)
 
 
@@ -65,11 +65,10 @@ class HttpClientPeer:
     Registered in ``server.connections`` under its peer's id, so the server's flush reaches it like any connection.
     """
 
-    def __init__(self, server: GearmanServer, connection: HttpConnection, background: bool, head_only: bool) -> None:
+    def __init__(self, server: GearmanServer, connection: HttpConnection, background: bool) -> None:
         self.server = server
         self.connection = connection
         self.background = background
-        self.head_only = head_only
         self.decoder = Decoder(accept=RES, admin=False, max_packet_size=server.config.max_packet_size)
         self.peer = server.engine.connect(-1, f"http:{connection.peer_address}")
         self.peer.exceptions = True  # the response carries the exception's data
@@ -124,7 +123,7 @@ class HttpClientPeer:
 
     def _data(self, data: bytes) -> None:
         connection = self.connection
-        if not connection.streaming_allowed or self.head_only:
+        if not connection.streaming_allowed:
             self.collected.append(data)
             return
         if not self.streaming:
@@ -152,7 +151,7 @@ class HttpClientPeer:
         else:
             body = b"".join([*self.collected, data])
             headers = [*self._gearman_headers(), ("X-Gearman-Command", command)]
-            connection.respond(status, body, "application/octet-stream", headers, head_only=self.head_only)
+            connection.respond(status, body, "application/octet-stream", headers)
         self._finish()
 
     def _fail(self, status: int, command: str, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:

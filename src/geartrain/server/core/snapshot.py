@@ -6,6 +6,7 @@ Ages are computed from the ``now`` the caller passes in.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from geartrain.server.core.engine import Engine
@@ -98,15 +99,29 @@ def job_view(job: Job, now: float) -> JSON:
     }
 
 
+# A search looks at this many jobs at most, so a huge queue cannot stall the server for one listing.
+MAX_JOBS_SCANNED = 100_000
+
+
 def jobs_view(engine: Engine, now: float, search: str = "", function: str = "", limit: int = 500) -> JSON:
     """Jobs, oldest first, filtered by function name and by a search string in the handle, unique or function.
 
-    ``total`` counts every match; ``jobs`` holds at most ``limit`` of them.
+    ``total`` counts every match; ``jobs`` holds at most ``limit`` of them. Without a filter only ``limit`` jobs
+    are looked at; with one, at most :data:`MAX_JOBS_SCANNED` (then ``complete`` is false and ``total`` counts
+    the matches among those).
     """
+    if not search and not function:
+        return {
+            "total": len(engine.jobs),
+            "complete": True,
+            "jobs": [job_view(job, now) for job in islice(engine.jobs.values(), limit)],
+        }
     needle = search.lower()
     matches: list[JSON] = []
     total = 0
-    for job in engine.jobs.values():
+    for scanned, job in enumerate(engine.jobs.values()):
+        if scanned == MAX_JOBS_SCANNED:
+            return {"total": total, "complete": False, "jobs": matches}
         name = text(job.function.name)
         if function and name != function:
             continue
@@ -115,7 +130,7 @@ def jobs_view(engine: Engine, now: float, search: str = "", function: str = "", 
         total += 1
         if len(matches) < limit:
             matches.append(job_view(job, now))
-    return {"total": total, "jobs": matches}
+    return {"total": total, "complete": True, "jobs": matches}
 
 
 def totals_view(engine: Engine) -> JSON:
