@@ -110,7 +110,7 @@ def test_counters_survive_drop_function_and_recreation(conv: Conversation) -> No
 
 def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:
     histogram = Histogram()
-    for value in (0.0005, 0.001, 0.002, 7.0, 1000.0, -1.0):
+    for value in (0.0005, 0.001, 0.002, 7.0, 1000.0, -1.0):  # -1: the clock stepped back
         histogram.observe(value)
     rows = histogram.cumulative()
     assert [le for le, _ in rows] == [repr(b) for b in DURATION_BUCKETS] + ["+Inf"]

@@ -18,22 +18,26 @@ PRIORITY_NAMES = ("high", "normal", "low")
 
 
 class Histogram:
-    """Counts of observations per bucket, their sum and count (Prometheus' histogram, non-cumulative inside)."""
+    """Counts of observations per bucket and their sum (Prometheus' histogram, non-cumulative inside).
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    The engine's hot path records through :class:`FunctionStats` methods that update ``counts`` and ``sum``
+    inline (one call per event); :meth:`observe` is the same for everyone else.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
-        self.count = 0
 
     def observe(self, value: float) -> None:
-        if value < 0.0:  # the wall clock stepped back: count it, as zero
-            value = 0.0
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
-        self.count += 1
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, count of observations <= le)`` per bucket, ending with ``+Inf``, as the text format wants."""
@@ -74,17 +78,32 @@ class FunctionStats:
         self.queue_wait = Histogram()
         self.run_time = Histogram()
 
+    # One call per engine event; the histogram update is inlined (this runs for every job).
+    # A wall clock that stepped back gives a negative duration: it lands in the first bucket.
+
+    def waited(self, wait: float) -> None:
+        """A worker took a job that waited ``wait`` seconds in the queue."""
+        histogram = self.queue_wait
+        histogram.counts[bisect_left(histogram.bounds, wait)] += 1
+        histogram.sum += wait
+
     def complete(self, run_time: float) -> None:
         self.completed += 1
-        self.run_time.observe(run_time)
+        histogram = self.run_time
+        histogram.counts[bisect_left(histogram.bounds, run_time)] += 1
+        histogram.sum += run_time
 
     def fail(self, run_time: float) -> None:
         self.failed += 1
-        self.run_time.observe(run_time)
+        histogram = self.run_time
+        histogram.counts[bisect_left(histogram.bounds, run_time)] += 1
+        histogram.sum += run_time
 
     def exception(self, run_time: float) -> None:
         self.exceptions += 1
-        self.run_time.observe(run_time)
+        histogram = self.run_time
+        histogram.counts[bisect_left(histogram.bounds, run_time)] += 1
+        histogram.sum += run_time
 
     @property
     def submitted_total(self) -> int:

@@ -133,7 +133,7 @@ class WorkerRules(EngineState):
         job.worker = peer
         peer.assigned[job.handle] = job
         function.running += 1
-        function.stats.queue_wait.observe(now - job.since)
+        function.stats.waited(now - job.since)
         job.since = now
         if self.config.round_robin:
             peer.abilities.append(peer.abilities.pop(position))
