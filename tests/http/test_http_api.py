@@ -154,3 +154,20 @@ def test_event_stream_sends_live_updates(http_server: HttpServer) -> None:
         assert update[0]["queued"]["normal"] == 1
     history = http_server.get_json("/api/history")
     assert history["interval"] > 0 and history["samples"]  # type: ignore[index]
+
+
+def test_pipelined_requests_are_answered_in_order_until_connection_close(http_server: HttpServer) -> None:
+    with socket.create_connection((HOST, http_server.http_port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /api/functions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            b"POST /never HTTP/1.1\r\nHost: x\r\nX-Gearman-Background: true\r\nContent-Length: 1\r\n\r\nz"
+        )
+        received = bytearray()
+        while data := sock.recv(65536):  # the server closes after the second response
+            received += data
+    responses = bytes(received).split(b"HTTP/1.1 ")[1:]
+    assert [r.split(b"\r\n", 1)[0] for r in responses] == [b"200 OK", b"200 OK"]
+    assert responses[0].endswith(b"\r\n\r\nok\n") and b"Connection: close" in responses[1]
+    assert "never" not in parse_status(admin(http_server.address, "status"))  # the third request was not run

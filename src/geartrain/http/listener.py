@@ -34,6 +34,7 @@ class HttpConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._busy = False  # a response is in progress; later requests wait in the buffer
         self._keep_alive = False
+        self._closing = False  # the last response said Connection: close; later requests are ignored
         self.version = "HTTP/1.1"
         self.on_lost: Callable[[], None] | None = None  # set by a streaming response that must hear of a hang-up
 
@@ -59,7 +60,7 @@ class HttpConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ requests
 
     def _next_request(self) -> None:
-        while not self._busy and self.transport is not None:
+        while not self._busy and not self._closing and self.transport is not None:
             buffer = self._buffer
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
@@ -141,6 +142,7 @@ class HttpConnection(asyncio.Protocol):
         self.on_lost = None
         self._busy = False
         if not self._keep_alive:
+            self._closing = True
             if self.transport is not None:
                 self.transport.close()
             return
