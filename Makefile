@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 serve: $(VENV)/.installed
+	@echo "geartrain: Gearman on $(HOST):$(PORT), dashboard on http://$(HOST):$(HTTP_PORT)/ (docs/operations.md)"
 	$(VENV)/bin/geartrain server --listen $(HOST) --port $(PORT) --http-listen $(HOST) --http-port $(HTTP_PORT)
 
 test: $(VENV)/.installed
