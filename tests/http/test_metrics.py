@@ -106,6 +106,8 @@ def test_metrics_count_real_jobs(http_server_factory: Callable[..., HttpServer],
             sleeper.send(P.PRE_SLEEP)
             sleeper.sync()
             types, series = scrape(server)
+            # Short-lived admin connections may still be closing at a scrape: wait for exactly the two left.
+            wait_until(lambda: value(scrape(server)[1], "geartrain_connections") == 2, message="2 connections")
     assert types["geartrain_jobs_submitted_total"] == "counter" and types["geartrain_run_seconds"] == "histogram"
 
     def submitted(priority: str, kind: str) -> float:
@@ -135,7 +137,7 @@ def test_metrics_count_real_jobs(http_server_factory: Callable[..., HttpServer],
     assert value(series, "geartrain_workers", function="resize") == 0
     assert value(series, "geartrain_workers", function="mail") == 1
     assert value(series, "geartrain_workers_sleeping", function="mail") == 1
-    assert value(series, "geartrain_connections") == 2  # the client and the sleeper
+    assert value(series, "geartrain_connections") >= 2  # the client and the sleeper (+ admin ones closing)
     assert value(series, "geartrain_jobs") == 1
     assert value(series, "geartrain_store_up") == 1
     assert value(series, "geartrain_store_commits_total") >= 2
