@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -44,6 +45,9 @@ class HttpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         self.peer_address = str(peername[0]) if isinstance(peername, tuple) else "unix"
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # responses are written whole
         self.listener.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -101,8 +105,11 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def start_response(self, status: int, headers: list[tuple[str, str]], *, close: bool = False) -> None:
-        """Send a status line and headers (the caller writes the body and calls :meth:`end_response`).
+    def start_response(
+        self, status: int, headers: list[tuple[str, str]], *, close: bool = False, body: bytes = b""
+    ) -> None:
+        """Send a status line, headers and the start of the body, in one write (the caller writes the rest of the
+        body, if any, and calls :meth:`end_response`).
 
         ``close``: the body ends when the connection does (an event stream).
         """
@@ -110,7 +117,7 @@ class HttpConnection(asyncio.Protocol):
             self._keep_alive = False
         connection = "keep-alive" if self._keep_alive else "close"
         all_headers = [("Server", SERVER_HEADER), *headers, ("Connection", connection)]
-        self.write(response_head(status, all_headers, version=self.version))
+        self.write(response_head(status, all_headers, version=self.version) + body)
 
     def respond(
         self,
@@ -128,9 +135,7 @@ class HttpConnection(asyncio.Protocol):
         extra = list(headers or [])
         if body or status not in (204, 304):
             extra += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-        self.start_response(status, extra)
-        if not head_only:
-            self.write(body)
+        self.start_response(status, extra, body=b"" if head_only else body)
         self.end_response()
 
     def respond_json(self, data: object, status: int = 200, *, head_only: bool = False) -> None:
