@@ -215,3 +215,14 @@ def test_background_jobs_are_stored_before_the_answer_and_survive_a_restart(
     assert parse_status(admin(restarted.address, "status"))["durable"].total == 1
     with worker_for(restarted, "durable") as worker:
         assert worker.grab().args[2] == b"keep me"
+
+
+def test_get_submits_an_empty_workload_and_engine_errors_become_400(http_server: HttpServer) -> None:
+    with worker_for(http_server, "ping") as worker:
+        request = Background(lambda: http_server.request("GET", "/ping?ignored=1"))
+        handle, function, data = worker.grab().args
+        assert (function, data) == (b"ping", b"")  # gearmand: GET has no workload; the query is not the name
+        worker.send(P.WORK_COMPLETE, handle, b"pong")
+        assert request.join()[2] == b"pong"
+    status, headers, body = http_server.request("POST", "/ping", b"x", {"X-Gearman-Unique": "u" * 65})
+    assert (status, headers["X-Gearman-Error"], body) == (400, "ARGUMENT_TOO_LARGE", b"Unique value too large\n")
