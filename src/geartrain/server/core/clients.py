@@ -48,6 +48,7 @@ class ClientRules(DurableRules):
         wake = self._wake
         # A persistent server acknowledges a background job only once it is stored: the general path does that.
         fast = self.inline_submits and not (background and self.config.persistent)
+        kind = priority * 2 + background  # index into FunctionStats.submitted
 
         def submit(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
             name, unique, data = args
@@ -58,6 +59,7 @@ class ClientRules(DurableRules):
             if unique:
                 existing = function.by_unique.get(unique)
                 if existing is not None:
+                    function.stats.coalesced += 1
                     self._coalesce(peer, existing, background)
                     return
             limit = function.max_queue[priority]
@@ -68,6 +70,7 @@ class ClientRules(DurableRules):
             job = Job(handle, function, unique, data, priority, background, 0, None, now)
             jobs[handle] = job
             function.total += 1
+            function.stats.submitted[kind] += 1
             if unique:
                 function.by_unique[unique] = job
             if not background:
