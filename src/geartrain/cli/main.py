@@ -18,6 +18,7 @@ commands:
   admin      query and manage servers (status, workers, jobs, ...; --json)
   top        a live view of servers: functions, rates, workers (--once: one frame)
   manager    run and supervise worker processes from a TOML file
+  bench      measure a server: throughput, latency, memory (the workloads of make bench)
   version    print the version
 
 Run 'geartrain COMMAND --help' for a command's options.
@@ -58,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geartrain.cli.manager import main as manager
 
         return manager(rest)
+    if command == "bench":
+        from geartrain.cli.bench import main as bench
+
+        return bench(rest)
     if command in ("version", "--version", "-V"):
         print(f"geartrain {__version__}")
         return 0

@@ -1,0 +1,70 @@
+"""The standard set of variants (issue 5's workloads at their sizes, and a small smoke set) and a dispatcher."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from geartrain.bench import workloads
+from geartrain.bench.workloads import Result, Target
+
+WORKLOADS: dict[str, Callable[..., Result]] = {
+    "bg-submit": workloads.bg_submit,
+    "drain": workloads.drain,
+    "round-trip": workloads.round_trip,
+    "echo": workloads.echo,
+    "memory": workloads.memory,
+    "connections": workloads.connections,
+    "persist": workloads.persist,
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A workload with fixed parameters; ``smoke`` holds the small sizes of ``make bench-smoke``."""
+
+    workload: str
+    params: dict[str, Any]
+    smoke: dict[str, Any] | None = None  # None: left out of the smoke set
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    def arguments(self, smoke: bool) -> dict[str, Any]:
+        return self.params | (self.smoke or {}) if smoke else dict(self.params)
+
+
+_RT_SMOKE = {"duration": 0.5, "warmup": 0.2}
+
+VARIANTS: list[Variant] = [
+    Variant("bg-submit", {"connections": 1, "unique": False}, {"jobs": 5_000}),
+    Variant("bg-submit", {"connections": 8, "unique": False}, {"jobs": 5_000}),
+    Variant("bg-submit", {"connections": 1, "unique": True}),
+    Variant("bg-submit", {"connections": 8, "unique": True}, {"jobs": 5_000}),
+    Variant("drain", {"workers": 1}),
+    Variant("drain", {"workers": 4}, {"jobs": 5_000}),
+    Variant("round-trip", {"clients": 1, "workers": 1}),
+    Variant("round-trip", {"clients": 16, "workers": 1}),
+    Variant("round-trip", {"clients": 64, "workers": 1}),
+    Variant("round-trip", {"clients": 1, "workers": 4}, _RT_SMOKE),
+    Variant("round-trip", {"clients": 4, "workers": 4}),
+    Variant("round-trip", {"clients": 16, "workers": 4}, _RT_SMOKE),
+    Variant("round-trip", {"clients": 64, "workers": 4}, _RT_SMOKE),
+    Variant("echo", {"count": 20_000}, {"count": 1_000}),
+    Variant("memory", {"jobs": 1_000_000}, {"jobs": 20_000}, frozenset({"needs-pid"})),
+    Variant("connections", {"idle": 5_000}, {"idle": 200} | _RT_SMOKE),
+    Variant("persist", {"jobs": 10_000, "connections": 8}, {"jobs": 500}, frozenset({"durable-store"})),
+]
+
+
+def select(smoke: bool, names: list[str] | None = None) -> list[Variant]:
+    """The variants of the full or the smoke set, optionally only those of the named workloads."""
+    chosen = [v for v in VARIANTS if not smoke or v.smoke is not None]
+    return [v for v in chosen if not names or v.workload in names]
+
+
+def run(workload: str, target: Target, **options: Any) -> Result:
+    """Run ``workload`` with those ``options`` its function takes (others, e.g. ``None`` values, are ignored)."""
+    function = WORKLOADS[workload]
+    accepted = inspect.signature(function).parameters
+    return function(target, **{k: v for k, v in options.items() if k in accepted and v is not None})
