@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 4730
 HTTP_PORT ?= 8080
 
-.PHONY: serve test lint typecheck check bench clean venv
+.PHONY: serve test lint typecheck check bench bench-smoke clean venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 check: lint typecheck test
+
+# Side by side with the C gearmand (when installed): results in benchmarks/results/, plot in docs/.
+bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) benchmarks/compare.py $(BENCH_ARGS)
+	$(PY) benchmarks/plot.py --output docs/performance-roundtrip.png
+
+# Every workload once, small sizes (under a minute); figures printed, no thresholds.
+bench-smoke: $(VENV)/.installed
+	$(PY) benchmarks/compare.py --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

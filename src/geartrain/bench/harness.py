@@ -4,7 +4,8 @@ One Python process cannot keep a fast server busy, so every workload with severa
 several processes. Each task is a function ``task(params, gate)``: it connects and pre-builds its packets, then
 calls ``gate()``, which reports "ready" and blocks until every task is ready; the value ``gate()`` returns is the
 common start time (``time.perf_counter()``, which is system-wide monotonic on Linux). The task returns a dict of
-plain values, which must include ``cpu_s``, its own CPU time after the gate.
+plain values, which must include ``cpu_s``, its own CPU time after the gate. Every task also finds a shared
+``multiprocessing.Event`` in ``params["stop_event"]``: one task can set it to end others that run open-ended.
 """
 
 from __future__ import annotations
@@ -58,10 +59,13 @@ def run_tasks(
     context = multiprocessing.get_context("spawn")
     pipes: list[Connection] = []
     processes = []
+    stop_event = context.Event()
     try:
         for task, params in tasks:
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=_child, args=(child_end, task, params), daemon=True)
+            process = context.Process(
+                target=_child, args=(child_end, task, params | {"stop_event": stop_event}), daemon=True
+            )
             process.start()
             child_end.close()
             pipes.append(parent_end)

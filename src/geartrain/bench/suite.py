@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from geartrain.bench import workloads
+from geartrain.bench import library, workloads
 from geartrain.bench.workloads import Result, Target
 
 WORKLOADS: dict[str, Callable[..., Result]] = {
@@ -18,6 +18,7 @@ WORKLOADS: dict[str, Callable[..., Result]] = {
     "memory": workloads.memory,
     "connections": workloads.connections,
     "persist": workloads.persist,
+    "client-library": library.client_library,
 }
 
 
@@ -54,6 +55,8 @@ VARIANTS: list[Variant] = [
     Variant("memory", {"jobs": 1_000_000}, {"jobs": 20_000}, frozenset({"needs-pid"})),
     Variant("connections", {"idle": 5_000}, {"idle": 200} | _RT_SMOKE),
     Variant("persist", {"jobs": 10_000, "connections": 8}, {"jobs": 500}, frozenset({"durable-store"})),
+    Variant("client-library", {"jobs": 10_000, "in_flight": 1}, {"jobs": 200}),
+    Variant("client-library", {"jobs": 20_000, "in_flight": 100}, {"jobs": 1_000}),
 ]
 
 

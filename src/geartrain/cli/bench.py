@@ -17,6 +17,7 @@ EPILOG = """workloads:
   memory       server RSS growth per queued job after --jobs background jobs (needs --server-pid)
   connections  round-trip p50 before and while --idle idle connections are held open
   persist      bg-submit with a distinct unique per job (point it at a server on a durable store)
+  client-library  foreground jobs through geartrain's own Client and Worker (--in-flight do() calls at once)
   suite        every variant of `make bench` in turn (--smoke: the small set); memory only with --server-pid
 
 bg-submit, memory and persist leave their jobs queued (under a function name of their own): use a server you
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--payload-size", type=int, help="bytes of each job's payload")
     parser.add_argument("--idle", type=int, help="connections: idle connections to hold")
     parser.add_argument("--count", type=int, help="echo: round trips")
+    parser.add_argument("--in-flight", type=int, help="client-library: do() calls outstanding at once")
     parser.add_argument("--processes", type=int, help="load-generator processes (default: one per core)")
     return parser
 
@@ -77,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "payload_size": args.payload_size,
         "idle": args.idle,
         "count": args.count,
+        "in_flight": args.in_flight,
         "processes": args.processes,
     }
     if args.workload == "suite":

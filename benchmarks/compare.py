@@ -1,0 +1,234 @@
+"""geartrain against the C gearmand, side by side: every workload of `geartrain bench`, plus replay.
+
+    .venv/bin/python benchmarks/compare.py               # the full set (make bench), 3 repetitions
+    .venv/bin/python benchmarks/compare.py --smoke       # every workload once, small sizes (make bench-smoke)
+    .venv/bin/python benchmarks/compare.py --only round-trip,echo --reps 5
+
+One server runs at a time, on a free port, started afresh for every measurement. Within a repetition each
+workload runs against every server in turn, and the order rotates between repetitions (A B, then B A, ...), so a
+slow minute on the shared machine hurts both sides alike. The table shows medians and the ratio
+geartrain/gearmand, oriented so that > 1 means geartrain is better (for latency, memory and time too). Every result
+goes to benchmarks/results/<time>.jsonl (one JSON object per line; the first line describes the machine), and the
+table to the .md file next to it. Without /usr/sbin/gearmand only geartrain runs, and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+GEARMAND = "/usr/sbin/gearmand"
+HOST = "127.0.0.1"
+
+from geartrain.bench import replay  # noqa: E402
+from geartrain.bench.report import comparison_table  # noqa: E402
+from geartrain.bench.suite import run, select  # noqa: E402
+from geartrain.bench.workloads import Result, Target  # noqa: E402
+
+# name -> command for (port, working directory, store): store is "memory" or "sqlite:<path>"
+Command = Callable[[int, Path, str], list[str]]
+
+
+def geartrain_command(port: int, workdir: Path, store: str) -> list[str]:
+    executable = ROOT / ".venv" / "bin" / "geartrain"
+    program = [str(executable)] if executable.exists() else [sys.executable, "-m", "geartrain"]
+    url = "memory" if store == "memory" else f"sqlite://{store.removeprefix('sqlite:')}"
+    return [*program, "server", "--listen", HOST, "--port", str(port), "--store", url, "--log-file", "none"]
+
+
+def gearmand_command(port: int, workdir: Path, store: str) -> list[str]:
+    command = [GEARMAND, "--port", str(port), "--listen", HOST, "--log-file", "none", "-t", "1"]
+    command += ["-P", str(workdir / "gearmand.pid"), "--config-file", os.devnull]
+    if store != "memory":
+        command += ["-q", "libsqlite3", "--libsqlite3-db", store.removeprefix("sqlite:")]
+    return command
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One server process on a free port, in its own temporary directory."""
+
+    def __init__(self, name: str, command: Command, store: str) -> None:
+        self.name = name
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+        if store == "sqlite":
+            store = f"sqlite:{self.workdir / 'queue.db'}"
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            command(self.port, self.workdir, store),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "server.log").open("wb"),
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{log}")
+            try:
+                replay.admin_status(HOST, self.port, timeout=5)
+                return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"{self.name} did not answer on port {self.port} within {timeout:.0f} s")
+
+    @property
+    def target(self) -> Target:
+        return Target(HOST, self.port, self.process.pid, self.name)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gearmand = "not installed"
+    if os.path.exists(GEARMAND):
+        out = subprocess.run([GEARMAND, "--version"], capture_output=True, text=True, check=False)
+        gearmand = (out.stdout or out.stderr).strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "gearmand": gearmand,
+        "load_average": os.getloadavg()[0],
+        "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+
+
+def measure_replay(name: str, command: Command, source: Path, jobs: int) -> Result:
+    workdir = Path(tempfile.mkdtemp(prefix=f"replay-{name}-"))
+    try:
+        db = workdir / "queue.db"
+        shutil.copy(source, db)  # a fresh copy each time: a server may rewrite its queue
+        port = free_port()
+        seconds, process = replay.time_until_ready(command(port, workdir, f"sqlite:{db}"), HOST, port, jobs)
+        stop_process(process)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return Result("replay", f"replay {jobs} stored jobs", name, {"seconds": seconds}, {"jobs": jobs}, seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="every workload once with small sizes")
+    parser.add_argument("--only", help="comma-separated workloads (bg-submit, drain, ..., persist, replay)")
+    parser.add_argument("--replay-jobs", type=int, help="stored jobs for replay (default 1,000,000; smoke 2,000)")
+    parser.add_argument("--geartrain-only", action="store_true", help="do not run the C gearmand")
+    parser.add_argument("--output", type=Path, help="JSON lines file (default benchmarks/results/<time>.jsonl)")
+    args = parser.parse_args()
+    reps = args.reps or (1 if args.smoke else 3)
+    only = args.only.split(",") if args.only else None
+    servers: dict[str, Command] = {"geartrain": geartrain_command}
+    note = ""
+    if args.geartrain_only:
+        note = "geartrain only (--geartrain-only)."
+    elif os.path.exists(GEARMAND):
+        servers["gearmand"] = gearmand_command
+    else:
+        note = f"{GEARMAND} is not installed: geartrain only, no ratios."
+    if note:
+        print(note, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    output = args.output or RESULTS / time.strftime("%Y%m%d-%H%M%S.jsonl", time.gmtime())
+    info = machine()
+    results: list[dict[str, Any]] = []
+    with output.open("w") as sink:
+        sink.write(json.dumps({"machine": info, "reps": reps, "smoke": args.smoke}) + "\n")
+
+        def record(result: Result, rep: int) -> None:
+            row = result.as_dict() | {"rep": rep}
+            results.append(row)
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            figures = ", ".join(f"{k} {v:.1f}" for k, v in result.metrics.items())
+            print(f"  rep {rep + 1} {result.server:9} {result.variant}: {figures}", flush=True)
+
+        replay_source = _prepare_replay(args, only)
+        names = list(servers)
+        for rep in range(reps):
+            order = names[rep % len(names) :] + names[: rep % len(names)]
+            for variant in select(args.smoke, only):
+                store = "sqlite" if "durable-store" in variant.tags else "memory"
+                for name in order:
+                    server = Server(name, servers[name], store)
+                    try:
+                        record(run(variant.workload, server.target, **variant.arguments(args.smoke)), rep)
+                    finally:
+                        server.stop()
+            if replay_source is not None:
+                for name in order:
+                    record(measure_replay(name, servers[name], replay_source[0], replay_source[1]), rep)
+        if replay_source is not None:
+            shutil.rmtree(replay_source[0].parent, ignore_errors=True)
+    table = comparison_table(results, "geartrain", "gearmand" if "gearmand" in servers else None)
+    header = (
+        f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}, Python {info['python']}, "
+        f"{info['gearmand']}; load average {info['load_average']:.2f} at the start, {info['time']}.\n"
+    )
+    if note:
+        header += f"\n{note}\n"
+    output.with_suffix(".md").write_text(header + "\n" + table)
+    print("\n" + header + "\n" + table)
+    print(f"results: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    return 0
+
+
+def _prepare_replay(args: argparse.Namespace, only: list[str] | None) -> tuple[Path, int] | None:
+    if only and "replay" not in only:
+        return None
+    jobs = args.replay_jobs or (2_000 if args.smoke else 1_000_000)
+    source = Path(tempfile.mkdtemp(prefix="replay-source-")) / "queue.db"
+    started = time.perf_counter()
+    replay.build_queue(source, jobs)
+    print(f"replay: built a queue of {jobs} jobs in {time.perf_counter() - started:.1f} s", flush=True)
+    return source, jobs
+
+
+if __name__ == "__main__":
+    sys.exit(main())
