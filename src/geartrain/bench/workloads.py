@@ -82,13 +82,14 @@ def bg_submit(
 ) -> Result:
     """``connections`` connections pipeline ``jobs`` SUBMIT_JOB_BG between them; jobs/s until the last JOB_CREATED."""
     procs = _processes(connections, processes)
+    function = _function(workload)
     tasks = submit_tasks(
         target.host,
         target.port,
         jobs=jobs,
         connections=connections,
         processes=procs,
-        function=_function(workload),
+        function=function,
         payload_size=payload_size,
         unique=unique,
     )
@@ -107,7 +108,7 @@ def bg_submit(
         cpu_jobs=acknowledged,
         server_cpu_s=meter.cpu(),
         generator_cpu_s=sum(r["cpu_s"] for r in results),
-        params=params | {"processes": procs},
+        params=params | {"processes": procs, "function": function},
     )
 
 
@@ -160,7 +161,13 @@ def drain(
         cpu_jobs=completed,
         server_cpu_s=meter.cpu(),
         generator_cpu_s=sum(r["cpu_s"] for r in results),
-        params={"jobs": jobs, "workers": workers, "payload_size": payload_size, "processes": procs},
+        params={
+            "jobs": jobs,
+            "workers": workers,
+            "payload_size": payload_size,
+            "processes": procs,
+            "function": function,
+        },
     )
 
 
