@@ -90,10 +90,8 @@ def sqlite_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     db = tmp_path / "queue.db"
 
     def command(port: int, workdir: Path) -> list[str]:
-        return [sys.executable, "-m", "geartrain", "server", "--listen", HOST, "--port", str(port)] + [
-            "--store",
-            f"sqlite://{db}",
-        ]
+        server = [sys.executable, "-m", "geartrain", "server", "--listen", HOST, "--port", str(port)]
+        return [*server, "--store", f"sqlite://{db}"]
 
     monkeypatch.setitem(SERVER_COMMANDS, "geartrain-sqlite", command)
     server = start_server("geartrain-sqlite", tmp_path)
@@ -133,9 +131,9 @@ def test_replay_times_a_server_loading_a_built_queue(tmp_path: Path) -> None:
 
 
 def test_cli_prints_json_results(gearman_server: GearmanServer) -> None:
+    bench = [sys.executable, "-m", "geartrain", "bench", "echo", "--address", gearman_server.address, "--count", "50"]
     out = subprocess.run(
-        [sys.executable, "-m", "geartrain", "bench", "echo", "--address", gearman_server.address, "--count", "50"]
-        + ["--json", "--server-pid", str(gearman_server.pid), "--server-name", gearman_server.name],
+        [*bench, "--json", "--server-pid", str(gearman_server.pid), "--server-name", gearman_server.name],
         capture_output=True,
         text=True,
         timeout=60,
