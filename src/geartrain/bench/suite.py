@@ -55,7 +55,7 @@ VARIANTS: list[Variant] = [
     Variant("memory", {"jobs": 1_000_000}, {"jobs": 20_000}, frozenset({"needs-pid"})),
     Variant("connections", {"idle": 5_000}, {"idle": 200} | _RT_SMOKE),
     Variant("persist", {"jobs": 10_000, "connections": 8}, {"jobs": 500}, frozenset({"durable-store"})),
-    Variant("client-library", {"jobs": 10_000, "in_flight": 1}, {"jobs": 200}),
+    Variant("client-library", {"jobs": 3_000, "in_flight": 1}, {"jobs": 200}),
     Variant("client-library", {"jobs": 20_000, "in_flight": 100}, {"jobs": 1_000}),
 ]
 
