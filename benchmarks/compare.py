@@ -161,7 +161,10 @@ def main() -> int:
     parser.add_argument("--replay-jobs", type=int, help="stored jobs for replay (default 1,000,000; smoke 2,000)")
     parser.add_argument("--geartrain-only", action="store_true", help="do not run the C gearmand")
     parser.add_argument("--output", type=Path, help="JSON lines file (default benchmarks/results/<time>.jsonl)")
+    parser.add_argument("--report", type=Path, metavar="JSONL", help="only print the table of an earlier results file")
     args = parser.parse_args()
+    if args.report:
+        return report(args.report)
     reps = args.reps or (1 if args.smoke else 3)
     only = args.only.split(",") if args.only else None
     servers: dict[str, Command] = {"geartrain": geartrain_command}
@@ -207,15 +210,35 @@ def main() -> int:
         if replay_source is not None:
             shutil.rmtree(replay_source[0].parent, ignore_errors=True)
     table = comparison_table(results, "geartrain", "gearmand" if "gearmand" in servers else None)
-    header = (
-        f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}, Python {info['python']}, "
-        f"{info['gearmand']}; load average {info['load_average']:.2f} at the start, {info['time']}.\n"
-    )
+    header = machine_line(info)
     if note:
         header += f"\n{note}\n"
     output.with_suffix(".md").write_text(header + "\n" + table)
     print("\n" + header + "\n" + table)
     print(f"results: {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    return 0
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    return (
+        f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}, Python {info['python']}, "
+        f"{info['gearmand']}; load average {info['load_average']:.2f} at the start, {info['time']}.\n"
+    )
+
+
+def report(path: Path) -> int:
+    """The table of a results file (also of an interrupted run: every finished measurement is in it)."""
+    info: dict[str, Any] = {}
+    results = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if "machine" in record:
+            info = record["machine"]
+        else:
+            results.append(record)
+    servers = {r["server"] for r in results}
+    table = comparison_table(results, "geartrain", "gearmand" if "gearmand" in servers else None)
+    print((machine_line(info) if info else "") + "\n" + table)
     return 0
 
 

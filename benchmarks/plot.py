@@ -65,12 +65,14 @@ def main() -> int:
     if not lines:
         sys.exit(f"{path}: no round-trip results with {WORKERS} workers")
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for server, points in lines.items():
+    for index, (server, points) in enumerate(lines.items()):
         in_flight = [p[0] for p in points]
         rates = [p[1] for p in points]
         axes.plot(in_flight, rates, marker="o", label=server)
         for x, y, p99 in points:
-            axes.annotate(f"p99 {p99 / 1000:.1f} ms", (x, y), textcoords="offset points", xytext=(4, 6), fontsize=7)
+            # Labels of the two servers on opposite sides of their points, so that close points stay readable.
+            offset = (4, 6) if index % 2 == 0 else (4, -12)
+            axes.annotate(f"p99 {p99 / 1000:.1f} ms", (x, y), textcoords="offset points", xytext=offset, fontsize=7)
     axes.set_xscale("log", base=2)
     axes.set_xticks(sorted({p[0] for points in lines.values() for p in points}))
     axes.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
