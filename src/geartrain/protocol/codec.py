@@ -122,6 +122,15 @@ class Decoder:
         """Take the next bytes of the stream; return every item they complete, in order."""
         if self._dead:
             return []
+        out: list[Item] = []
+        framer = self._framer
+        if framer is not None and not self._buf:
+            # The common case: whole packets in one read, framed in C without entering the Python loop.
+            pos = framer(data, 0, self._accept, self._max_size, _ARG_COUNTS, _MIN_COUNTS, Packet, out)
+            if pos == len(data):
+                return out
+            if pos:
+                data = data[pos:]
         buf: bytes | bytearray
         if self._buf:
             self._buf += data
@@ -129,7 +138,6 @@ class Decoder:
         else:
             # Fast path: parse straight from the received bytes, copying only an incomplete tail.
             buf = data
-        out: list[Item] = []
         pos = self._parse(buf, out)
         if self._dead:
             self._buf.clear()

@@ -110,6 +110,8 @@ class Engine(WorkerRules, ClientRules):
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (epoch job due, worker timeout), or ``None``."""
+        if not self._epoch_heap and not self._timeout_heap:
+            return None
         deadlines = []
         if self._epoch_heap:
             deadlines.append(float(self._epoch_heap[0][0]))

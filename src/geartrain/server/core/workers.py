@@ -112,10 +112,13 @@ class WorkerRules(EngineState):
                         return self._assign(peer, job, position, now)
             return None
         for position, function in enumerate(abilities):
+            if not function.total:
+                continue  # nothing queued or running: the common case of an idle function, without a call
             for priority in PRIORITIES:
-                job = self._pop(function, priority)
-                if job is not None:
-                    return self._assign(peer, job, position, now)
+                if function.queues[priority]:
+                    job = self._pop(function, priority)
+                    if job is not None:
+                        return self._assign(peer, job, position, now)
         return None
 
     def _pop(self, function: Function, priority: int) -> Job | None:
