@@ -117,6 +117,9 @@ class ClientRules(DurableRules):
         reducer: bytes | None = None,
     ) -> Job | None:
         """Create a job (or attach to an equal one) and answer JOB_CREATED; ``None`` if refused."""
+        if self.refuse_submits is not None:  # draining: no new work, not even attached to an existing job
+            self._send(peer, self.refuse_submits)
+            return None
         if len(unique) > MAX_UNIQUE_SIZE:
             self._send(peer, replies.UNIQUE_TOO_LARGE)
             return None
@@ -136,11 +139,17 @@ class ClientRules(DurableRules):
             function.stats.rejected += 1
             self._send(peer, replies.QUEUE_FULL)
             return None
+        byte_cap = self.config.max_queued_bytes
+        if byte_cap > 0 and self.queued_bytes + len(data) > byte_cap:
+            function.stats.rejected += 1
+            self._send(peer, replies.SERVER_QUEUE_FULL)
+            return None
         handle = self._new_handle()
         job = Job(handle, function, unique, data, priority, background, when, reducer, now)
         self.jobs[handle] = job
         function.total += 1
         function.stats.submitted[priority * 2 + background] += 1
+        self.queued_bytes += len(data)
         if unique:
             index[key] = job
         if not background:

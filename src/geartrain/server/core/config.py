@@ -18,7 +18,8 @@ class EngineConfig:
     2.0) instead of per function in registration order (1.1.20). ``exceptions``: forward WORK_EXCEPTION to every
     client, not only to those that asked with OPTION_REQ. ``min_worker_timeout``: CAN_DO_TIMEOUT values below
     this many seconds are raised to it, as gearmand raises 1-999 ms to one second. ``persistent``: background jobs
-    go to a store and are acknowledged once it holds them.
+    go to a store and are acknowledged once it holds them. ``max_queued_bytes``: the workloads of every job the
+    server holds may add up to this many bytes; a submit beyond it gets ERROR QUEUE_ERROR (0 = no cap).
     """
 
     handle_prefix: bytes = b"H:localhost"
@@ -33,3 +34,4 @@ class EngineConfig:
     hashtable_buckets: int = 991
     min_worker_timeout: float = 1.0
     persistent: bool = False
+    max_queued_bytes: int = 0

@@ -141,6 +141,7 @@ class DurableRules(EngineState):
         job.store_key = stored.key
         self.jobs[job.handle] = job
         function.total += 1
+        self.queued_bytes += len(stored.data)  # replay never refuses a stored job, even past the byte cap
         if stored.unique:
             index, key = (
                 (function.by_payload, stored.data)

@@ -62,6 +62,17 @@ class Engine(WorkerRules, ClientRules):
                 self._abandon(job)
         peer.waiting.clear()
 
+    def begin_drain(self, *, hold_queued: bool) -> None:
+        """Graceful stop: refuse every submit from now on; with ``hold_queued``, hand no queued job to a worker
+        either (they stay in the store for the next start), so only the running ones finish."""
+        self.refuse_submits = replies.DRAINING
+        self.hold_queued = hold_queued
+
+    @property
+    def running_count(self) -> int:
+        """Jobs a worker is working on now."""
+        return sum(function.running for function in self.functions.values())
+
     # ------------------------------------------------------------------ input
 
     def handle(self, peer: Peer, ptype: int, args: tuple[bytes, ...], now: float) -> None:

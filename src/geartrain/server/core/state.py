@@ -39,6 +39,11 @@ class EngineState:
         self.dirty: list[Peer] = []
         self.stats = EngineStats()
         self.shutdown_mode: str | None = None  # None, "now" or "graceful": set by the admin `shutdown` command
+        # Limits and draining (see Engine.begin_drain): workload bytes of every job held, the ERROR that
+        # answers submits while the server drains, and whether queued jobs are held back from workers meanwhile.
+        self.queued_bytes = 0
+        self.refuse_submits: bytes | None = None
+        self.hold_queued = False
         self._new_handle = HandleFactory(self.config.handle_prefix)
         self._seq = 0  # tie-breaker for timer heaps and creation order of functions
         self._epoch_heap: list[tuple[int, int, Job]] = []
@@ -140,6 +145,7 @@ class EngineState:
             return
         function = job.function
         function.total -= 1
+        self.queued_bytes -= len(job.data)
         self._unindex(job)
         self._unstore(job)
         for client in job.clients:

@@ -65,7 +65,7 @@ class WorkerRules(EngineState):
     def _pre_sleep(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         peer.sleeping = True
         peer.woken = False
-        for function in peer.abilities:
+        for function in () if self.hold_queued else peer.abilities:
             if function.has_runnable():
                 peer.woken = True
                 self._send(peer, replies.NOOP)
@@ -103,6 +103,8 @@ class WorkerRules(EngineState):
 
     def _next_job(self, peer: Peer, now: float) -> Job | None:
         peer.sleeping = False
+        if self.hold_queued:  # draining with a store: queued jobs stay stored for the next start
+            return None
         abilities = peer.abilities
         if self.config.global_priority:
             for priority in PRIORITIES:
