@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from geartrain import __version__
+from geartrain.cli.limit_args import add_limit_arguments, limits_from_args
 from geartrain.cli.store_args import add_store_arguments
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.server.config import DEFAULT_PORT, KeepaliveConfig, ServerConfig
@@ -63,10 +64,20 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
         f"(default: {'all addresses' if gearmand_defaults else '127.0.0.1'})",
     )
     net.add_argument("-b", "--backlog", type=int, default=32, help="listen backlog")
-    net.add_argument("--keepalive", action="store_true", help="enable TCP keepalive on accepted connections")
-    net.add_argument("--keepalive-idle", type=int, default=-1, help="seconds idle before keepalive probes")
-    net.add_argument("--keepalive-interval", type=int, default=-1, help="seconds between keepalive probes")
-    net.add_argument("--keepalive-count", type=int, default=-1, help="failed probes before the connection drops")
+    keepalive = KeepaliveConfig()
+    net.add_argument(
+        "--keepalive",
+        action=argparse.BooleanOptionalAction,
+        default=keepalive.enabled,
+        help="TCP keepalive on accepted connections, so half-open ones are found and closed",
+    )
+    net.add_argument("--keepalive-idle", type=int, default=keepalive.idle, help="seconds idle before keepalive probes")
+    net.add_argument(
+        "--keepalive-interval", type=int, default=keepalive.interval, help="seconds between keepalive probes"
+    )
+    net.add_argument(
+        "--keepalive-count", type=int, default=keepalive.count, help="failed probes before the connection drops"
+    )
     net.add_argument(
         "--max-packet-size",
         type=_byte_size,
@@ -135,6 +146,7 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
     )
 
     add_store_arguments(parser, gearmand_defaults=gearmand_defaults)
+    add_limit_arguments(parser, _byte_size)
 
     proc = parser.add_argument_group("process")
     proc.add_argument("-l", "--log-file", default="stderr", help="log destination: a file path, 'stderr', or 'none'")
@@ -175,7 +187,7 @@ def env_defaults(parser: argparse.ArgumentParser) -> None:
         value = os.environ.get(ENV_PREFIX + longs[0][2:].upper().replace("-", "_"))
         if value is None:
             continue
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, argparse._StoreTrueAction | argparse.BooleanOptionalAction):
             parser.set_defaults(**{action.dest: value.lower() in ("1", "true", "yes", "on")})
         elif isinstance(action, argparse._AppendAction):
             parser.set_defaults(**{action.dest: value.split(",")})
@@ -222,6 +234,7 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         verbose=args.verbose,
         pid=os.getpid(),
         hashtable_buckets=max(args.hashtable_buckets, 1),
+        max_queued_bytes=max(args.max_queued_bytes, 0),
     )
     return ServerConfig(
         hosts=hosts,
@@ -229,6 +242,9 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         backlog=args.backlog,
         max_packet_size=args.max_packet_size,
         keepalive=KeepaliveConfig(args.keepalive, args.keepalive_idle, args.keepalive_interval, args.keepalive_count),
+        limits=limits_from_args(args),
+        drain_timeout=max(args.drain_timeout, 0.0),
+        sigterm=args.sigterm,
         engine=engine,
         log_file=args.log_file,
         verbose=args.verbose,

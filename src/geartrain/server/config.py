@@ -13,12 +13,36 @@ DEFAULT_PORT = 4730
 
 @dataclass(frozen=True, slots=True)
 class KeepaliveConfig:
-    """TCP keepalive on accepted sockets (gearmand's ``--keepalive*``); -1 leaves the system default."""
+    """TCP keepalive on accepted sockets (gearmand's ``--keepalive*``); -1 leaves the system default.
 
-    enabled: bool = False
-    idle: int = -1
-    interval: int = -1
-    count: int = -1
+    On by default (gearmand's is off): a peer whose host vanished (a half-open connection) is found within
+    ``idle + interval * count`` seconds (two minutes) instead of the kernel's two hours.
+    """
+
+    enabled: bool = True
+    idle: int = 60
+    interval: int = 10
+    count: int = 6
+
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """What one connection, or all of them together, may cost the server (see docs/reliability.md).
+
+    ``max_connections``: connections beyond it get an ERROR and are closed (0 = no limit). ``output_high_water``:
+    above this many unsent bytes the server stops reading from that connection until it drains to a quarter of it.
+    ``max_unsent``: a connection with more unsent output than this is cut (one packet larger than the cap still
+    goes out when nothing else is waiting). ``idle_timeout``: a connection that sent nothing valid within this many
+    seconds is closed (0 = never).
+    """
+
+    max_connections: int = 16384
+    output_high_water: int = 1 * MIB
+    max_unsent: int = 64 * MIB
+    idle_timeout: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +54,10 @@ class ServerConfig:
     backlog: int = 32
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     keepalive: KeepaliveConfig = field(default_factory=KeepaliveConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    # Graceful drain: how long running jobs get to finish, and whether SIGTERM drains or stops at once.
+    drain_timeout: float = 30.0
+    sigterm: str = "immediate"
     engine: EngineConfig = field(default_factory=EngineConfig)
     log_file: str = "stderr"
     verbose: str = "ERROR"

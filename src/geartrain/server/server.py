@@ -18,6 +18,7 @@ from geartrain.server.connection import GearmanConnection
 from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.engine import Engine
 from geartrain.server.gc_policy import CollectionPolicy
+from geartrain.server.limits import ConnectionGuard, file_descriptors_for, raise_open_file_limit
 from geartrain.server.persistence import Persistence
 from geartrain.store.base import QueueStore
 
@@ -48,6 +49,7 @@ class GearmanServer:
         self.engine = Engine(config.engine)
         self.persistence = Persistence(store, self.engine, self.after_input) if store is not None else None
         self.admin = AdminCommands(self.engine, time.time)
+        self.guard = ConnectionGuard(config.limits)
         self.connections: dict[int, GearmanConnection] = {}
         self.sockets: list[socket.socket] = []
         self.addresses: list[tuple[str, int]] = []
@@ -60,6 +62,8 @@ class GearmanServer:
         # Set by run_server, which owns the process: an embedded server leaves the host's collector alone.
         self.gc_policy: CollectionPolicy | None = None
         self.http: HttpListener | None = None
+        self._drain_deadline: asyncio.TimerHandle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -87,6 +91,7 @@ class GearmanServer:
 
             self.http = HttpListener(self, self.config.http_hosts, self.config.http_port)
             await self.http.start()
+        self._schedule_sweep()
 
     @property
     def port(self) -> int:
@@ -107,13 +112,26 @@ class GearmanServer:
             self._stopped.set()
 
     def drain(self) -> None:
-        """Graceful stop: take no new connections, exit once no job is left."""
+        """Graceful stop: no new connections, submits refused, running jobs finish (within ``drain_timeout``).
+
+        With a store, queued jobs stay stored for the next start and only running jobs are waited for; with the
+        memory queue, workers keep taking queued jobs until none is left (they would be lost otherwise).
+        """
         if self._draining:
             return
         self._draining = True
-        log.info("graceful shutdown: no new connections; %d job(s) left", self.engine.job_count)
+        hold = self.persistence is not None
+        self.engine.begin_drain(hold_queued=hold)
+        log.warning(
+            "graceful shutdown: no new connections or jobs; waiting for %d %s job(s), at most %.0f s",
+            self.engine.running_count if hold else self.engine.job_count,
+            "running" if hold else "queued or running",
+            self.config.drain_timeout,
+        )
         for server in self._servers:
             server.close()
+        if self._loop is not None and self.config.drain_timeout > 0:
+            self._drain_deadline = self._loop.call_later(self.config.drain_timeout, self._drain_timed_out)
         self._check_drained()
 
     @property
@@ -122,7 +140,24 @@ class GearmanServer:
         return self._draining
 
     def _check_drained(self) -> None:
-        if self._draining and self.engine.job_count == 0:
+        engine = self.engine
+        if self._draining and (engine.running_count if engine.hold_queued else engine.job_count) == 0:
+            self.stop()
+
+    def _drain_timed_out(self) -> None:
+        self._drain_deadline = None
+        log.warning(
+            "drain deadline (%.0f s) reached with %d job(s) running: stopping; stored ones run again after a restart",
+            self.config.drain_timeout,
+            self.engine.running_count,
+        )
+        self.stop()
+
+    def _on_sigterm(self) -> None:
+        # A second TERM during a drain means "now" (what an impatient service manager sends next).
+        if self.config.sigterm == "graceful" and not self._draining:
+            self.drain()
+        else:
             self.stop()
 
     async def _close(self) -> None:
@@ -130,13 +165,15 @@ class GearmanServer:
             server.close()
         if self.http is not None:
             await self.http.close()
+        for handle in (self._drain_deadline, self._sweeper):
+            if handle is not None:
+                handle.cancel()
         if self.persistence is not None:
             if self.store_on_shutdown:
                 await self.persistence.write_queue()
             await self.persistence.flush()  # what was recorded reaches the store before connections go
             self.flush()
-        for connection in list(self.connections.values()):
-            connection.abort()
+        await self._close_connections()
         for server in self._servers:
             await server.wait_closed()
         if self._timer is not None:
@@ -144,10 +181,21 @@ class GearmanServer:
         if self.persistence is not None:
             self.persistence.close()
 
+    async def _close_connections(self, grace: float = 2.0) -> None:
+        """Close every connection after what is queued for it is sent (a drained job's result, say); abort those
+        that cannot take it within ``grace`` seconds."""
+        for connection in list(self.connections.values()):
+            connection.close()
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections.values()):
+            connection.abort()
+
     def install_signal_handlers(self, reopen_log: Callable[[], None] | None = None) -> None:
-        """TERM/INT stop, USR1 drains gracefully, HUP reopens the log file."""
+        """TERM stops (or drains, with ``sigterm="graceful"``), INT stops, USR1 drains, HUP reopens the log."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
         loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, self.drain)
         if reopen_log is not None:
@@ -211,6 +259,15 @@ class GearmanServer:
         delay = max(0.0, deadline - time.time())
         self._timer = self._loop.call_later(delay, self._on_timer)
 
+    def _schedule_sweep(self) -> None:
+        timeout = self.config.limits.idle_timeout
+        if self._loop is not None and timeout > 0:
+            self._sweeper = self._loop.call_later(max(timeout / 4, 0.05), self._sweep)
+
+    def _sweep(self) -> None:
+        self.guard.sweep(time.monotonic())
+        self._schedule_sweep()
+
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
@@ -255,6 +312,7 @@ def run_server(
     store_on_shutdown: bool = False,
 ) -> int:
     """Run a server in this process until it stops; returns the exit status."""
+    raise_open_file_limit(file_descriptors_for(config.limits))
     loop = new_event_loop(config.use_uvloop)
     server = GearmanServer(config, store, store_on_shutdown=store_on_shutdown)
 
