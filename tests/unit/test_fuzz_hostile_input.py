@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from geartrain.errors import ProtocolError
 from geartrain.protocol.admin import MAX_TOKENS, AdminCommand, TooManyTokens, parse
-from geartrain.protocol.codec import Decoder, encode_request
+from geartrain.protocol.codec import Decoder
 from geartrain.protocol.packets import AdminLine, Packet, PacketType
 from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.peers import Peer
+from hostile import SEED_PACKETS, mutate
 
 P = PacketType
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,47 +98,6 @@ def check_books(engine: Engine) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- mutated packets
-
-SEED_PACKETS = [
-    encode_request(P.CAN_DO, b"f"),
-    encode_request(P.CAN_DO_TIMEOUT, b"f", b"5"),
-    encode_request(P.SUBMIT_JOB, b"f", b"u", b"data"),
-    encode_request(P.SUBMIT_JOB_BG, b"f", b"", b"bg"),
-    encode_request(P.SUBMIT_JOB_EPOCH, b"f", b"", b"1", b"later"),
-    encode_request(P.SUBMIT_REDUCE_JOB, b"f", b"u", b"r", b"a", b"data"),
-    encode_request(P.GRAB_JOB),
-    encode_request(P.GRAB_JOB_ALL),
-    encode_request(P.PRE_SLEEP),
-    encode_request(P.WORK_COMPLETE, b"H:x:1", b"done"),
-    encode_request(P.WORK_STATUS, b"H:x:2", b"1", b"2"),
-    encode_request(P.WORK_EXCEPTION, b"H:x:1", b"boom"),
-    encode_request(P.GET_STATUS_UNIQUE, b"u"),
-    encode_request(P.OPTION_REQ, b"exceptions"),
-    encode_request(P.CANT_DO, b"f"),
-    encode_request(P.RESET_ABILITIES),
-    b"status\n",
-    b"cancel job H:x:1\n",
-    b"maxqueue f 1\n",
-]
-
-
-def mutate(packet: bytes, rng: random.Random) -> bytes:
-    """One random damage: flip, insert, delete or duplicate bytes, or rewrite the header's type or size."""
-    data = bytearray(packet)
-    choice = rng.randrange(6)
-    if choice == 0 and data:
-        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-    elif choice == 1:
-        data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
-    elif choice == 2 and data:
-        del data[rng.randrange(len(data))]
-    elif choice == 3 and len(data) >= 12:
-        data[4:8] = rng.randrange(0, 50).to_bytes(4, "big")
-    elif choice == 4 and len(data) >= 12:
-        data[8:12] = max(0, len(data) - 12 + rng.randint(-3, 3)).to_bytes(4, "big")
-    else:
-        data += data[: rng.randrange(len(data) + 1)]
-    return bytes(data)
 
 
 def run_stream(engine: Engine, commands: AdminCommands, peer: Peer, decoder: Decoder, data: bytes) -> None:
