@@ -1,11 +1,14 @@
-"""A TCP proxy on 127.0.0.1 that a test can cut (drop every connection, refuse new ones) and restore."""
+"""TCP proxies on 127.0.0.1: one a test can cut (drop every connection, refuse new ones) and restore, and one that
+also splits, delays and cuts at random (fault injection)."""
 
 from __future__ import annotations
 
 import contextlib
+import random
 import selectors
 import socket
 import threading
+import time
 
 
 class CuttableProxy:
@@ -100,3 +103,64 @@ class CuttableProxy:
             with contextlib.suppress(OSError):
                 each.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
             each.close()
+
+
+class FaultyProxy(CuttableProxy):
+    """A :class:`CuttableProxy` that also misbehaves on its own, like a bad network between peers and server.
+
+    Every chunk it forwards is split into random pieces (so packets arrive in fragments) with small random delays
+    between them, and with probability ``cut_probability`` per chunk the connection is cut instead (both ends see
+    a reset). ``seed`` makes the run repeatable; ``cuts`` and ``chunks`` count what happened.
+    """
+
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        seed: int,
+        cut_probability: float = 0.01,
+        max_delay: float = 0.002,
+    ) -> None:
+        self._rng = random.Random(seed)
+        self.cut_probability = cut_probability
+        self.max_delay = max_delay
+        self.cuts = 0
+        self.chunks = 0
+        super().__init__(target_host, target_port)  # starts the pump thread: the settings must exist first
+
+    def _accept(self) -> None:
+        super()._accept()
+        for sock in self._pairs:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # pieces leave as separate segments
+
+    def _pump(self, sock: socket.socket) -> None:
+        other = self._pairs.get(sock)
+        if other is None:
+            return
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sock)
+            return
+        self.chunks += 1
+        rng = self._rng
+        if rng.random() < self.cut_probability:
+            self.cuts += 1
+            self._drop(sock)
+            return
+        try:
+            other.setblocking(True)
+            position = 0
+            while position < len(data):
+                size = rng.randint(1, len(data) - position)
+                other.sendall(data[position : position + size])
+                position += size
+                if rng.random() < 0.3:
+                    time.sleep(rng.uniform(0, self.max_delay))
+            other.setblocking(False)
+        except OSError:
+            self._drop(sock)
