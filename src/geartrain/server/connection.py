@@ -27,16 +27,22 @@ log = logging.getLogger("geartrain.connection")
 class GearmanConnection(asyncio.Protocol):
     """One client, worker or admin connection."""
 
-    __slots__ = ("_decoder", "_peer", "_server", "_transport")
+    __slots__ = ("_decoder", "_peer", "_server", "_silent", "_transport")
 
     def __init__(self, server: GearmanServer) -> None:
         self._server = server
         self._decoder = Decoder(max_packet_size=server.config.max_packet_size)
         self._transport: asyncio.Transport | None = None
         self._peer: Peer | None = None
+        self._silent = True  # nothing valid received yet (--idle-timeout)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        guard = self._server.guard
+        if not guard.admit(len(self._server.connections), transport):
+            return
+        guard.set_buffer_limits(self._transport)
+        guard.opened(self, time.monotonic())
         sock = transport.get_extra_info("socket")
         peername = transport.get_extra_info("peername")
         address = peername[0] if isinstance(peername, tuple) else "unix"
@@ -55,7 +61,11 @@ class GearmanConnection(asyncio.Protocol):
         now = time.time()
         handlers = engine.handlers
         try:
-            for item in self._decoder.feed(data):
+            items = self._decoder.feed(data)
+            if self._silent and any(not isinstance(item, ProtocolError) for item in items):
+                self._silent = False
+                server.guard.spoke(self)
+            for item in items:
                 if type(item) is Packet:
                     handlers[item[0]](peer, item[1], now)
                 elif type(item) is AdminLine:
@@ -76,7 +86,20 @@ class GearmanConnection(asyncio.Protocol):
         """Send bytes the engine queued; the server calls this once per connection per flush."""
         transport = self._transport
         if transport is not None and not transport.is_closing():
+            if not self._server.guard.may_write(transport, len(data), self._peer.address if self._peer else "?"):
+                transport.abort()  # it stopped reading: its unsent output must not grow the server without bound
+                return
             transport.write(data)
+
+    def pause_writing(self) -> None:
+        """Unsent output passed --output-high-water: read nothing more from this peer until it catches up."""
+        if self._transport is not None:
+            self._server.guard.paused += 1
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -90,6 +113,7 @@ class GearmanConnection(asyncio.Protocol):
         peer = self._peer
         if peer is None:
             return
+        self._server.guard.forget(self)
         self._server.connections.pop(peer.id, None)
         try:
             self._server.engine.disconnect(peer, time.time())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from typing import Protocol
+from typing import Protocol, cast
 
 from geartrain.server.config import LimitsConfig
 from geartrain.server.core.replies import error_packet
@@ -52,8 +52,7 @@ class ConnectionGuard:
         self.refused += 1
         if self.refused == 1 or self.refused % 1000 == 0:
             log.warning("refused a connection: %d open (--max-connections); %d refused so far", limit, self.refused)
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.write(TOO_MANY_CONNECTIONS)
+        cast(asyncio.WriteTransport, transport).write(TOO_MANY_CONNECTIONS)  # uvloop's are not subclasses
         transport.close()
         return False
 

@@ -1,0 +1,88 @@
+"""Connection limits on an in-process server: connections refused past the maximum, silent connections closed,
+and a peer that stops reading slowed down (the server stops reading from it) instead of buffered."""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+
+from conftest import InProcessServer, make_config
+from geartrain.protocol.packets import PacketType as P
+from geartrain.server.config import LimitsConfig, ServerConfig
+from servers import GearmanSocket, encode_req
+
+MIB = 1024 * 1024
+
+
+def _limited(**limits: object) -> ServerConfig:
+    return replace(make_config(), limits=replace(LimitsConfig(), **limits))  # type: ignore[arg-type]
+
+
+def _closed_by_server(sock: socket.socket, timeout: float = 10) -> bytes:
+    """Read until the server closes; returns what it sent first."""
+    sock.settimeout(timeout)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_max_connections_refuses_with_an_error_and_counts(server_factory: Callable[..., InProcessServer]) -> None:
+    server = server_factory(config=_limited(max_connections=2))
+    with GearmanSocket(server.address) as first, GearmanSocket(server.address) as second:
+        first.sync()
+        second.sync()
+        with socket.create_connection(("127.0.0.1", server.server.port), timeout=10) as third:
+            assert b"Too many connections" in _closed_by_server(third)
+        assert server.server.guard.refused == 1
+        first.sync()
+    with GearmanSocket(server.address) as again:  # a freed slot is usable
+        again.sync()
+
+
+def test_a_connection_that_sends_nothing_valid_is_closed_after_the_idle_timeout(
+    server_factory: Callable[..., InProcessServer],
+) -> None:
+    server = server_factory(config=_limited(idle_timeout=0.3))
+    with (
+        GearmanSocket(server.address) as talkative,
+        socket.create_connection(("127.0.0.1", server.server.port)) as silent,
+        socket.create_connection(("127.0.0.1", server.server.port)) as babbling,
+    ):
+        talkative.sync()
+        babbling.sendall(encode_req(99, b"unknown packet type"))  # well framed, not valid: an ERROR, no credit
+        assert _closed_by_server(silent) == b""
+        assert b"INVALID_COMMAND" in _closed_by_server(babbling)
+        talkative.sync()  # one valid packet is enough to stay
+        assert server.server.guard.closed_idle == 2
+
+
+def test_a_client_that_stops_reading_is_slowed_down_not_buffered(
+    server_factory: Callable[..., InProcessServer],
+) -> None:
+    """It pipelines echoes without reading the answers: the server stops reading from it once the answers pile
+    up, so what it can push in is bounded by the high-water mark and the kernel's buffers, not by its appetite."""
+    server = server_factory(config=_limited(output_high_water=256 * 1024, max_unsent=0))
+    request = encode_req(P.ECHO_REQ, b"e" * 1000)
+    with GearmanSocket(server.address) as flooder, GearmanSocket(server.address) as bystander:
+        flooder.sock.setblocking(False)
+        sent = 0
+        while sent < 256 * MIB:
+            try:
+                sent += flooder.sock.send(request)
+            except BlockingIOError:
+                if not select.select([], [flooder.sock], [], 1.0)[1]:
+                    break  # the server has stopped taking its bytes
+        assert sent < 64 * MIB, f"{sent} bytes went in without a reply being read"
+        assert server.server.guard.paused > 0
+        bystander.sync()  # others are served meanwhile
+        # Once it reads again it gets every answer, in order.
+        flooder.sock.setblocking(True)
+        sent_packets, partial = divmod(sent, len(request))
+        if partial:
+            flooder.sock.sendall(request[partial:])
+            sent_packets += 1
+        for _ in range(sent_packets):
+            assert flooder.expect(P.ECHO_RES).body == b"e" * 1000
