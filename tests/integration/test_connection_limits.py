@@ -7,17 +7,24 @@ import select
 import socket
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
-from conftest import InProcessServer, make_config
 from geartrain.protocol.packets import PacketType as P
 from geartrain.server.config import LimitsConfig, ServerConfig
+from geartrain.server.core.config import EngineConfig
 from servers import GearmanSocket, encode_req
 
 MIB = 1024 * 1024
 
 
+# The `server_factory` fixture (tests/integration/conftest.py) starts an in-process server from a config; it is
+# used through the fixture, not imported, since several test directories have a conftest module.
+ServerFactory = Callable[..., Any]
+
+
 def _limited(**limits: object) -> ServerConfig:
-    return replace(make_config(), limits=replace(LimitsConfig(), **limits))  # type: ignore[arg-type]
+    engine = EngineConfig(handle_prefix=b"H:test")
+    return ServerConfig(hosts=("127.0.0.1",), port=0, engine=engine, limits=replace(LimitsConfig(), **limits))  # type: ignore[arg-type]
 
 
 def _closed_by_server(sock: socket.socket, timeout: float = 10) -> bytes:
@@ -29,7 +36,7 @@ def _closed_by_server(sock: socket.socket, timeout: float = 10) -> bytes:
     return received
 
 
-def test_max_connections_refuses_with_an_error_and_counts(server_factory: Callable[..., InProcessServer]) -> None:
+def test_max_connections_refuses_with_an_error_and_counts(server_factory: ServerFactory) -> None:
     server = server_factory(config=_limited(max_connections=2))
     with GearmanSocket(server.address) as first, GearmanSocket(server.address) as second:
         first.sync()
@@ -43,7 +50,7 @@ def test_max_connections_refuses_with_an_error_and_counts(server_factory: Callab
 
 
 def test_a_connection_that_sends_nothing_valid_is_closed_after_the_idle_timeout(
-    server_factory: Callable[..., InProcessServer],
+    server_factory: ServerFactory,
 ) -> None:
     server = server_factory(config=_limited(idle_timeout=0.3))
     with (
@@ -60,7 +67,7 @@ def test_a_connection_that_sends_nothing_valid_is_closed_after_the_idle_timeout(
 
 
 def test_a_client_that_stops_reading_is_slowed_down_not_buffered(
-    server_factory: Callable[..., InProcessServer],
+    server_factory: ServerFactory,
 ) -> None:
     """It pipelines echoes without reading the answers: the server stops reading from it once the answers pile
     up, so what it can push in is bounded by the high-water mark and the kernel's buffers, not by its appetite."""
