@@ -49,6 +49,7 @@ class ClientRules(DurableRules):
         # A persistent server acknowledges a background job only once it is stored: the general path does that.
         fast = self.inline_submits and not (background and self.config.persistent)
         kind = priority * 2 + background  # index into FunctionStats.submitted
+        byte_cap = self.config.max_queued_bytes
 
         def submit(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
             name, unique, data = args
@@ -63,7 +64,7 @@ class ClientRules(DurableRules):
                     self._coalesce(peer, existing, background)
                     return
             limit = function.max_queue[priority]
-            if limit > 0 and function.total >= limit:
+            if (limit > 0 and function.total >= limit) or (byte_cap and self.queued_bytes + len(data) > byte_cap):
                 general(peer, name, unique, data, priority, background, now)
                 return
             handle, created = new_handle()
@@ -71,6 +72,7 @@ class ClientRules(DurableRules):
             jobs[handle] = job
             function.total += 1
             function.stats.submitted[kind] += 1
+            self.queued_bytes += len(data)
             if unique:
                 function.by_unique[unique] = job
             if not background:

@@ -67,6 +67,10 @@ class Engine(WorkerRules, ClientRules):
         either (they stay in the store for the next start), so only the running ones finish."""
         self.refuse_submits = replies.DRAINING
         self.hold_queued = hold_queued
+        # The inline submit handlers skip that check: from now on every submit takes the general path.
+        self.inline_submits = False
+        for ptype, (priority, background) in SUBMIT_KINDS.items():
+            self._handlers[ptype] = self.handlers[ptype] = self._submit_handler(ptype, priority, background)
 
     @property
     def running_count(self) -> int:
