@@ -9,6 +9,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
+from geartrain.cli.server_args import build_parser, config_from_args, parse_args
 from geartrain.protocol.packets import PacketType as P
 from geartrain.server.config import LimitsConfig, ServerConfig
 from geartrain.server.core.config import EngineConfig
@@ -94,3 +97,41 @@ def test_a_client_that_stops_reading_is_slowed_down_not_buffered(
             sent_packets += 1
         for _ in range(sent_packets):
             assert flooder.expect(P.ECHO_RES).body == b"e" * 1000
+
+
+def test_accepted_sockets_get_tcp_keepalive_by_default(server_factory: ServerFactory) -> None:
+    server = server_factory(config=_limited())
+    with GearmanSocket(server.address) as client:
+        client.sync()
+        (connection,) = server.server.connections.values()
+        sock = connection._transport.get_extra_info("socket")  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
+
+
+def test_limit_flags_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    def config(*argv: str) -> ServerConfig:
+        parser = build_parser("geartrain server", gearmand_defaults=False)
+        return config_from_args(parse_args(parser, argv), gearmand_defaults=False)
+
+    default = config()
+    assert default.limits == LimitsConfig()
+    assert default.engine.max_queued_bytes == 1024**3
+    assert (default.sigterm, default.drain_timeout, default.keepalive.enabled) == ("immediate", 30.0, True)
+    flags = config(
+        "--max-connections", "5", "--max-unsent", "2m", "--output-high-water", "64k", "--max-queued-bytes", "2g",
+        "--idle-timeout", "7", "--sigterm", "graceful", "--drain-timeout", "0", "--no-keepalive",
+    )  # fmt: skip
+    assert flags.limits == LimitsConfig(
+        max_connections=5, output_high_water=64 * 1024, max_unsent=2 * MIB, idle_timeout=7
+    )
+    assert (flags.engine.max_queued_bytes, flags.sigterm, flags.drain_timeout) == (2 * 1024**3, "graceful", 0.0)
+    assert not flags.keepalive.enabled
+    monkeypatch.setenv("GEARTRAIN_MAX_CONNECTIONS", "9")
+    monkeypatch.setenv("GEARTRAIN_KEEPALIVE", "0")
+    monkeypatch.setenv("GEARTRAIN_SIGTERM", "graceful")
+    from_env = config()
+    assert (from_env.limits.max_connections, from_env.keepalive.enabled, from_env.sigterm) == (9, False, "graceful")
+    assert config("--max-connections", "10").limits.max_connections == 10  # the command line wins
