@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -75,8 +76,13 @@ class ServerProcess:
 
 
 def raise_open_files(wanted: int) -> int:
-    """Raise this process's soft RLIMIT_NOFILE towards ``wanted``; returns what it is now."""
+    """Raise this process's RLIMIT_NOFILE towards ``wanted`` (children such as a server inherit it); returns the
+    soft limit now. The hard limit is raised too where that is allowed (root, as in CI)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, wanted))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
