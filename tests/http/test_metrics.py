@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,3 +165,24 @@ def test_counters_only_grow_across_scrapes(http_server: HttpServer) -> None:
     )
     assert value(after, "geartrain_uptime_seconds") > 0
     assert value(after, "geartrain_http_connections") >= 1
+
+
+def test_limit_counters(http_server_factory: Callable[..., HttpServer]) -> None:
+    """Queued bytes, and connections refused at --max-connections and closed by --idle-timeout."""
+    server = http_server_factory("--store", "memory", "--max-connections", "2", "--idle-timeout", "0.2")
+    with GearmanSocket(server.address) as client:
+        client.submit("limits", b"12345", ptype=P.SUBMIT_JOB_BG)
+        with socket.create_connection(("127.0.0.1", server.port)) as silent:
+            silent.settimeout(10)
+            assert silent.recv(100) == b""  # closed: it never said anything
+        with socket.create_connection(("127.0.0.1", server.port)) as second:
+            second.sendall(b"version\n")
+            assert second.recv(100).startswith(b"OK")
+            with socket.create_connection(("127.0.0.1", server.port)) as third:
+                third.settimeout(10)
+                assert b"Too many connections" in third.recv(1000)
+        series = scrape(server)[1]
+    assert value(series, "geartrain_queued_bytes") == 5
+    assert value(series, "geartrain_connections_refused_total") == 1
+    assert value(series, "geartrain_connections_idle_closed_total") == 1
+    assert value(series, "geartrain_connections_cut_total") == 0

@@ -22,7 +22,10 @@ METRICS: dict[str, tuple[str, str]] = {
         "Jobs created by submits, by priority and kind (foreground/background)",
     ),
     "geartrain_jobs_coalesced_total": ("counter", "Submits attached to an existing job with the same unique"),
-    "geartrain_jobs_rejected_total": ("counter", "Submits refused because the function's queue was full (maxqueue)"),
+    "geartrain_jobs_rejected_total": (
+        "counter",
+        "Submits refused because the function's queue was full (maxqueue) or --max-queued-bytes was reached",
+    ),
     "geartrain_jobs_completed_total": ("counter", "Jobs a worker completed (WORK_COMPLETE)"),
     "geartrain_jobs_failed_total": ("counter", "Jobs a worker failed (WORK_FAIL)"),
     "geartrain_jobs_exceptions_total": ("counter", "Jobs that ended with WORK_EXCEPTION"),
@@ -37,6 +40,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "geartrain_connections": ("gauge", "Open Gearman protocol connections (clients, workers, admin)"),
     "geartrain_http_connections": ("gauge", "Open HTTP connections"),
     "geartrain_jobs": ("gauge", "Jobs the server holds (queued, running, or waiting for the store)"),
+    "geartrain_queued_bytes": ("gauge", "Workload bytes of the jobs held (capped by --max-queued-bytes)"),
+    "geartrain_connections_refused_total": ("counter", "Connections refused at --max-connections"),
+    "geartrain_connections_cut_total": ("counter", "Connections cut for unsent output past --max-unsent"),
+    "geartrain_connections_idle_closed_total": ("counter", "Connections closed for sending nothing valid in time"),
     "geartrain_uptime_seconds": ("gauge", "Seconds since the server started"),
     "geartrain_store_up": ("gauge", "1 while the persistent store accepts writes, 0 during an outage"),
     "geartrain_store_commits_total": ("counter", "Store transactions committed"),
@@ -117,6 +124,11 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
     out.add("geartrain_connections", gearman_connection_count(server))
     out.add("geartrain_http_connections", len(listener.connections))
     out.add("geartrain_jobs", len(engine.jobs))
+    out.add("geartrain_queued_bytes", engine.queued_bytes)
+    guard = server.guard
+    out.add("geartrain_connections_refused_total", guard.refused)
+    out.add("geartrain_connections_cut_total", guard.cut_for_output)
+    out.add("geartrain_connections_idle_closed_total", guard.closed_idle)
     out.add("geartrain_uptime_seconds", round(now - listener.started, 3))
     persistence = server.persistence
     if persistence is not None:
