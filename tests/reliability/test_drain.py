@@ -128,3 +128,25 @@ def test_sigterm_stops_at_once_by_default(tmp_path: Path) -> None:
             assert server.wait(30) == 0  # without waiting for the running job
     finally:
         server.stop()
+
+
+def test_a_second_sigterm_during_a_drain_stops_at_once(tmp_path: Path) -> None:
+    database = f"sqlite://{tmp_path}/queue.db"
+    server = ServerProcess(tmp_path / "server.log", "--store", database, "--sigterm", "graceful")
+    try:
+        with GearmanSocket(server.address) as client, GearmanSocket(server.address) as worker:
+            client.submit("slow", b"x", ptype=P.SUBMIT_JOB_BG)
+            worker.send(P.CAN_DO, b"slow")
+            worker.request(P.GRAB_JOB, reply=P.JOB_ASSIGN)
+            server.signal(signal.SIGTERM)
+            wait_until(lambda: _refuses_connections(server.address), message="the drain to start")
+            assert server.alive()  # draining: the job still runs
+            server.signal(signal.SIGTERM)
+            assert server.wait(30) == 0
+    finally:
+        server.stop()
+    restarted = ServerProcess(tmp_path / "second.log", "--store", database)
+    try:
+        assert _run_all(restarted.address, b"slow") == [b"x"]  # it was cut off, and runs again
+    finally:
+        restarted.stop()
