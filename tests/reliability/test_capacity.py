@@ -40,28 +40,30 @@ def test_ten_thousand_connections_are_held_and_one_more_is_refused(tmp_path: Pat
     # Room for the held connections plus the test's own client and worker; the admin checks come and go.
     limit = CONNECTIONS + 2
     server = ServerProcess(tmp_path / "server.log", "--store", "memory", "--max-connections", str(limit), "-b", "4096")
-    held = open_connections("127.0.0.1", server.port, CONNECTIONS)
     try:
-        assert echo_on_every_connection(held) == CONNECTIONS
-        rss = server.rss_kib()
-        with GearmanSocket(server.address) as client, GearmanSocket(server.address) as worker:
-            worker.send(P.CAN_DO, b"f")
-            handle = client.submit("f", b"still served")
-            assert worker.request(P.GRAB_JOB, reply=P.JOB_ASSIGN).args[0] == handle.encode()
-            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as extra:
-                refusal = _closed_by_server(extra)
-                assert b"Too many connections" in refusal
-            worker.send(P.WORK_COMPLETE, handle.encode(), b"ok")
-            assert client.expect(P.WORK_COMPLETE).args == [handle.encode(), b"ok"]
-        print(
-            f"{CONNECTIONS} connections: opened in {held.open_seconds:.1f}s, all echoed in {held.echo_seconds:.1f}s, "
-            f"server RSS {rss // 1024} MiB"
-        )
+        held = open_connections("127.0.0.1", server.port, CONNECTIONS)
+        try:
+            assert echo_on_every_connection(held) == CONNECTIONS
+            rss = server.rss_kib()
+            with GearmanSocket(server.address) as client, GearmanSocket(server.address) as worker:
+                worker.send(P.CAN_DO, b"f")
+                handle = client.submit("f", b"still served")
+                assert worker.request(P.GRAB_JOB, reply=P.JOB_ASSIGN).args[0] == handle.encode()
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as extra:
+                    refusal = _closed_by_server(extra)
+                    assert b"Too many connections" in refusal
+                worker.send(P.WORK_COMPLETE, handle.encode(), b"ok")
+                assert client.expect(P.WORK_COMPLETE).args == [handle.encode(), b"ok"]
+            print(
+                f"{CONNECTIONS} connections: opened in {held.open_seconds:.1f}s, "
+                f"all echoed in {held.echo_seconds:.1f}s, server RSS {rss // 1024} MiB"
+            )
+        finally:
+            held.close()
+        assert admin_raw(server.address, "version").startswith(b"OK")  # the slots came back
+        assert "refused a connection" in server.log()
     finally:
-        held.close()
-    assert admin_raw(server.address, "version").startswith(b"OK")  # the slots came back
-    assert "refused a connection" in server.log()
-    assert server.stop() == 0
+        assert server.stop() == 0, server.log()
 
 
 def test_queued_bytes_cap_from_the_command_line(tmp_path: Path) -> None:
