@@ -67,7 +67,11 @@ def run_faults_scenario(args: argparse.Namespace, workdir: Path) -> None:
     proxy = FaultyProxy("127.0.0.1", server.port, seed=seed, cut_probability=args.cut_probability)
     try:
         started = time.monotonic()
-        report = asyncio.run(run_faults(f"127.0.0.1:{proxy.port}", args.clients, args.jobs, args.background))
+        report = asyncio.run(
+            run_faults(
+                f"127.0.0.1:{proxy.port}", args.clients, args.jobs, args.background, server_address=server.address
+            )
+        )
         elapsed = time.monotonic() - started
         print(
             f"faults: seed {seed}: {proxy.cuts} cuts in {proxy.chunks} forwarded chunks, {elapsed:.0f}s; foreground "

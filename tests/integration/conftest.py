@@ -9,8 +9,6 @@ import pytest
 from geartrain.server.config import ServerConfig
 from inprocess import InProcessServer, make_config
 
-__all__ = ["InProcessServer", "make_config"]  # tests here import them from this conftest
-
 
 @pytest.fixture
 def server_factory() -> Iterator[Callable[..., InProcessServer]]:

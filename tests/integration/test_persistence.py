@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import InProcessServer, make_config
 from geartrain.protocol.packets import PacketType as P
 from geartrain.server.server import GearmanServer
 from geartrain.store.base import Removal, StoredJob, StoreError
 from geartrain.store.memory import MemoryStore
 from geartrain.store.sqlite import SQLiteStore
+from inprocess import InProcessServer, make_config
 from servers import GearmanSocket, admin_raw, wait_until
 
 

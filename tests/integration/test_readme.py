@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import InProcessServer
+from inprocess import InProcessServer
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import InProcessServer, make_config
 from geartrain.protocol.packets import PacketType
 from geartrain.server.config import ServerConfig
+from inprocess import InProcessServer, make_config
 from servers import GearmanSocket, admin_raw, wait_until
 
 P = PacketType

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from geartrain import Client, Worker, WorkerJob
 from geartrain.errors import GearmanError, GearmanTimeout, NoServersAvailable
+from servers import admin, parse_status
 
 FUNCTION = "reverse"
 T = TypeVar("T")
@@ -33,8 +34,13 @@ class FaultReport:
     background_acknowledged: int = 0
     background_refused: int = 0
     background_lost: int = 0
+    left_on_server: int = -1  # jobs the server still held at the end (-1: not checked)
     executions: int = 0
     resent: int = 0  # calls tried again after NoServersAvailable (nothing had been sent)
+
+
+def _jobs_held(server_address: str) -> int:
+    return sum(row.total for row in parse_status(admin(server_address, "status")).values())
 
 
 async def _retry_unsent(call: Callable[[], Awaitable[T]], report: FaultReport, attempts: int = 200) -> T:
@@ -81,9 +87,13 @@ async def _client_run(
         await client.close()
 
 
-async def run_faults(address: str, clients: int, jobs: int, background: int, workers: int = 3) -> FaultReport:
+async def run_faults(
+    address: str, clients: int, jobs: int, background: int, workers: int = 3, server_address: str | None = None
+) -> FaultReport:
     """``clients`` clients each run ``jobs`` foreground jobs then submit ``background`` background jobs, while
-    ``workers`` workers (all through ``address``) serve them."""
+    ``workers`` workers (all through ``address``) serve them. With ``server_address`` (the server itself, not the
+    proxy), also wait for the server to hold no job before the workers stop: jobs of clients that gave up are
+    dropped when a worker reaches them."""
     report = FaultReport()
     acknowledged: set[str] = set()
     completed: set[str] = set()
@@ -109,6 +119,11 @@ async def run_faults(address: str, clients: int, jobs: int, background: int, wor
         while not acknowledged <= completed and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         report.background_lost = len(acknowledged - completed)
+        if server_address is not None:
+            deadline = time.monotonic() + 30
+            while (held := _jobs_held(server_address)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            report.left_on_server = held
     finally:
         for worker in pool:
             worker.stop(graceful=False)
