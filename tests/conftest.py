@@ -29,6 +29,23 @@ def _selected_servers() -> list[str]:
     return names
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Servers started without --store keep their queue under $XDG_STATE_HOME: never the user's real one.
+
+    Without this, jobs a test leaves in ~/.local/state/geartrain/queue.db come back in the next test (and in the
+    next run) that starts a server on the default store.
+    """
+    state_home = tmp_path_factory.mktemp("xdg-state")
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(state_home)
+    yield state_home
+    if previous is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = previous
+
+
 @pytest.fixture(params=_selected_servers())
 def gearman_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GearmanServer]:
     """A fresh server on a free 127.0.0.1 port, stopped (SIGTERM, then SIGKILL) after the test."""
