@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from geartrain import __version__
+from geartrain.cli.security_args import add_server_security_arguments, security_from_args
 from geartrain.cli.store_args import add_store_arguments
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.server.config import DEFAULT_PORT, KeepaliveConfig, ServerConfig
@@ -135,6 +136,7 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
     )
 
     add_store_arguments(parser, gearmand_defaults=gearmand_defaults)
+    add_server_security_arguments(parser)
 
     proc = parser.add_argument_group("process")
     proc.add_argument("-l", "--log-file", default="stderr", help="log destination: a file path, 'stderr', or 'none'")
@@ -207,7 +209,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
 
 
 def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> ServerConfig:
-    """Validate the flags and build the frozen configuration."""
+    """Validate the flags and build the frozen configuration (:class:`GearmanError` for bad security flags)."""
     hosts = tuple(args.listen) if args.listen else (("",) if gearmand_defaults else ("127.0.0.1",))
     prefix = args.job_handle_prefix
     handle_prefix = prefix.encode() if prefix else b"H:" + socket.gethostname().encode()
@@ -236,6 +238,7 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         use_uvloop=not args.no_uvloop,
         http_port=args.http_port,
         http_hosts=tuple(args.http_listen) if args.http_listen else ("127.0.0.1",),
+        security=security_from_args(args),
     )
 
 

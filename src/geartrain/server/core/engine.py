@@ -7,6 +7,7 @@ those peers in ``dirty`` for the transport to flush. It never touches a socket, 
 """
 
 import heapq
+from collections.abc import Callable
 
 from geartrain.errors import ProtocolError
 from geartrain.protocol.packets import PacketType
@@ -76,6 +77,11 @@ class Engine(WorkerRules, ClientRules):
         self._send(peer, replies.error_packet(error.code, error.text))
         if error.fatal:
             peer.close_after_flush = True
+
+    def wrap_handler(self, ptype: int, wrap: Callable[[Handler], Handler]) -> None:
+        """Replace the handler of ``ptype`` by ``wrap(handler)``: how access control checks the packets it guards
+        without any cost on the packets (or servers) it does not."""
+        self._handlers[ptype] = wrap(self._handlers[ptype])
 
     def _build_dispatch(self) -> dict[int, Handler]:
         handlers: dict[int, Handler] = {
