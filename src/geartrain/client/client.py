@@ -29,7 +29,7 @@ from geartrain.client.transport import (
     open_connection,
     parse_servers,
 )
-from geartrain.errors import ConnectionLost, GearmanTimeout, NoServersAvailable
+from geartrain.errors import ConnectionLost, GearmanTimeout, NoServersAvailable, PermissionDenied
 from geartrain.protocol.codec import encode_request
 from geartrain.protocol.packets import PacketType, Priority
 
@@ -218,6 +218,8 @@ class Client:
             if job.handle is None and error is not None:
                 if not isinstance(error, ConnectionLost) or self._closed:
                     raise error  # refused by the server (an ERROR packet), or the client was closed
+                if isinstance(error.__cause__, PermissionDenied):
+                    raise error.__cause__  # the server refused our secret: another server would too
                 # The server went away before acknowledging the job: nothing was created there, try the next one.
                 tried.append(f"{server.name} (lost before JOB_CREATED)")
                 job._rearm()
