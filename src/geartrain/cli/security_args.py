@@ -155,6 +155,20 @@ def client_tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise GearmanError(f"cannot set up TLS: {_reason(exc)}") from exc
 
 
+def libgearman_tls_from_environment() -> ssl.SSLContext:
+    """What ``-S`` means for the ``gearman``/``gearadmin`` entry points: TLS configured as libgearman's tools
+    configure it, from ``GEARMAND_CA_CERTIFICATE``, ``GEARMAN_CLIENT_PEM`` and ``GEARMAN_CLIENT_KEY`` (each
+    optional here: no CA file means the system's CAs). Raises :class:`GearmanError` with the reason."""
+    try:
+        return client_context(
+            ca_file=os.environ.get("GEARMAND_CA_CERTIFICATE") or None,
+            certificate=os.environ.get("GEARMAN_CLIENT_PEM") or None,
+            key=os.environ.get("GEARMAN_CLIENT_KEY") or None,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise GearmanError(f"cannot set up TLS: {_reason(exc)}") from exc
+
+
 def client_secret_from_args(args: argparse.Namespace) -> str | None:
     """The secret to present: the first line of ``--secret-file``, else ``GEARTRAIN_SECRET``, else ``None``."""
     if args.secret_file:

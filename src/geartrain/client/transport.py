@@ -249,6 +249,6 @@ async def open_connection(
         async with asyncio.timeout(timeout):
             _, protocol = await loop.create_connection(factory, host, port, ssl=tls)
     except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
-        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         raise ConnectionLost(f"cannot connect to {format_address(address)}: {reason}") from exc
     return protocol
