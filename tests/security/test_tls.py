@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
 
 import pytest
-from tlshelpers import Pki, tls_settings
+from tlshelpers import Pki, read_until_closed, tls_settings
 
 from geartrain import AdminClient, Client, Worker
 from geartrain.errors import ConnectionLost, NoServersAvailable
@@ -55,7 +54,7 @@ def test_plain_tcp_gets_no_gearman_answer(secure_server, pki: Pki) -> None:
     server = secure_server(tls=tls_settings(pki))
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
         sock.sendall(b"version\r\n")
-        received = _read_until_closed(sock)
+        received = read_until_closed(sock)
     assert not received.startswith(b"OK")
 
 
@@ -101,7 +100,7 @@ def test_stalled_handshakes_block_nobody_and_time_out(secure_server, pki: Pki) -
                 stream.sendall(b"version\r\n")
                 assert _read_line(stream).startswith(b"OK ")
         for sock in stalled:
-            assert _read_until_closed(sock) == b""  # closed by the server, nothing sent
+            assert read_until_closed(sock) == b""  # closed by the server, nothing sent
     finally:
         for sock in stalled:
             sock.close()
@@ -128,21 +127,3 @@ def _read_line(stream: socket.socket) -> bytes:
             break
         data += chunk
     return data
-
-
-def _read_until_closed(sock: socket.socket, deadline: float = IO_TIMEOUT) -> bytes:
-    """Everything the peer sends until it closes (a reset counts as closed); fails if it never does."""
-    end = time.monotonic() + deadline
-    data = b""
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(4096)
-        except ConnectionResetError:
-            return data
-        except TimeoutError:
-            break
-        if not chunk:
-            return data
-        data += chunk
-    raise AssertionError(f"the server did not close the connection within {deadline}s")

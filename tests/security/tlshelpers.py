@@ -4,8 +4,13 @@ settings on its own loop thread."""
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +19,8 @@ from pki import CertFiles
 from geartrain.security.tls import TlsServerSettings, client_context
 from geartrain.server.config import ServerConfig
 from geartrain.server.server import GearmanServer, new_event_loop
+
+START_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -89,3 +96,69 @@ def tls_settings(pki: Pki, verify_client: str = "optional", handshake_timeout: f
         verify_client=verify_client,
         handshake_timeout=handshake_timeout,
     )
+
+
+class ServerProcess:
+    """``geartrain server`` as a subprocess on a free port (read from its log, so TLS servers need no ping)."""
+
+    def __init__(self, workdir: Path, *flags: str) -> None:
+        self.log_path = workdir / "server.log"
+        command = [sys.executable, "-m", "geartrain", "server", "--listen", "127.0.0.1", "--port", "0"]
+        command += ["--store", "memory", "--verbose", "INFO", "--log-file", str(self.log_path), *flags]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.port = self._wait_for_port()
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text() if self.log_path.exists() else ""
+            found = re.search(r"listening on \('127\.0\.0\.1', (\d+)\)", text)
+            if found:
+                return int(found.group(1))
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop()
+        stderr = self.process.stderr.read().decode() if self.process.stderr else ""
+        raise AssertionError(f"server did not start: {stderr}{self.log()}")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if self.process.stderr:
+            self.process.stderr.close()
+
+
+def tool(name: str) -> str:
+    """Our entry point ``name`` (next to the test interpreter), never libgearman's program of that name."""
+    return str(Path(sys.executable).parent / name)
+
+
+def read_until_closed(sock: socket.socket, deadline: float = 10.0) -> bytes:
+    """Everything the peer sends until it closes (a reset counts as closed); fails if it never does."""
+    end = time.monotonic() + deadline
+    data = b""
+    while time.monotonic() < end:
+        sock.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            chunk = sock.recv(4096)
+        except ConnectionResetError:
+            return data
+        except TimeoutError:
+            break
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError(f"the server did not close the connection within {deadline}s")

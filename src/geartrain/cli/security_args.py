@@ -93,6 +93,9 @@ def security_from_args(args: argparse.Namespace) -> SecurityConfig:
             verify_client=verify,
             handshake_timeout=args.ssl_handshake_timeout,
         )
+        for what, path in (("certificate", tls.certificate), ("key", tls.key), ("CA file", tls.ca_file)):
+            if path and not os.access(path, os.R_OK):  # ssl's own error would not name the file
+                raise GearmanError(f"cannot set up TLS: {path}: the {what} cannot be read")
         try:
             server_context(tls)  # fail at start, with the reason, rather than on the first connection
         except (OSError, ssl.SSLError, ValueError) as exc:
