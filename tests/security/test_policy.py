@@ -169,3 +169,22 @@ def test_status_of_a_job_needs_submit_on_its_function() -> None:
     engine.handle(stranger, P.GET_STATUS, (b"H:test:999",), 0.0)  # unknown handles reveal nothing
     assert stranger.take_output() == _response(P.STATUS_RES, b"H:test:999", b"0", b"0", b"0", b"0")
     assert guard.denials == {SUBMIT: 2}
+
+
+def test_check_and_identity_for_other_front_ends() -> None:
+    """The peer-less API an HTTP front end uses: identities from a secret, decisions with reasons."""
+    _, _, guard = _engine(POLICY)
+    assert guard.identity_for(None, None) == ()
+    assert guard.identity_for(None, b"s3cret") == ("frontend",)
+    assert guard.identity_for(None, b"wrong") is None
+    assert guard.check(("frontend",), "192.0.2.7", SUBMIT, "resize") is None
+    assert guard.check((), "127.0.0.1", SUBMIT, "resize") == "submit on function 'resize' is not allowed for anonymous"
+    assert guard.check((), "127.0.0.1", ADMIN_WRITE, None) == "admin_write on the server is not allowed for anonymous"
+    assert guard.denials == {"auth": 1, SUBMIT: 1, ADMIN_WRITE: 1}
+    _, _, open_guard = _engine(None)
+    assert open_guard.identity_for(None, b"anything") == ()
+    assert open_guard.check((), "192.0.2.7", SUBMIT, "resize") is None
+    assert open_guard.check((), "127.0.0.1", ADMIN_WRITE, None) is None
+    assert open_guard.check((), "192.0.2.7", ADMIN_WRITE, None) == (
+        "admin_write is limited to loopback connections (see --allow-remote-admin)"
+    )

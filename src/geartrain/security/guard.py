@@ -66,10 +66,6 @@ def is_local(address: str) -> bool:
     return bool((mapped or ip).is_loopback)
 
 
-def _who(peer: Peer) -> str:
-    return ",".join(peer.identity) or "anonymous"
-
-
 def _function_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
@@ -112,14 +108,46 @@ class AccessGuard:
         """The policy's answer for this connection (always yes without a policy)."""
         return self.policy is None or self.policy.allows(peer.identity, action, function)
 
-    def _deny(self, peer: Peer, action: str, function: str | None, what: str) -> str:
+    # ------------------------------------------------------------------ for other front ends (HTTP)
+
+    def identity_for(self, ssl_object: Any, secret: bytes | None) -> tuple[str, ...] | None:
+        """The identity of a request that came with this TLS object and presented this secret (``None``: none);
+        ``None`` when the secret is unknown (counted and logged as a refused ``auth``)."""
+        names = certificate_names(ssl_object) if self.policy is not None else ()
+        if secret is None or self.policy is None:
+            return names
+        name = self.policy.identify(secret)
+        if name is None:
+            self.denials["auth"] += 1
+            log.warning("access denied: unknown secret")
+            return None
+        return names if name in names else (*names, name)
+
+    def check(
+        self, identity: tuple[str, ...], address: str, action: str, function: str | None, what: str | None = None
+    ) -> str | None:
+        """``None`` when ``identity`` (from ``address``) may do ``action`` on ``function``, else why not (the
+        refusal is counted and logged; ``what`` names the request in it, default the action). Without a policy
+        only the loopback rule for admin writes applies."""
+        what = what or action
+        if self.policy is None:
+            if action != ADMIN_WRITE or self.allow_remote_admin or is_local(address):
+                return None
+            self.denials[action] += 1
+            log.warning("access denied: %s from %s (not loopback)", what, address)
+            return f"{what} is limited to loopback connections (see --allow-remote-admin)"
+        if self.policy.allows(identity, action, function):
+            return None
         self.denials[action] += 1
+        who = ",".join(identity) or "anonymous"
         target = f"function {function!r}" if function is not None else "the server"
-        log.warning("access denied: %s on %s for %s from %s", what, target, _who(peer), peer.address)
-        return f"{what} on {target} is not allowed for {_who(peer)}"
+        log.warning("access denied: %s on %s for %s from %s", what, target, who, address)
+        return f"{what} on {target} is not allowed for {who}"
 
     def _refuse(self, peer: Peer, action: str, function: str | None, what: str) -> None:
-        self.engine.reply(peer, error_packet(DENIED_CODE, self._deny(peer, action, function, what)))
+        # Only called once the policy said no: check() repeats the (cached) decision and words the refusal.
+        reason = self.check(peer.identity, peer.address, action, function, what) or f"{what} refused"
+        self.engine.reply(peer, error_packet(DENIED_CODE, reason))
 
     # ------------------------------------------------------------------ binary packets
 
@@ -198,16 +226,9 @@ class AccessGuard:
         if name in ADMIN_OPEN:
             return None
         action = ADMIN_READ if name in ADMIN_READ_COMMANDS else ADMIN_WRITE
-        if self.policy is None:
-            if action == ADMIN_READ or self.allow_remote_admin or is_local(peer.address):
-                return None
-            self.denials[action] += 1
-            log.warning("access denied: admin command %r from %s (not loopback)", name, peer.address)
-            return _admin_refusal(f"{name} is limited to loopback connections (see --allow-remote-admin)")
-        function = self._admin_function(command)
-        if self.policy.allows(peer.identity, action, function):
-            return None
-        return _admin_refusal(self._deny(peer, action, function, name))
+        function = self._admin_function(command) if self.policy is not None else None
+        refusal = self.check(peer.identity, peer.address, action, function, name)
+        return _admin_refusal(refusal) if refusal is not None else None
 
     def _admin_function(self, command: AdminCommand) -> str | None:
         """The function an admin command concerns; ``None`` for a server-wide one."""
