@@ -83,6 +83,7 @@ def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
 def security_from_args(args: argparse.Namespace) -> SecurityConfig:
     """Check the security flags and build their settings; raises :class:`GearmanError` with the reason."""
     tls = None
+    context = None
     if args.ssl:
         ca_file = args.ssl_ca_file or os.environ.get("GEARMAND_CA_CERTIFICATE") or None
         verify = args.ssl_verify_client or ("optional" if ca_file else "none")
@@ -97,7 +98,7 @@ def security_from_args(args: argparse.Namespace) -> SecurityConfig:
             if path and not os.access(path, os.R_OK):  # ssl's own error would not name the file
                 raise GearmanError(f"cannot set up TLS: {path}: the {what} cannot be read")
         try:
-            server_context(tls)  # fail at start, with the reason, rather than on the first connection
+            context = server_context(tls)  # fail at start, with the reason, rather than on the first connection
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise GearmanError(f"cannot set up TLS: {_reason(exc)}") from exc
     elif args.ssl_certificate or args.ssl_key or args.ssl_ca_file or args.ssl_verify_client:
@@ -108,7 +109,9 @@ def security_from_args(args: argparse.Namespace) -> SecurityConfig:
             acl = load_policy(args.acl_file)
         except PolicyError as exc:
             raise GearmanError(str(exc)) from exc
-    return SecurityConfig(tls=tls, acl=acl, acl_file=args.acl_file, allow_remote_admin=args.allow_remote_admin)
+    return SecurityConfig(
+        tls=tls, acl=acl, acl_file=args.acl_file, allow_remote_admin=args.allow_remote_admin, tls_context=context
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -75,7 +75,7 @@ class GearmanServer:
             self.persistence.replay(keep=not self.store_on_shutdown)  # the queue is back before the port opens
         tls = self.config.security.tls
         # The handshake runs on the loop like any other I/O; its timeout closes connections that never finish it.
-        context = server_context(tls) if tls is not None else None
+        context = self.config.security.tls_context or (server_context(tls) if tls is not None else None)
         handshake_timeout = tls.handshake_timeout if tls is not None else None
         for host in self.config.hosts:
             server = await self._loop.create_server(
