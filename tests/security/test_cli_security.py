@@ -172,3 +172,25 @@ def test_stalled_handshake_on_the_real_server(pki: Pki, tmp_path: Path) -> None:
             assert read_until_closed(stalled) == b""
     finally:
         server.stop()
+
+
+def test_gearmand_environment_names_the_certificate(pki: Pki, tmp_path: Path) -> None:
+    """As gearmand: GEARMAND_SERVER_PEM / GEARMAND_SERVER_KEY / GEARMAND_CA_CERTIFICATE stand in for the flags, and
+    a CA file turns on optional client certificates."""
+    env = {
+        "GEARMAND_SERVER_PEM": str(pki.server.certificate),
+        "GEARMAND_SERVER_KEY": str(pki.server.key),
+        "GEARMAND_CA_CERTIFICATE": str(pki.ca_file),
+    }
+    acl = tmp_path / "acl.toml"
+    acl.write_text(ACL)
+    server = ServerProcess(tmp_path, "--ssl", "--acl-file", str(acl), env=env)
+    try:
+        command = [tool("geartrain"), "admin", "-s", server.address, "--ssl", "--ssl-ca-file", str(pki.ca_file)]
+        ops = ["--ssl-certificate", str(pki.ops.certificate), "--ssl-key", str(pki.ops.key)]
+        as_ops = _run([*command, *ops, "status"])
+        assert as_ops.returncode == 0, as_ops  # the certificate was asked for, checked, and named "ops"
+        anonymous = _run([*command, "status"])
+        assert anonymous.returncode == 1 and b"PERMISSION_DENIED" in anonymous.stderr, anonymous
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ settings on its own loop thread."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import ssl
@@ -101,11 +102,12 @@ def tls_settings(pki: Pki, verify_client: str = "optional", handshake_timeout: f
 class ServerProcess:
     """``geartrain server`` as a subprocess on a free port (read from its log, so TLS servers need no ping)."""
 
-    def __init__(self, workdir: Path, *flags: str) -> None:
+    def __init__(self, workdir: Path, *flags: str, env: dict[str, str] | None = None) -> None:
         self.log_path = workdir / "server.log"
         command = [sys.executable, "-m", "geartrain", "server", "--listen", "127.0.0.1", "--port", "0"]
         command += ["--store", "memory", "--verbose", "INFO", "--log-file", str(self.log_path), *flags]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        environment = {**os.environ, **(env or {})}
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
         self.port = self._wait_for_port()
 
     def _wait_for_port(self) -> int:
