@@ -81,7 +81,7 @@ class Engine(WorkerRules, ClientRules):
     def wrap_handler(self, ptype: int, wrap: Callable[[Handler], Handler]) -> None:
         """Replace the handler of ``ptype`` by ``wrap(handler)``: how access control checks the packets it guards
         without any cost on the packets (or servers) it does not."""
-        self._handlers[ptype] = wrap(self._handlers[ptype])
+        self._handlers[ptype] = self.handlers[ptype] = wrap(self._handlers[ptype])
 
     def _build_dispatch(self) -> dict[int, Handler]:
         handlers: dict[int, Handler] = {
