@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from geartrain.protocol.admin import AdminCommand
@@ -31,6 +32,7 @@ P = PacketType
 log = logging.getLogger("geartrain.access")
 
 AUTH_OPTION = b"auth="
+DECISION_CACHE_SIZE = 4096
 DENIED_CODE = "PERMISSION_DENIED"
 
 SUBMIT_PACKETS = (
@@ -82,10 +84,12 @@ class AccessGuard:
         self.allow_remote_admin = allow_remote_admin
         self.denials: Counter[str] = Counter()
         if policy is not None:
+            guard_submit = self._guard_by_function(SUBMIT, SUBMIT)
+            guard_work = self._guard_by_function(WORK, "work (CAN_DO)")
             for ptype in SUBMIT_PACKETS:
-                engine.wrap_handler(ptype, self._guard_submit)
+                engine.wrap_handler(ptype, guard_submit)
             for ptype in WORK_PACKETS:
-                engine.wrap_handler(ptype, self._guard_work)
+                engine.wrap_handler(ptype, guard_work)
             engine.wrap_handler(P.GET_STATUS, self._guard_status)
             engine.wrap_handler(P.GET_STATUS_UNIQUE, self._guard_status_unique)
             engine.wrap_handler(P.OPTION_REQ, self._guard_option)
@@ -151,25 +155,29 @@ class AccessGuard:
 
     # ------------------------------------------------------------------ binary packets
 
-    def _guard_submit(self, handler: Handler) -> Handler:
-        def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
-            function = _function_name(args[0]) if args else ""
-            if self.allows(peer, SUBMIT, function):
-                handler(peer, args, now)
-            else:
-                self._refuse(peer, SUBMIT, function, SUBMIT)
+    def _guard_by_function(self, action: str, what: str) -> Callable[[Handler], Handler]:
+        """A wrapper for packets whose first argument names the function (submits, CAN_DO): one cached decision
+        per (identity, raw name), so a busy function costs one dictionary lookup per packet."""
+        policy = self.policy
+        assert policy is not None
+        decisions: dict[tuple[tuple[str, ...], bytes], bool] = {}
 
-        return guarded
+        def wrap(handler: Handler) -> Handler:
+            def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+                key = (peer.identity, args[0])
+                allowed = decisions.get(key)
+                if allowed is None:
+                    if len(decisions) >= DECISION_CACHE_SIZE:
+                        decisions.clear()
+                    allowed = decisions[key] = policy.allows(peer.identity, action, _function_name(args[0]))
+                if allowed:
+                    handler(peer, args, now)
+                else:
+                    self._refuse(peer, action, _function_name(args[0]), what)
 
-    def _guard_work(self, handler: Handler) -> Handler:
-        def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
-            function = _function_name(args[0]) if args else ""
-            if self.allows(peer, WORK, function):
-                handler(peer, args, now)
-            else:
-                self._refuse(peer, WORK, function, "work (CAN_DO)")
+            return guarded
 
-        return guarded
+        return wrap
 
     def _guard_status(self, handler: Handler) -> Handler:
         # A job's status is the business of those who may submit to its function; an unknown handle reveals
