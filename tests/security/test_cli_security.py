@@ -110,6 +110,11 @@ def test_tools_over_tls_with_secrets_and_certificates(tls_server: ServerProcess,
          "--ssl-key", str(pki.ops.key), "create-function", "made-by-ops"],
     )  # fmt: skip
     assert created.returncode == 0, created
+    top = _run(
+        [tool("geartrain"), "top", "-s", tls_server.address, *tls, "--ssl-certificate", str(pki.ops.certificate),
+         "--ssl-key", str(pki.ops.key), "--once"],
+    )  # fmt: skip
+    assert top.returncode == 0 and b"made-by-ops" in top.stdout, top
 
 
 def test_tools_report_refusals(tls_server: ServerProcess, pki: Pki, tmp_path: Path) -> None:
