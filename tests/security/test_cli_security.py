@@ -199,3 +199,36 @@ def test_gearmand_environment_names_the_certificate(pki: Pki, tmp_path: Path) ->
         assert anonymous.returncode == 1 and b"PERMISSION_DENIED" in anonymous.stderr, anonymous
     finally:
         server.stop()
+
+
+def test_manager_python_worker_takes_tls_and_secret_from_its_environment(
+    tls_server: ServerProcess, pki: Pki, tmp_path: Path
+) -> None:
+    """A `geartrain manager` Python group's process (geartrain.manager.child): GEARTRAIN_SSL, the CA variable and
+    GEARTRAIN_SECRET, set in the group's `env` or the manager's environment."""
+    jobs_dir = Path(__file__).resolve().parent.parent / "manager"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("GEARMAN", "GEARTRAIN_"))},
+        "GEARTRAIN_SSL": "1",
+        "GEARMAND_CA_CERTIFICATE": str(pki.ca_file),
+        "GEARTRAIN_SECRET": "batch-secret",
+        "PYTHONPATH": os.pathsep.join([str(jobs_dir), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-m", "geartrain.manager.child", "--server", tls_server.address, "--callable", "jobs:reverse",
+         "--function", "upper", "--recycle-jobs", "1"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        submitted = _run(
+            [tool("geartrain"), "submit", "-s", tls_server.address, "--ssl", "--ssl-ca-file", str(pki.ca_file),
+             "--secret-file", _secret_file(tmp_path, "frontend-secret"), "upper", "olleh"],
+        )  # fmt: skip
+        assert (submitted.returncode, submitted.stdout) == (0, b"hello"), submitted
+        assert child.wait(RUN_TIMEOUT) == 0  # recycled after its one job
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        assert child.stderr is not None
+        child.stderr.close()

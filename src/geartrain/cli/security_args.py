@@ -27,6 +27,12 @@ from geartrain.security.tls import (
 GEARMAND_SERVER_PEM = "/etc/ssl/certs/gearmand.pem"
 GEARMAND_SERVER_KEY = "/etc/ssl/certs/gearmand.key"
 SECRET_ENV = "GEARTRAIN_SECRET"
+SSL_ENV = "GEARTRAIN_SSL"  # 1/true/yes/on: connect with TLS, as --ssl / -S
+
+
+def ssl_from_environment() -> bool:
+    """Whether ``GEARTRAIN_SSL`` asks for TLS (how processes without TLS flags, e.g. the manager's, get it)."""
+    return os.environ.get(SSL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +133,7 @@ def add_client_security_arguments(parser: argparse.ArgumentParser, *, short_ssl:
     """TLS and secret options of ``geartrain submit/work/admin`` (``-S/--ssl`` as libgearman's tools spell it)."""
     group = parser.add_argument_group("security")
     names = ("-S", "--ssl") if short_ssl else ("--ssl",)
-    group.add_argument(*names, action="store_true", help="connect with TLS")
+    group.add_argument(*names, action="store_true", help=f"connect with TLS ({SSL_ENV}=1 also asks for it)")
     group.add_argument(
         "--ssl-ca-file",
         metavar="PEM",
@@ -147,7 +153,7 @@ def add_client_security_arguments(parser: argparse.ArgumentParser, *, short_ssl:
 
 def client_tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The client context the options ask for, or ``None``; raises :class:`GearmanError` with the reason."""
-    if not args.ssl:
+    if not (args.ssl or ssl_from_environment()):
         return None
     certificate = args.ssl_certificate or os.environ.get("GEARMAN_CLIENT_PEM")
     try:
