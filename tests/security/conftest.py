@@ -54,11 +54,17 @@ def secure_server() -> Iterator[Callable[..., SecureServer]]:
     started: list[SecureServer] = []
 
     def start(
-        *, tls: TlsServerSettings | None = None, acl: str | Policy | None = None, allow_remote_admin: bool = False
+        *,
+        tls: TlsServerSettings | None = None,
+        acl: str | Policy | None = None,
+        allow_remote_admin: bool = False,
+        http: bool = False,
     ) -> SecureServer:
         policy = parse_policy(acl) if isinstance(acl, str) else acl
         security = SecurityConfig(tls=tls, acl=policy, allow_remote_admin=allow_remote_admin)
-        config = ServerConfig(port=0, engine=EngineConfig(handle_prefix=b"H:test"), security=security)
+        config = ServerConfig(
+            port=0, engine=EngineConfig(handle_prefix=b"H:test"), security=security, http_port=0 if http else None
+        )
         server = SecureServer(config)
         started.append(server)
         return server

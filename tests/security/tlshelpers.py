@@ -78,6 +78,11 @@ class SecureServer:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def http_port(self) -> int:
+        assert self.server.http is not None
+        return self.server.http.port
+
     def denials(self) -> dict[str, int]:
         return dict(self.server.access.denials)
 

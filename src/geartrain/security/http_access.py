@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from geartrain.security.policy import ADMIN_READ, ADMIN_WRITE, SUBMIT
+
+if TYPE_CHECKING:
+    from geartrain.security.guard import AccessGuard
 
 # Paths anyone may use: liveness and readiness probes, the dashboard's static files (they hold no data; the data
 # comes from /api, which is checked), and the redirect to them.
@@ -62,3 +66,41 @@ def bearer_secret(authorization: str | None) -> bytes | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip().encode()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpVerdict:
+    """The identity a request proved, and the refusal to answer (``status`` 401: unknown secret, 403: not allowed)
+    or ``status`` 0 when it may go ahead."""
+
+    identity: tuple[str, ...] = ()
+    status: int = 0
+    reason: str = ""
+
+
+ALLOWED = HttpVerdict()
+
+
+def http_verdict(
+    guard: AccessGuard, method: str, path: str, authorization: str | None, ssl_object: Any, address: str
+) -> HttpVerdict:
+    """May this HTTP request go ahead, and as whom? Costs nothing without an ACL but for admin-write requests (the
+    loopback rule)."""
+    if not guard.active:
+        return ALLOWED
+    jobs = guard.engine.jobs
+
+    def function_of_job(handle: str) -> str | None:
+        job = jobs.get(handle.encode())
+        return job.function.name.decode("utf-8", "surrogateescape") if job is not None else None
+
+    requirement = http_requirement(method, path, function_of_job)
+    if guard.policy is None and (requirement is None or requirement.action != ADMIN_WRITE):
+        return ALLOWED
+    identity = guard.identity_for(ssl_object, bearer_secret(authorization))
+    if identity is None:
+        return HttpVerdict((), 401, "Unknown secret")
+    if requirement is None:
+        return HttpVerdict(identity)
+    reason = guard.check(identity, address, requirement.action, requirement.function, f"{method} {path}")
+    return HttpVerdict(identity, 403, reason) if reason is not None else HttpVerdict(identity)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -64,6 +65,7 @@ class GearmanServer:
         # Set by run_server, which owns the process: an embedded server leaves the host's collector alone.
         self.gc_policy: CollectionPolicy | None = None
         self.http: HttpListener | None = None
+        self.tls_context: ssl.SSLContext | None = None  # set by start() when serving TLS
 
     # ------------------------------------------------------------------ life cycle
 
@@ -76,6 +78,7 @@ class GearmanServer:
         tls = self.config.security.tls
         # The handshake runs on the loop like any other I/O; its timeout closes connections that never finish it.
         context = self.config.security.tls_context or (server_context(tls) if tls is not None else None)
+        self.tls_context = context  # the HTTP listener serves HTTPS with it
         handshake_timeout = tls.handshake_timeout if tls is not None else None
         for host in self.config.hosts:
             server = await self._loop.create_server(
