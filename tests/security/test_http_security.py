@@ -79,7 +79,9 @@ def test_https_with_client_certificates(secure_server, pki: Pki) -> None:
     assert _request(port, "GET", "/api/functions", context=anonymous)[0] == 403
     status, body = _request(port, "GET", "/api/functions", context=ops)
     assert status == 200 and body.startswith(b"{"), body
-    assert _request(port, "GET", "/metrics", context=ops)[0] == 200
+    status, metrics = _request(port, "GET", "/metrics", context=ops)
+    assert status == 200
+    assert b'geartrain_access_denied_total{action="admin_read"} 1\n' in metrics  # the anonymous /api/functions
     # Plain HTTP to the HTTPS port gets no HTTP answer.
     try:
         status, _ = _request(port, "GET", "/healthz")
