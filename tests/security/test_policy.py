@@ -3,6 +3,8 @@ refusals, and that a server without an ACL file has no guard on its packet handl
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from geartrain.protocol.codec import encode
@@ -190,3 +192,18 @@ def test_check_and_identity_for_other_front_ends() -> None:
     assert open_guard.check((), "192.0.2.7", ADMIN_WRITE, None) == (
         "admin_write is limited to loopback connections (see --allow-remote-admin)"
     )
+
+
+def test_repeated_refusals_are_all_counted_but_logged_sparsely(caplog: pytest.LogCaptureFixture) -> None:
+    engine, _, guard = _engine(POLICY)
+    peer = engine.connect(5, "127.0.0.1")
+    with caplog.at_level(logging.WARNING, logger="geartrain.access"):
+        for _ in range(5):
+            engine.handlers[P.SUBMIT_JOB](peer, (b"resize", b"", b"x"), 0.0)
+    assert guard.denials == {SUBMIT: 5}
+    assert peer.take_output().count(b"PERMISSION_DENIED") == 5  # every refusal is answered
+    assert [record.getMessage() for record in caplog.records] == [
+        "access denied: submit on function 'resize' for anonymous from 127.0.0.1",
+        "access denied: submit on function 'resize' for anonymous from 127.0.0.1 (2 times)",
+        "access denied: submit on function 'resize' for anonymous from 127.0.0.1 (4 times)",
+    ]

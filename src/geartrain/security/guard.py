@@ -84,6 +84,7 @@ class AccessGuard:
         self.policy = policy
         self.allow_remote_admin = allow_remote_admin
         self.denials: Counter[str] = Counter()
+        self._repeats: dict[str, int] = {}
         if policy is not None:
             guard_submit = self._guard_by_function(SUBMIT, SUBMIT)
             guard_work = self._guard_by_function(WORK, "work (CAN_DO)")
@@ -123,8 +124,7 @@ class AccessGuard:
             return names
         name = self.policy.identify(secret)
         if name is None:
-            self.denials["auth"] += 1
-            log.warning("access denied: unknown secret")
+            self._record("auth", "unknown secret")
             return None
         return names if name in names else (*names, name)
 
@@ -138,16 +138,25 @@ class AccessGuard:
         if self.policy is None:
             if action != ADMIN_WRITE or self.allow_remote_admin or is_local(address):
                 return None
-            self.denials[action] += 1
-            log.warning("access denied: %s from %s (not loopback)", what, address)
+            self._record(action, f"{what} from {address} (not loopback)")
             return f"{what} is limited to loopback connections (see --allow-remote-admin)"
         if self.policy.allows(identity, action, function):
             return None
-        self.denials[action] += 1
         who = ",".join(identity) or "anonymous"
         target = f"function {function!r}" if function is not None else "the server"
-        log.warning("access denied: %s on %s for %s from %s", what, target, who, address)
+        self._record(action, f"{what} on {target} for {who} from {address}")
         return f"{what} on {target} is not allowed for {who}"
+
+    def _record(self, action: str, what: str) -> None:
+        """Count a refusal, and log it. A client retrying a refused request in a loop must not flood the log: the
+        1st, 2nd, 4th, 8th ... refusal of the same request is logged, with the count so far."""
+        self.denials[action] += 1
+        count = self._repeats.get(what, 0) + 1
+        if len(self._repeats) >= DECISION_CACHE_SIZE:
+            self._repeats.clear()
+        self._repeats[what] = count
+        if count & (count - 1) == 0:
+            log.warning("access denied: %s%s", what, f" ({count} times)" if count > 1 else "")
 
     def _refuse(self, peer: Peer, action: str, function: str | None, what: str) -> None:
         # Only called once the policy said no: check() repeats the (cached) decision and words the refusal.
@@ -217,8 +226,7 @@ class AccessGuard:
         assert self.policy is not None
         name = self.policy.identify(secret)
         if name is None:
-            self.denials["auth"] += 1
-            log.warning("access denied: unknown secret from %s", peer.address)
+            self._record("auth", f"unknown secret from {peer.address}")
             self.engine.reply(peer, error_packet(DENIED_CODE, "Unknown secret"))
             peer.close_after_flush = True
             return
