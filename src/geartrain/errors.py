@@ -67,6 +67,12 @@ class InvalidCommand(ServerError):
     code = "INVALID_COMMAND"
 
 
+class PermissionDenied(ServerError):
+    """The server's access policy does not allow this request (or refused the secret presented)."""
+
+    code = "PERMISSION_DENIED"
+
+
 class AdminError(ServerError):
     """The server answered an admin text command with an ``ERR <code> <text>`` line.
 
@@ -110,7 +116,7 @@ class NoServersAvailable(GearmanError):
 
 
 ERROR_CODES: dict[str, type[ServerError]] = {
-    cls.code: cls for cls in (JobNotFound, QueueFull, ArgumentTooLarge, UnknownOption, InvalidCommand)
+    cls.code: cls for cls in (JobNotFound, QueueFull, ArgumentTooLarge, UnknownOption, InvalidCommand, PermissionDenied)
 }
 
 

@@ -126,10 +126,11 @@ def test_connection_failure_names_the_address() -> None:
     assert our_side == (1, b"", b"Error: cannot connect to 127.0.0.1:%d: Connection refused\n" % port)
 
 
-def test_ssl_is_refused(busy_server: GearmanServer) -> None:
+def test_ssl_against_a_plain_server_fails_cleanly(busy_server: GearmanServer) -> None:
+    """-S speaks TLS (tests/security covers it against a TLS server); a plain server is a clear error."""
     result = run([*ours("gearadmin"), *at(busy_server), "-S", "--status"])
     assert (result.returncode, result.stdout) == (1, b""), result
-    assert b"SSL" in result.stderr
+    assert result.stderr.startswith(b"Error: cannot connect to") and b"SSL" in result.stderr
 
 
 def test_shutdown(gearman_server: GearmanServer) -> None:

@@ -335,10 +335,11 @@ def test_pid_file(gearman_server: GearmanServer, programs: Programs, tmp_path: P
     assert not pid_file.exists()
 
 
-def test_ssl_is_refused() -> None:
-    result = run([*ours("gearman"), "-S", "-f", "x", "data"])
-    assert (result.returncode, result.stdout) == (1, b""), result
-    assert b"SSL" in result.stderr
+def test_ssl_against_a_plain_server_fails_cleanly(gearman_server: GearmanServer) -> None:
+    """-S speaks TLS (tests/security covers it against a TLS server); a plain server is a clear error."""
+    result = run([*ours("gearman"), "-S", "-h", gearman_server.host, "-p", str(gearman_server.port), "-f", "x", "d"])
+    assert (result.returncode, result.stdout) == (2, b""), result
+    assert re.search(rb"cannot connect to 127\.0\.0\.1:\d+: \S", result.stderr), result  # with the reason
 
 
 @interop

@@ -102,3 +102,23 @@ def test_draining_with_holding_lets_running_jobs_finish_but_hands_out_no_queued_
     assert conv.ask(worker, P.PRE_SLEEP) == []  # no wake-up for a held job: the worker would only spin
     assert conv.grab(worker) == NO_JOB
     assert queued in conv.engine.jobs
+
+
+def test_a_drain_keeps_the_wrappers_access_control_put_on_submit_handlers() -> None:
+    """begin_drain rebuilds the submit handlers; a guard wrapped around them must still see every submit."""
+    conv = Conversation()
+    seen: list[bytes] = []
+
+    def guard(handler):  # type: ignore[no-untyped-def]
+        def guarded(peer, args, now):  # type: ignore[no-untyped-def]
+            seen.append(args[0])
+            handler(peer, args, now)
+
+        return guarded
+
+    conv.engine.wrap_handler(P.SUBMIT_JOB_BG, guard)
+    client = conv.connect()
+    conv.ask(client, P.SUBMIT_JOB_BG, b"before", b"", b"x")
+    conv.engine.begin_drain(hold_queued=False)
+    assert conv.ask(client, P.SUBMIT_JOB_BG, b"during", b"", b"x") == [DRAINING]
+    assert seen == [b"before", b"during"]

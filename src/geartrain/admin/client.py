@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from ssl import SSLContext
 from typing import TypeVar
 
 from geartrain.admin.records import (
@@ -24,8 +25,10 @@ from geartrain.admin.records import (
     parse_unique_jobs,
     parse_workers,
 )
-from geartrain.client.transport import ServerSpec, format_address, parse_address
-from geartrain.errors import AdminError, ConnectionLost, GearmanTimeout
+from geartrain.client.transport import ServerSpec, auth_option, format_address, parse_address
+from geartrain.errors import AdminError, ConnectionLost, GearmanTimeout, UnknownOption, server_error
+from geartrain.protocol.codec import encode_request, split_args
+from geartrain.protocol.packets import HEADER_SIZE, RES, PacketType
 
 T = TypeVar("T")
 
@@ -48,10 +51,20 @@ class AdminClient:
     """Admin commands against one server (``"host:port"``); ``timeout`` bounds each command (seconds).
 
     The connection is opened on first use and reopened once if the server has closed it. Use as
-    ``async with AdminClient("127.0.0.1:4730") as admin:`` or call :meth:`close`.
+    ``async with AdminClient("127.0.0.1:4730") as admin:`` or call :meth:`close`. ``tls`` connects over TLS;
+    ``secret`` is presented (as a binary OPTION_REQ) before the first command of each connection.
     """
 
-    def __init__(self, server: ServerSpec = "localhost:4730", *, timeout: float | None = 10.0) -> None:
+    def __init__(
+        self,
+        server: ServerSpec = "localhost:4730",
+        *,
+        timeout: float | None = 10.0,
+        tls: SSLContext | None = None,
+        secret: str | None = None,
+    ) -> None:
+        self.tls = tls
+        self._auth = auth_option(secret) if secret is not None else None
         self.address = parse_address(server)
         self.name = format_address(self.address)
         self.timeout = timeout
@@ -199,7 +212,29 @@ class AdminClient:
         if self._reader is None or self._writer is None or self._writer.is_closing():
             host, port = self.address
             try:
-                self._reader, self._writer = await asyncio.open_connection(host, port, limit=1 << 24)
-            except OSError as exc:
+                self._reader, self._writer = await asyncio.open_connection(host, port, limit=1 << 24, ssl=self.tls)
+            except OSError as exc:  # ssl.SSLError included
                 raise ConnectionLost(f"cannot connect to {self.name}: {exc}") from exc
+            if self._auth is not None:
+                await self._authenticate(self._reader, self._writer, self._auth)
         return self._reader, self._writer
+
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, option: bytes) -> None:
+        # The server reads binary packets and text lines on one connection, so the secret goes as OPTION_REQ.
+        writer.write(encode_request(PacketType.OPTION_REQ, option))
+        try:
+            header = await reader.readexactly(HEADER_SIZE)
+            body = await reader.readexactly(int.from_bytes(header[8:12], "big"))
+        except asyncio.IncompleteReadError as exc:
+            await self.close()
+            raise ConnectionLost(f"{self.name} closed the connection while checking the secret") from exc
+        ptype = int.from_bytes(header[4:8], "big")
+        if header[:4] != RES or ptype not in (PacketType.OPTION_RES, PacketType.ERROR):
+            await self.close()
+            raise ConnectionLost(f"{self.name}: unexpected answer to the secret: {header!r}")
+        if ptype == PacketType.ERROR:
+            args = [arg.decode("utf-8", "replace") for arg in split_args(ptype, body) or ()]
+            error = server_error(args[0] if args else "", args[1] if len(args) > 1 else "")
+            if not isinstance(error, UnknownOption):  # UNKNOWN_OPTION: no access control there, nothing to do
+                await self.close()
+                raise error

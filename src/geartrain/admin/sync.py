@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ssl import SSLContext
+
 from geartrain.admin.client import AdminClient
 from geartrain.admin.records import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
 from geartrain.client.loopthread import LoopThread
@@ -11,9 +13,16 @@ from geartrain.client.transport import ServerSpec
 class SyncAdminClient:
     """Same commands as :class:`~geartrain.admin.client.AdminClient`, without ``await``."""
 
-    def __init__(self, server: ServerSpec = "localhost:4730", *, timeout: float | None = 10.0) -> None:
+    def __init__(
+        self,
+        server: ServerSpec = "localhost:4730",
+        *,
+        timeout: float | None = 10.0,
+        tls: SSLContext | None = None,
+        secret: str | None = None,
+    ) -> None:
         self._thread = LoopThread("geartrain-admin")
-        self.admin = AdminClient(server, timeout=timeout)
+        self.admin = AdminClient(server, timeout=timeout, tls=tls, secret=secret)
 
     def __enter__(self) -> SyncAdminClient:
         return self

@@ -15,6 +15,7 @@ from typing import Any
 
 from geartrain.admin import AdminClient, FunctionStatus
 from geartrain.cli.common import servers_from
+from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
 from geartrain.cli.tables import table
 from geartrain.client.loopthread import new_event_loop
 from geartrain.errors import AdminError, ConnectionLost, GearmanError, GearmanTimeout
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document: a list, one entry per server")
     parser.add_argument("-t", "--timeout", type=float, default=10.0, metavar="SECONDS", help="per command (10)")
+    add_client_security_arguments(parser)
     # --json is also accepted after the command (`geartrain admin status --json`); SUPPRESS keeps a subcommand
     # that did not get it from resetting the value given before the command.
     after = argparse.ArgumentParser(add_help=False)
@@ -124,7 +126,7 @@ async def _ask(admin: AdminClient, args: argparse.Namespace) -> Any:
 async def _one(server: str, args: argparse.Namespace) -> tuple[str, Any, str | None, int]:
     """(server, result, error text, exit status) for one server."""
     try:
-        async with AdminClient(server, timeout=args.timeout) as admin:
+        async with AdminClient(server, timeout=args.timeout, tls=args.tls, secret=args.secret) as admin:
             return server, await _ask(admin, args), None, 0
     except Failed as exc:
         return server, exc.result, str(exc), 1
@@ -184,7 +186,12 @@ async def _all(servers: list[str], args: argparse.Namespace) -> list[tuple[str, 
 
 
 def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(list(argv))
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    try:
+        args.tls, args.secret = client_tls_from_args(args), client_secret_from_args(args)
+    except GearmanError as exc:
+        parser.error(str(exc))
     servers = [part for spec in args.server for part in spec.split(",") if part.strip()] if args.server else []
     servers = servers or servers_from(None, None)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any, Protocol
 
 from geartrain.cli.common import EXIT_FAILED, EXIT_OK, EXIT_SERVER, EXIT_TIMEOUT, RawOutput
@@ -47,6 +48,8 @@ class ClientOptions:
     timeout: float | None = None
     connect_timeout: float = 10.0
     prog: str = "gearman"
+    tls: SSLContext | None = None
+    secret: str | None = None
 
 
 class Output(Protocol):
@@ -134,7 +137,13 @@ class _Run:
 async def run_client(options: ClientOptions, workloads: Iterable[bytes], output: Output) -> int:
     """Run every workload (the iterable is consumed lazily, so stdin lines are submitted as they are read) and
     return the exit status: 0, 1 (a job failed), 2 (server unreachable, connection lost, job refused), 3 (-t)."""
-    client = Client(options.servers, exceptions=True, connect_timeout=options.connect_timeout)
+    client = Client(
+        options.servers,
+        exceptions=True,
+        connect_timeout=options.connect_timeout,
+        tls=options.tls,
+        secret=options.secret,
+    )
     run = _Run()
     try:
         for workload in workloads:

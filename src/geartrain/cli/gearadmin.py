@@ -9,10 +9,16 @@ on stderr, listings verbatim.
 
 from __future__ import annotations
 
+import os
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from geartrain.cli.security_args import SECRET_ENV, libgearman_tls_from_environment
+from geartrain.client.transport import auth_option
+from geartrain.errors import GearmanError
 
 PROG = "gearadmin"
 READ_TIMEOUT = 30.0  # seconds without a byte from the server before giving up on a reply
@@ -73,8 +79,10 @@ Differences from libgearman's gearadmin (deliberate):
   --shutdown and --shutdown-graceful are added (geartrain servers implement them; gearmand answers
   "Error: UNKNOWN_COMMAND ..."). A reply is read to its end by its framing (the C tool stops at the first 5 ms
   pause and can print half a listing); 30 s without a byte from the server is an error. A connection problem
-  says which address failed and why. -S/--ssl is refused: there is no TLS here (Debian's C build ignores it
-  and talks in clear). Exit status: 0 whenever the server answered (even ERR, as the C tool), 1 for a usage
+  says which address failed and why. -S/--ssl connects with TLS, configured as libgearman's tools are by
+  GEARMAND_CA_CERTIFICATE, GEARMAN_CLIENT_PEM and GEARMAN_CLIENT_KEY, and checks the server's name (Debian's C
+  build ignores -S and talks in clear). GEARTRAIN_SECRET, when set, is presented to the server's access
+  control before the first command. Exit status: 0 whenever the server answered (even ERR, as the C tool), 1 for a usage
   error or a connection problem.
 """
 
@@ -177,7 +185,7 @@ def _print_reply(reply: bytes) -> None:
 
 
 class _Connection:
-    def __init__(self, host: str, port: str) -> None:
+    def __init__(self, host: str, port: str, tls: ssl.SSLContext | None = None, secret: str | None = None) -> None:
         self.host = host
         self.port = port
         self.buffer = b""
@@ -195,10 +203,37 @@ class _Connection:
                 sock.close()
                 failures.append(exc.strerror or str(exc))
                 continue
-            self.sock = sock
+            try:
+                self.sock = tls.wrap_socket(sock, server_hostname=host) if tls is not None else sock
+                if secret is not None:
+                    self._authenticate(secret)
+            except (OSError, ConnectionError) as exc:
+                sock.close()
+                failures.append(str(exc))
+                continue
             return
         reasons = ", ".join(dict.fromkeys(failures))
         raise ConnectionError(f"cannot connect to {host}:{port}: {reasons}")
+
+    def _authenticate(self, secret: str) -> None:
+        # OPTION_REQ "auth=<secret>" (type 26) as a binary packet; the server reads text lines after it.
+        body = auth_option(secret)
+        self.sock.sendall(b"\0REQ" + (26).to_bytes(4, "big") + len(body).to_bytes(4, "big") + body)
+        header = self._exactly(12)
+        body = self._exactly(int.from_bytes(header[8:12], "big"))
+        if header[4:8] == (19).to_bytes(4, "big") and not body.startswith(b"UNKNOWN_OPTION\0"):  # ERROR
+            raise ConnectionError(
+                "the server refused the secret: " + body.replace(b"\0", b": ").decode(errors="replace")
+            )
+
+    def _exactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
 
     def _line(self) -> bytes:
         while b"\n" not in self.buffer:
@@ -249,13 +284,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not operations:
         sys.stdout.write(f"No option execution operation given.\n\n{options_description()}\n")
         return 1
-    if parsed.has("ssl"):
-        sys.stderr.write("Error: -S/--ssl: SSL connections are not supported by this tool\n")
-        return 1
     host = parsed.values.get("host") or "localhost"
     port = parsed.values.get("port") or "4730"
     try:
-        connection = _Connection(host, port)
+        tls = libgearman_tls_from_environment() if parsed.has("ssl") else None
+    except GearmanError as exc:
+        sys.stderr.write(f"Error: -S/--ssl: {exc}\n")
+        return 1
+    try:
+        connection = _Connection(host, port, tls, os.environ.get(SECRET_ENV) or None)
         try:
             for option, command in operations:
                 line = command.format(parsed.values[option]).encode("utf-8", "surrogateescape")

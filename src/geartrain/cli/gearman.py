@@ -24,8 +24,10 @@ from geartrain.cli.common import (
     servers_from,
     write_pid_file,
 )
+from geartrain.cli.security_args import SECRET_ENV, libgearman_tls_from_environment
 from geartrain.cli.worker_run import WorkerOptions, run_worker
 from geartrain.client.loopthread import new_event_loop
+from geartrain.errors import GearmanError
 from geartrain.protocol.packets import Priority
 
 PROG = "gearman"
@@ -51,7 +53,9 @@ Differences from libgearman's gearman (deliberate):
     (the C worker reports a killed command as a success, and a failed exec runs a second worker loop).
   * -N strips only a newline (the C tool also drops the last byte of a final line without one); lines of any
     length are one job each (the C tool splits lines at 8191 bytes); NUL bytes are kept.
-  * -S is refused: these tools have no TLS (Debian's C build ignores -S and talks in clear).
+  * -S connects with TLS, configured like libgearman's tools by GEARMAND_CA_CERTIFICATE, GEARMAN_CLIENT_PEM and
+    GEARMAN_CLIENT_KEY; the server's name is checked too (Debian's C build ignores -S and talks in clear).
+    GEARTRAIN_SECRET, when set, is presented to the server's access control.
   * -p, -c and -t must be numbers (the C tool reads "abc" as 0). --help and --retry-for are added.
     An empty GEARMAN_SERVER is ignored (the C tool then uses localhost:4730 whatever -h and -p say).
 """
@@ -291,6 +295,12 @@ def _run(args: Arguments) -> int:
     if problem:
         sys.stderr.write(f"{PROG}: {problem}\n")
         return EXIT_FAILED
+    try:
+        tls = libgearman_tls_from_environment() if args.ssl else None
+    except GearmanError as exc:
+        sys.stderr.write(f"{PROG}: -S: {exc}\n")
+        return EXIT_FAILED
+    secret = os.environ.get(SECRET_ENV) or None
     timeout = args.timeout_ms / 1000 if args.timeout_ms >= 0 else None
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         if args.worker:
@@ -308,6 +318,8 @@ def _run(args: Arguments) -> int:
                             idle_timeout=timeout,
                             retry_for=args.retry_for,
                             prog=PROG,
+                            tls=tls,
+                            secret=secret,
                         )
                     )
                 )
@@ -324,6 +336,8 @@ def _run(args: Arguments) -> int:
                 timeout=timeout,
                 connect_timeout=timeout if timeout else 10.0,
                 prog=PROG,
+                tls=tls,
+                secret=secret,
             )
             output = TextOutput(PROG, prefix=args.prefix, verbose=args.verbose)
             return runner.run(run_client(options, _workloads(args), output))
@@ -344,9 +358,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream.write(usage_text(args, name))
         stream.flush()
         return EXIT_OK if args.usage else EXIT_FAILED
-    if args.ssl:
-        sys.stderr.write(f"{PROG}: -S: SSL connections are not supported by this tool\n")
-        return EXIT_FAILED
     if args.daemon:
         daemonize()
     if args.pid_file:

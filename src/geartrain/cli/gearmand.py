@@ -86,8 +86,8 @@ def run(argv: Sequence[str], prog: str, *, gearmand_defaults: bool) -> int:
         print("Option -v has been deprecated, please use --verbose", file=sys.stderr)
     if args.daemon:
         daemonize()
-    config = config_from_args(args, gearmand_defaults=gearmand_defaults)  # after fork: getpid is ours
     try:
+        config = config_from_args(args, gearmand_defaults=gearmand_defaults)  # after fork: getpid is ours
         store = store_from_args(args, gearmand_defaults=gearmand_defaults)
     except GearmanError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from geartrain import __version__
 from geartrain.cli.limit_args import add_limit_arguments, limits_from_args
+from geartrain.cli.security_args import add_server_security_arguments, security_from_args
 from geartrain.cli.store_args import add_store_arguments
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.server.config import DEFAULT_PORT, KeepaliveConfig, ServerConfig
@@ -147,6 +148,7 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
 
     add_store_arguments(parser, gearmand_defaults=gearmand_defaults)
     add_limit_arguments(parser, _byte_size)
+    add_server_security_arguments(parser)
 
     proc = parser.add_argument_group("process")
     proc.add_argument("-l", "--log-file", default="stderr", help="log destination: a file path, 'stderr', or 'none'")
@@ -219,7 +221,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
 
 
 def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> ServerConfig:
-    """Validate the flags and build the frozen configuration."""
+    """Validate the flags and build the frozen configuration (:class:`GearmanError` for bad security flags)."""
     hosts = tuple(args.listen) if args.listen else (("",) if gearmand_defaults else ("127.0.0.1",))
     prefix = args.job_handle_prefix
     handle_prefix = prefix.encode() if prefix else b"H:" + socket.gethostname().encode()
@@ -252,6 +254,7 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         use_uvloop=not args.no_uvloop,
         http_port=args.http_port,
         http_hosts=tuple(args.http_listen) if args.http_listen else ("127.0.0.1",),
+        security=security_from_args(args),
     )
 
 

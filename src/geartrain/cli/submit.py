@@ -15,6 +15,7 @@ from typing import Any
 
 from geartrain.cli.client_run import ClientOptions, TextOutput, run_client
 from geartrain.cli.common import invalid_servers, log_to_stderr, servers_from
+from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
 from geartrain.client import Job
 from geartrain.client.events import (
     JobEvent,
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prefix", action="store_true", help='prefix every output with "FUNCTION: "')
     parser.add_argument("-v", "--verbose", action="store_true", help='print "Task created: HANDLE" for each job')
     parser.add_argument("--json", action="store_true", help="print one JSON object per job")
+    add_client_security_arguments(parser)
     return parser
 
 
@@ -135,6 +137,10 @@ def main(argv: Sequence[str]) -> int:
     problem = invalid_servers(servers)
     if problem:
         parser.error(problem)
+    try:
+        tls, secret = client_tls_from_args(args), client_secret_from_args(args)
+    except GearmanError as exc:
+        parser.error(str(exc))
     workloads: Iterator[bytes]
     if args.data:
         workloads = iter([arg.encode("utf-8", "surrogateescape") for arg in args.data])
@@ -153,6 +159,8 @@ def main(argv: Sequence[str]) -> int:
         timeout=args.timeout,
         connect_timeout=args.timeout if args.timeout else 10.0,
         prog=PROG,
+        tls=tls,
+        secret=secret,
     )
     output = JsonOutput() if args.json else TextOutput(PROG, prefix=args.prefix, verbose=args.verbose)
     undo = log_to_stderr(PROG, logging.CRITICAL)

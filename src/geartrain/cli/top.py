@@ -19,8 +19,10 @@ from collections.abc import Iterator, Sequence
 from geartrain.admin import AdminClient
 from geartrain.admin.monitor import ServerSnapshot, function_rows, take_snapshots
 from geartrain.cli.common import servers_from
+from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
 from geartrain.cli.tables import table
 from geartrain.client.loopthread import new_event_loop
+from geartrain.errors import GearmanError
 
 PROG = "geartrain top"
 
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-workers", action="store_true", help="leave out the list of worker connections")
     parser.add_argument("-t", "--timeout", type=float, default=5.0, metavar="SECONDS", help="per server (5)")
+    add_client_security_arguments(parser)
     return parser
 
 
@@ -141,7 +144,7 @@ async def _run(servers: list[str], args: argparse.Namespace, iterations: int) ->
     quit_pressed = asyncio.Event()
     previous: dict[str, ServerSnapshot] = {}
     status = 0
-    admins = [AdminClient(server, timeout=args.timeout) for server in servers]
+    admins = [AdminClient(server, timeout=args.timeout, tls=args.tls, secret=args.secret) for server in servers]
     with _keys() as key_fd:
         loop = asyncio.get_running_loop()
         if key_fd is not None and live:
@@ -198,6 +201,10 @@ def main(argv: Sequence[str]) -> int:
     if args.delay <= 0:
         parser.error("--delay must be more than 0")
     iterations = 1 if args.once else max(0, args.iterations)
+    try:
+        args.tls, args.secret = client_tls_from_args(args), client_secret_from_args(args)
+    except GearmanError as exc:
+        parser.error(str(exc))
     servers = [part.strip() for spec in args.server for part in spec.split(",") if part.strip()] if args.server else []
     servers = servers or servers_from(None, None)
     try:

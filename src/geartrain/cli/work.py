@@ -11,8 +11,10 @@ import logging
 from collections.abc import Sequence
 
 from geartrain.cli.common import invalid_servers, log_to_stderr, servers_from
+from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
 from geartrain.cli.worker_run import WorkerOptions, run_worker
 from geartrain.client.loopthread import new_event_loop
+from geartrain.errors import GearmanError
 
 PROG = "geartrain work"
 
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM/SIGINT, finish the running jobs before exiting (a second signal exits at once); "
         "for process managers such as geartrain manager",
     )
+    add_client_security_arguments(parser)
     return parser
 
 
@@ -83,6 +86,10 @@ def main(argv: Sequence[str]) -> int:
     problem = invalid_servers(servers)
     if problem:
         parser.error(problem)
+    try:
+        tls, secret = client_tls_from_args(args), client_secret_from_args(args)
+    except GearmanError as exc:
+        parser.error(str(exc))
     options = WorkerOptions(
         servers=servers,
         functions=args.functions,
@@ -96,6 +103,8 @@ def main(argv: Sequence[str]) -> int:
         client_id=args.client_id,
         prog=PROG,
         drain_on_signal=args.drain,
+        tls=tls,
+        secret=secret,
     )
     undo = log_to_stderr(PROG, logging.WARNING)
     try:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import dataclass, field
+from ssl import SSLContext
 
 from geartrain.cli.common import EXIT_OK, EXIT_SERVER, EXIT_TIMEOUT, RawOutput
 from geartrain.errors import JobFailed
@@ -39,12 +40,20 @@ class WorkerOptions:
     client_id: str | None = None
     prog: str = "gearman"
     drain_on_signal: bool = False  # TERM/INT: finish the running jobs first (a second signal stops at once)
+    tls: SSLContext | None = None
+    secret: str | None = None
 
 
 class _CommandWorker:
     def __init__(self, options: WorkerOptions) -> None:
         self.options = options
-        self.worker = Worker(options.servers, concurrency=options.concurrency, client_id=options.client_id)
+        self.worker = Worker(
+            options.servers,
+            concurrency=options.concurrency,
+            client_id=options.client_id,
+            tls=options.tls,
+            secret=options.secret,
+        )
         for name in options.functions:
             self.worker.register(name, self.handle, executor="async")
         self.stdout = RawOutput(1, options.prog)

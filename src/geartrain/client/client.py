@@ -15,12 +15,21 @@ import zlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
+from ssl import SSLContext
 
 from geartrain.client.connection import ClientConnection
 from geartrain.client.events import JobStatus, UniqueStatus, to_int
 from geartrain.client.job import EventCallback, Job, Payload, new_job, to_bytes
-from geartrain.client.transport import Address, Backoff, ServerSpec, format_address, open_connection, parse_servers
-from geartrain.errors import ConnectionLost, GearmanTimeout, NoServersAvailable
+from geartrain.client.transport import (
+    Address,
+    Backoff,
+    ServerSpec,
+    auth_option,
+    format_address,
+    open_connection,
+    parse_servers,
+)
+from geartrain.errors import ConnectionLost, GearmanTimeout, NoServersAvailable, PermissionDenied
 from geartrain.protocol.codec import encode_request
 from geartrain.protocol.packets import PacketType, Priority
 
@@ -55,6 +64,9 @@ class Client:
     connection asks the server for WORK_EXCEPTION packets (OPTION_REQ ``exceptions``), so a worker's exception
     reaches :meth:`Job.result` as :class:`~geartrain.errors.JobException` rather than a bare
     :class:`~geartrain.errors.JobFailed`. Use as ``async with Client([...]) as client:`` or call :meth:`close`.
+
+    ``tls`` (an :class:`ssl.SSLContext`, e.g. from :func:`geartrain.security.tls.client_context`) connects over
+    TLS; ``secret`` is presented to the server's access control on every connection (docs/security.md).
     """
 
     def __init__(
@@ -66,7 +78,11 @@ class Client:
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 10.0,
+        tls: SSLContext | None = None,
+        secret: str | None = None,
     ) -> None:
+        self._auth = auth_option(secret) if secret is not None else None
+        self.tls = tls
         addresses = parse_servers(servers if isinstance(servers, str | tuple) else list(servers))
         self._servers = [_Server(address, Backoff(backoff_initial, backoff_max)) for address in addresses]
         self.client_id = client_id
@@ -202,6 +218,8 @@ class Client:
             if job.handle is None and error is not None:
                 if not isinstance(error, ConnectionLost) or self._closed:
                     raise error  # refused by the server (an ERROR packet), or the client was closed
+                if isinstance(error.__cause__, PermissionDenied):
+                    raise error.__cause__  # the server refused our secret: another server would too
                 # The server went away before acknowledging the job: nothing was created there, try the next one.
                 tried.append(f"{server.name} (lost before JOB_CREATED)")
                 job._rearm()
@@ -243,7 +261,7 @@ class Client:
     async def _open(self, server: _Server) -> ClientConnection:
         try:
             connection = await open_connection(
-                lambda: ClientConnection(server.address), server.address, self.connect_timeout
+                lambda: ClientConnection(server.address), server.address, self.connect_timeout, self.tls
             )
         except ConnectionLost:
             delay = server.backoff.next_delay()
@@ -256,6 +274,8 @@ class Client:
         server.backoff.reset()
         server.connection = connection
         connection.closed.add_done_callback(lambda _: self._on_lost(server, connection))
+        if self._auth is not None:  # first, so that everything after it is judged with this identity
+            connection.authenticate(self._auth)
         if self.client_id is not None:
             connection.send(encode_request(P.SET_CLIENT_ID, self.client_id.encode()))
         if self.exceptions:

@@ -16,7 +16,7 @@ from typing import ClassVar, Protocol
 from geartrain.client.events import WorkComplete, WorkData, WorkException, WorkFail, WorkStatus, WorkWarning, to_int
 from geartrain.client.job import Job
 from geartrain.client.transport import Address, PacketConnection
-from geartrain.errors import ConnectionLost, PeerProtocolError, server_error
+from geartrain.errors import ConnectionLost, PeerProtocolError, PermissionDenied, UnknownOption, server_error
 from geartrain.protocol.codec import encode_request
 from geartrain.protocol.packets import PacketType
 
@@ -107,6 +107,22 @@ class ClientConnection(PacketConnection):
         job._connection = self
         self.send(job.packet)
         self._pending.append(job)
+
+    def authenticate(self, option: bytes) -> None:
+        """Present a secret (``OPTION_REQ auth=...``, from :func:`~geartrain.client.transport.auth_option`); not
+        awaited, since replies keep request order. A refusal becomes the reason this connection is lost."""
+        self.request(P.OPTION_REQ, P.OPTION_RES, option).add_done_callback(self._auth_answered)
+
+    def _auth_answered(self, answer: asyncio.Future[tuple[bytes, ...]]) -> None:
+        error = None if answer.cancelled() else answer.exception()
+        if isinstance(error, UnknownOption):
+            log.debug("%s: the server has no access control; the secret was not needed", self.name)
+        elif isinstance(error, PermissionDenied):
+            # The server closes the connection after this; whatever waits on it should learn why.
+            log.error("%s: the server refused our secret", self.name)
+            self.lost_reason = error
+        elif error is not None:
+            log.warning("%s: presenting the secret failed: %s", self.name, error)
 
     def request(self, ptype: int, expect: int, *args: bytes) -> asyncio.Future[tuple[bytes, ...]]:
         """Send a request and return a future for the arguments of its reply (``expect``)."""

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import socket
+import ssl
 from collections.abc import Callable
 from typing import ClassVar, cast
 
@@ -83,6 +84,14 @@ class Backoff:
 
     def reset(self) -> None:
         self._failures = 0
+
+
+def auth_option(secret: str) -> bytes:
+    """The OPTION_REQ argument that presents ``secret`` to a server's access control (docs/security.md)."""
+    raw = secret.encode()
+    if not raw or b"\0" in raw:
+        raise ValueError("a secret must be a non-empty string without NUL characters")
+    return b"auth=" + raw
 
 
 def _tune_socket(transport: asyncio.BaseTransport) -> None:
@@ -227,15 +236,19 @@ class PacketConnection(asyncio.Protocol):
 
 
 async def open_connection(
-    factory: Callable[[], PacketConnection], address: Address, timeout: float | None
+    factory: Callable[[], PacketConnection],
+    address: Address,
+    timeout: float | None,
+    tls: ssl.SSLContext | None = None,
 ) -> PacketConnection:
-    """Connect ``factory()``'s protocol to ``address``; OSError and timeouts become :class:`ConnectionLost`."""
+    """Connect ``factory()``'s protocol to ``address`` (over TLS with ``tls``, the handshake within ``timeout``);
+    OSError, TLS errors and timeouts become :class:`ConnectionLost`."""
     loop = asyncio.get_running_loop()
     host, port = address
     try:
         async with asyncio.timeout(timeout):
-            _, protocol = await loop.create_connection(factory, host, port)
-    except (OSError, TimeoutError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            _, protocol = await loop.create_connection(factory, host, port, ssl=tls)
+    except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         raise ConnectionLost(f"cannot connect to {format_address(address)}: {reason}") from exc
     return protocol

@@ -12,8 +12,9 @@ from typing import Any
 
 from geartrain.admin import SyncAdminClient
 from geartrain.client import SyncClient
-from geartrain.compat._client import server_list, unlist
+from geartrain.compat._client import unlist
 from geartrain.compat._errors import InvalidAdminClientState, ProtocolError, ServerUnavailable
+from geartrain.compat._hosts import server_list, server_tls
 from geartrain.errors import AdminError, ConnectionLost, GearmanTimeout, NoServersAvailable
 
 ECHO_STRING = "ping? pong!"
@@ -40,13 +41,14 @@ class GearmanAdminClient:
         self.host_list = list(host_list or [])
         self.poll_timeout = poll_timeout
         self.current_connection = unlist(server_list(self.host_list))
+        self._tls = server_tls(self.host_list)
         self._admin: SyncAdminClient | None = None
 
     def _command(self, line: str) -> list[bytes]:
         if self.current_connection is None:
             raise ServerUnavailable(f"Found no valid connections in list: {self.host_list!r}")
         if self._admin is None:
-            self._admin = SyncAdminClient(self.current_connection, timeout=self.poll_timeout)
+            self._admin = SyncAdminClient(self.current_connection, timeout=self.poll_timeout, tls=self._tls)
         try:
             return self._admin.command(line)
         except GearmanTimeout:
@@ -80,7 +82,7 @@ class GearmanAdminClient:
         if self.current_connection is None:
             raise ServerUnavailable(f"Found no valid connections in list: {self.host_list!r}")
         start = time.time()
-        with SyncClient(self.current_connection, exceptions=False) as client:
+        with SyncClient(self.current_connection, exceptions=False, tls=self._tls) as client:
             try:
                 answer = client.echo(ECHO_STRING, timeout=self.poll_timeout)
             except GearmanTimeout:

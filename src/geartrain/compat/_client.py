@@ -42,6 +42,7 @@ from geartrain.compat._errors import (
     InvalidClientState,
     ServerUnavailable,
 )
+from geartrain.compat._hosts import server_list, server_tls
 from geartrain.compat._jobs import (
     DataEncoder,
     GearmanConnection,
@@ -57,16 +58,6 @@ log = logging.getLogger("gearman.client")
 
 RANDOM_UNIQUE_BYTES = 16
 _PRIORITIES = {PRIORITY_HIGH: Priority.HIGH, PRIORITY_LOW: Priority.LOW, PRIORITY_NONE: Priority.NORMAL}
-
-
-def server_list(host_list: Sequence[Any] | None) -> list[str | tuple[str, int]]:
-    """python-gearman's host list: ``"host:port"`` / ``"host"`` strings or ``(host, port)`` tuples."""
-    servers: list[str | tuple[str, int]] = []
-    for element in host_list or []:
-        if isinstance(element, dict):
-            raise GearmanError("SSL connections are not supported by geartrain")
-        servers.append(element if isinstance(element, str) else (str(element[0]), int(element[1])))
-    return servers
 
 
 def _check_many(items: object, what: str) -> None:
@@ -92,6 +83,7 @@ class GearmanClient:
     def __init__(self, host_list: Sequence[Any] | None = None, random_unique_bytes: int = RANDOM_UNIQUE_BYTES) -> None:
         self.host_list = list(host_list or [])
         self._servers = server_list(self.host_list)
+        self._tls = server_tls(self.host_list)
         self.random_unique_bytes = random_unique_bytes
         self._thread: LoopThread | None = None
         self._client: Client | None = None
@@ -108,7 +100,7 @@ class GearmanClient:
             raise ServerUnavailable(f"Found no valid connections: {self.host_list!r}")
         if self._thread is None or self._client is None:
             self._thread = LoopThread("geartrain-compat-client")
-            self._client = Client(self._servers, exceptions=True)
+            self._client = Client(self._servers, exceptions=True, tls=self._tls)
         return self._thread, self._client
 
     def _run(self, coro: Any) -> Any:

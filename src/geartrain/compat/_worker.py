@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Any
 
 from geartrain.client.loopthread import new_event_loop
-from geartrain.compat._client import server_list
 from geartrain.compat._errors import InvalidWorkerState, ServerUnavailable
+from geartrain.compat._hosts import server_list, server_tls
 from geartrain.compat._jobs import DataEncoder, GearmanJob, NoopEncoder, encode_payload
 from geartrain.errors import JobException, JobFailed
 from geartrain.worker import ThreadJob, Worker
@@ -48,6 +48,7 @@ class GearmanWorker:
     def __init__(self, host_list: Sequence[Any] | None = None) -> None:
         self.host_list = list(host_list or [])
         self._servers = server_list(self.host_list)
+        self._tls = server_tls(self.host_list)
         self.worker_abilities: dict[str, Callable[[GearmanWorker, GearmanJob], Any]] = {}
         self.worker_client_id: str | None = None
         self._worker: Worker | None = None
@@ -87,7 +88,7 @@ class GearmanWorker:
         if not self._servers:
             raise ServerUnavailable(f"Found no valid connections in list: {self.host_list!r}")
         loop = new_event_loop()
-        worker = Worker(self._servers, client_id=self.worker_client_id, exceptions=True, threads=1)
+        worker = Worker(self._servers, client_id=self.worker_client_id, exceptions=True, threads=1, tls=self._tls)
         for task in self.worker_abilities:
             worker.register(task, self._run_job, executor="thread")
         with self._lock:

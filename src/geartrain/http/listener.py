@@ -32,6 +32,7 @@ class HttpConnection(asyncio.Protocol):
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.peer_address = "?"
+        self.identity: tuple[str, ...] = ()  # what the access policy knows this request as (set per request)
         self._buffer = bytearray()
         self._busy = False  # a response is in progress; later requests wait in the buffer
         self._keep_alive = False
@@ -49,6 +50,11 @@ class HttpConnection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # responses are written whole
         self.listener.connections.add(self)
+
+    @property
+    def ssl_object(self) -> object:
+        """The TLS session (for the client certificate), or ``None`` on plain HTTP."""
+        return self.transport.get_extra_info("ssl_object") if self.transport is not None else None
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -178,14 +184,22 @@ class HttpListener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        tls_context = self.server.tls_context
+        tls = self.server.config.security.tls
+        handshake_timeout = tls.handshake_timeout if tls is not None and tls_context is not None else None
         for host in self.hosts:
             server = await loop.create_server(
-                lambda: HttpConnection(self), host=host or None, port=self.port_wanted, reuse_address=True
+                lambda: HttpConnection(self),
+                host=host or None,
+                port=self.port_wanted,
+                reuse_address=True,
+                ssl=tls_context,  # --ssl serves HTTPS here too, with the same certificate
+                ssl_handshake_timeout=handshake_timeout,
             )
             self._servers.append(server)
             self.addresses.extend(sock.getsockname()[:2] for sock in server.sockets)
         for address in self.addresses:
-            log.info("HTTP listening on %s", address)
+            log.info("HTTP%s listening on %s", "S" if tls_context is not None else "", address)
         self.router.start()
 
     @property

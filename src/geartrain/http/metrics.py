@@ -48,6 +48,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "geartrain_store_up": ("gauge", "1 while the persistent store accepts writes, 0 during an outage"),
     "geartrain_store_commits_total": ("counter", "Store transactions committed"),
     "geartrain_store_commit_seconds": ("histogram", "Time from starting a store transaction to its result"),
+    "geartrain_access_denied_total": ("counter", "Requests the access policy refused, by action"),
 }
 
 
@@ -135,4 +136,7 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
         out.add("geartrain_store_up", 1 if persistence.up else 0)
         out.add("geartrain_store_commits_total", persistence.commits)
         out.histogram("geartrain_store_commit_seconds", persistence.commit_latency)
+    if server.access.active:  # docs/security.md
+        for action in ("submit", "work", "admin_read", "admin_write", "auth"):
+            out.add("geartrain_access_denied_total", server.access.denials[action], labels(action=action))
     return out.render()

@@ -19,6 +19,7 @@ from geartrain.http.api import Api, ready, server_view
 from geartrain.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from geartrain.http.metrics import render_metrics
 from geartrain.http.submit import submit_job
+from geartrain.security.http_access import http_verdict
 from geartrain.server.core.snapshot import functions_view, workers_view
 
 if TYPE_CHECKING:
@@ -63,6 +64,13 @@ class Router:
         path = request.path
         method = request.method
         head = method == "HEAD"
+        authorization = request.header("authorization")
+        access = self.server.access
+        verdict = http_verdict(access, method, path, authorization, connection.ssl_object, connection.peer_address)
+        if verdict.status:  # refused by the access policy (docs/security.md)
+            connection.respond(verdict.status, (verdict.reason + "\n").encode(), head_only=head)
+            return
+        connection.identity = verdict.identity  # an HTTP submission's engine peer acts as this identity
         if path == "/healthz":
             connection.respond(200, b"ok\n", head_only=head)
         elif path == "/readyz":

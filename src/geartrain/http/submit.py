@@ -71,6 +71,7 @@ class HttpClientPeer:
         self.background = background
         self.decoder = Decoder(accept=RES, admin=False, max_packet_size=server.config.max_packet_size)
         self.peer = server.engine.connect(-1, f"http:{connection.peer_address}")
+        self.peer.identity = connection.identity  # the access policy judges the submit as the HTTP request's
         self.peer.exceptions = True  # the response carries the exception's data
         self.handle = ""
         self.streaming = False

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from geartrain.cli.security_args import SECRET_ENV, libgearman_tls_from_environment, ssl_from_environment
 from geartrain.client.loopthread import new_event_loop
 from geartrain.worker import Worker
 
@@ -46,7 +47,15 @@ class ChildWorker:
 
     def __init__(self, options: argparse.Namespace, fn: Callable[..., Any]) -> None:
         self.options = options
-        self.worker = Worker(options.server, concurrency=options.concurrency, client_id=options.client_id)
+        # TLS and the secret come from the environment (the group's `env`, or the manager's own), as for `gearman -S`.
+        tls = libgearman_tls_from_environment() if ssl_from_environment() else None
+        self.worker = Worker(
+            options.server,
+            concurrency=options.concurrency,
+            client_id=options.client_id,
+            tls=tls,
+            secret=os.environ.get(SECRET_ENV) or None,
+        )
         self.started = 0
         self.reason = "stopped"
         self._loop: asyncio.AbstractEventLoop | None = None

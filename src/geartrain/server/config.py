@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
+from geartrain.security.settings import SecurityConfig
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.gc_policy import GcSettings
 
@@ -67,3 +68,4 @@ class ServerConfig:
     # The HTTP listener (job submission, JSON API, /metrics, dashboard): off unless a port is given.
     http_port: int | None = None
     http_hosts: tuple[str, ...] = ("127.0.0.1",)
+    security: SecurityConfig = field(default_factory=SecurityConfig)

@@ -50,6 +50,7 @@ class GearmanConnection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             self._server.tune_socket(sock)
         peer = self._peer = self._server.engine.connect(fd, address)
+        self._server.access.connected(peer, transport)  # TLS certificate names become the peer's identity
         self._server.connections[peer.id] = self
 
     def data_received(self, data: bytes) -> None:

@@ -8,11 +8,14 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from geartrain.security.guard import AccessGuard
+from geartrain.security.tls import server_context
 from geartrain.server.config import ServerConfig
 from geartrain.server.connection import GearmanConnection
 from geartrain.server.core.admin import AdminCommands
@@ -50,6 +53,8 @@ class GearmanServer:
         self.persistence = Persistence(store, self.engine, self.after_input) if store is not None else None
         self.admin = AdminCommands(self.engine, time.time)
         self.guard = ConnectionGuard(config.limits)
+        security = config.security
+        self.access = AccessGuard(self.engine, self.admin, security.acl, allow_remote_admin=security.allow_remote_admin)
         self.connections: dict[int, GearmanConnection] = {}
         self.sockets: list[socket.socket] = []
         self.addresses: list[tuple[str, int]] = []
@@ -64,6 +69,7 @@ class GearmanServer:
         self.http: HttpListener | None = None
         self._drain_deadline: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.tls_context: ssl.SSLContext | None = None  # set by start() when serving TLS
 
     # ------------------------------------------------------------------ life cycle
 
@@ -73,6 +79,11 @@ class GearmanServer:
         self._stopped = asyncio.Event()
         if self.persistence is not None:
             self.persistence.replay(keep=not self.store_on_shutdown)  # the queue is back before the port opens
+        tls = self.config.security.tls
+        # The handshake runs on the loop like any other I/O; its timeout closes connections that never finish it.
+        context = self.config.security.tls_context or (server_context(tls) if tls is not None else None)
+        self.tls_context = context  # the HTTP listener serves HTTPS with it
+        handshake_timeout = tls.handshake_timeout if tls is not None else None
         for host in self.config.hosts:
             server = await self._loop.create_server(
                 lambda: GearmanConnection(self),
@@ -80,12 +91,16 @@ class GearmanServer:
                 port=self.config.port,
                 backlog=self.config.backlog,
                 reuse_address=True,
+                ssl=context,
+                ssl_handshake_timeout=handshake_timeout,
             )
             self._servers.append(server)
             self.sockets.extend(server.sockets)
         self.addresses = [sock.getsockname()[:2] for sock in self.sockets]
         for address in self.addresses:
-            log.info("listening on %s", address)
+            log.info("listening on %s%s", address, " (TLS)" if tls else "")
+        if self.config.security.acl is not None:
+            log.info("access control: %s", self.config.security.acl_file or "policy given")
         if self.config.http_port is not None:
             from geartrain.http.listener import HttpListener  # only servers that ask for HTTP load it
 

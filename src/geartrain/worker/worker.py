@@ -17,9 +17,10 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
+from ssl import SSLContext
 from typing import Any, Literal
 
-from geartrain.client.transport import Backoff, ServerSpec, format_address, open_connection, parse_servers
+from geartrain.client.transport import Backoff, ServerSpec, auth_option, format_address, open_connection, parse_servers
 from geartrain.errors import ConnectionLost, JobException, JobFailed
 from geartrain.protocol.codec import encode_request
 from geartrain.protocol.packets import PacketType
@@ -73,7 +74,8 @@ class Worker:
     ``concurrency`` is how many jobs run at once. ``async def`` functions run on the event loop; plain functions
     run in a thread pool (``threads`` threads, default ``concurrency``), in a process pool if registered with
     ``executor="process"`` (``processes`` processes; functions and results must be picklable), or directly on the
-    loop with ``executor="inline"`` (only for functions that return at once).
+    loop with ``executor="inline"`` (only for functions that return at once). ``tls`` and ``secret``: as for
+    :class:`~geartrain.client.client.Client` (a refused CAN_DO is logged with the server's reason).
 
     A function that raises never stops the worker: the job fails with WORK_FAIL, or with WORK_EXCEPTION carrying
     ``"ExceptionType: message"`` when ``exceptions`` is set (raising :class:`~geartrain.errors.JobException`
@@ -94,9 +96,13 @@ class Worker:
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 10.0,
+        tls: SSLContext | None = None,
+        secret: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        self.tls = tls  # connect over TLS with this context
+        self._auth = auth_option(secret) if secret is not None else None  # presented first on each connection
         self._addresses = parse_servers(servers if isinstance(servers, str | tuple) else list(servers))
         self.client_id = client_id
         self.concurrency = concurrency
@@ -214,7 +220,7 @@ class Worker:
         while not self._stopping:
             try:
                 connection = await open_connection(
-                    lambda: WorkerConnection(address, self), address, self.connect_timeout
+                    lambda: WorkerConnection(address, self), address, self.connect_timeout, self.tls
                 )
             except ConnectionLost as exc:
                 delay = backoff.next_delay()
@@ -239,6 +245,8 @@ class Worker:
             connection.close()
             return
         self._connections.add(connection)
+        if self._auth is not None:  # before CAN_DO: the server judges them with the secret's identity
+            connection.send(encode_request(P.OPTION_REQ, self._auth))
         if self.client_id is not None:
             connection.send(encode_request(P.SET_CLIENT_ID, self.client_id.encode()))
         # The server serves the most recently registered function first: announce them in reverse, so that the

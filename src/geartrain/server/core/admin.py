@@ -48,6 +48,8 @@ class AdminCommands:
     def __init__(self, engine: Engine, clock: Callable[[], float] | None = None) -> None:
         self.engine = engine
         self.clock = clock  # for job ages in `show jobs json`; the transport passes time.time in
+        #: Access control: called with each parsed command; a reply it returns is sent instead of running it.
+        self.guard: Callable[[Peer, AdminCommand], bytes | None] | None = None
         self._commands: dict[str, Callable[[Peer, AdminCommand], bytes]] = {
             "status": self._status,
             "prioritystatus": self._prioritystatus,
@@ -79,6 +81,9 @@ class AdminCommands:
             return
         if isinstance(parsed, bytes):
             self.engine.reply(peer, parsed)
+            return
+        if self.guard is not None and (refusal := self.guard(peer, parsed)) is not None:
+            self.engine.reply(peer, refusal)
             return
         self.engine.reply(peer, self._commands[parsed.name](peer, parsed))
 

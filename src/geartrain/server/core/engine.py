@@ -7,6 +7,7 @@ those peers in ``dirty`` for the transport to flush. It never touches a socket, 
 """
 
 import heapq
+from collections.abc import Callable
 
 from geartrain.errors import ProtocolError
 from geartrain.protocol.packets import PacketType
@@ -29,6 +30,7 @@ class Engine(WorkerRules, ClientRules):
         self.inline_submits = inline_submits
         self._next_peer_id = 1
         self._handlers: dict[int, Handler] = self._build_dispatch()
+        self._wrappers: dict[int, list[Callable[[Handler], Handler]]] = {}  # see wrap_handler
         # The same dispatch as a list indexed by packet type (every type the decoder lets through has an entry),
         # for the transport's per-packet loop.
         self.handlers: list[Handler] = [self._handlers.get(ptype, self._not_expected) for ptype in range(max(P) + 1)]
@@ -70,7 +72,10 @@ class Engine(WorkerRules, ClientRules):
         # The inline submit handlers skip that check: from now on every submit takes the general path.
         self.inline_submits = False
         for ptype, (priority, background) in SUBMIT_KINDS.items():
-            self._handlers[ptype] = self.handlers[ptype] = self._submit_handler(ptype, priority, background)
+            handler = self._submit_handler(ptype, priority, background)
+            for wrap in self._wrappers.get(ptype, ()):  # access control keeps guarding the new handlers
+                handler = wrap(handler)
+            self._handlers[ptype] = self.handlers[ptype] = handler
 
     @property
     def running_count(self) -> int:
@@ -91,6 +96,12 @@ class Engine(WorkerRules, ClientRules):
         self._send(peer, replies.error_packet(error.code, error.text))
         if error.fatal:
             peer.close_after_flush = True
+
+    def wrap_handler(self, ptype: int, wrap: Callable[[Handler], Handler]) -> None:
+        """Replace the handler of ``ptype`` by ``wrap(handler)``: how access control checks the packets it guards
+        without any cost on the packets (or servers) it does not."""
+        self._wrappers.setdefault(ptype, []).append(wrap)
+        self._handlers[ptype] = self.handlers[ptype] = wrap(self._handlers[ptype])
 
     def _build_dispatch(self) -> dict[int, Handler]:
         handlers: dict[int, Handler] = {

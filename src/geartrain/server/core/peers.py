@@ -27,7 +27,8 @@ class Peer:
 
     ``abilities`` lists the functions this connection can do, most recently registered first (duplicates kept,
     as gearmand keeps them). ``assigned`` maps the handles of the jobs it is working on to those jobs;
-    ``waiting`` holds the jobs it is a foreground client of.
+    ``waiting`` holds the jobs it is a foreground client of. ``identity`` holds the names the connection proved
+    (TLS client certificate names, the name of a secret it presented); empty for an anonymous one.
     """
 
     __slots__ = (
@@ -40,6 +41,7 @@ class Peer:
         "exceptions",
         "fd",
         "id",
+        "identity",
         "outbox",
         "sleeping",
         "timeouts",
@@ -53,6 +55,7 @@ class Peer:
         self.fd = fd
         self.address = address
         self.client_id = b"-"
+        self.identity: tuple[str, ...] = ()
         self.abilities: list[Function] = []
         self.timeouts: dict[Function, float] = {}
         self.assigned: dict[bytes, Job] = {}
