@@ -87,7 +87,10 @@ class GearmanConnection(asyncio.Protocol):
         """Send bytes the engine queued; the server calls this once per connection per flush."""
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            if not self._server.guard.may_write(transport, len(data), self._peer.address if self._peer else "?"):
+            # Nothing unsent is the common case, and the cap never cuts then: check it without a call.
+            if transport.get_write_buffer_size() and not self._server.guard.may_write(
+                transport, len(data), self._peer.address if self._peer else "?"
+            ):
                 transport.abort()  # it stopped reading: its unsent output must not grow the server without bound
                 return
             transport.write(data)

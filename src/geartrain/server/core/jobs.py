@@ -109,20 +109,26 @@ class HandleFactory:
         self._created_head = b""
 
     def __call__(self) -> bytes:
-        return self.next_with_reply()[0]
+        """The next handle alone (replay and the general submit path build no reply with it)."""
+        n, block = self._advance()
+        return self._head + (_DIGITS3[n - block * 1000] if block else _DIGITS[n])
 
     def next_with_reply(self) -> tuple[bytes, bytes]:
         """The next handle, and the JOB_CREATED packet that announces it."""
-        n = self._next
-        self._next = n + 1 if n < 0xFFFFFFFF else 1
-        block = n // 1000
-        if block != self._block:
-            self._start_block(block)
+        n, block = self._advance()
         if block:
             digits = _DIGITS3[n - block * 1000]
             return self._head + digits, self._created_head + digits
         handle = self._head + _DIGITS[n]  # 1-999 vary in length
         return handle, _JOB_CREATED + len(handle).to_bytes(4, "big") + handle
+
+    def _advance(self) -> tuple[int, int]:
+        n = self._next
+        self._next = n + 1 if n < 0xFFFFFFFF else 1
+        block = n // 1000
+        if block != self._block:
+            self._start_block(block)
+        return n, block
 
     def _start_block(self, block: int) -> None:
         self._block = block
