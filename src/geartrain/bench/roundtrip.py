@@ -39,13 +39,29 @@ class ClientConnection:
 
 
 def client_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:
-    """Harness task: ``clients`` connections with ``depth`` jobs each in flight, for ``warmup + duration`` s."""
+    """Harness task: ``clients`` connections with ``depth`` jobs each in flight, for ``warmup + duration`` s.
+
+    With ``workers`` (> 0) the echo workers live in this process too, on the same selector: the whole load
+    generator is then one process, as in the team's cross-check harness (``../shared/bench/gbench.py``), so its
+    figures and ours come from the same layout.
+    """
+    from geartrain.bench.workers import GRAB_JOB, WorkerConnection  # workers.py imports nothing from here
+
     payload = b"x" * params["payload_size"]
-    submit = packets.request(packets.SUBMIT_JOB, params["function"].encode(), b"", payload)
+    function = params["function"].encode()
+    submit = packets.request(packets.SUBMIT_JOB, function, b"", payload)
+    workers = [
+        WorkerConnection(params["host"], params["port"], function, echo=True) for _ in range(params.get("workers", 0))
+    ]
     conns = [ClientConnection(params["host"], params["port"], submit) for _ in range(params["clients"])]
+    endpoints: list[tuple[socket.socket, WorkerConnection | ClientConnection]] = [
+        *((worker.sock, worker) for worker in workers),
+        *((conn.sock, conn) for conn in conns),
+    ]
+    sockets = [sock for sock, _ in endpoints]
     selector = selectors.DefaultSelector()
-    for conn in conns:
-        selector.register(conn.sock, selectors.EVENT_READ, conn)
+    for sock, endpoint in endpoints:
+        selector.register(sock, selectors.EVENT_READ, endpoint)
     start = gate()
     while time.perf_counter() < start:
         pass
@@ -54,6 +70,8 @@ def client_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:
     give_up = window_end + params.get("grace", 10.0)
     latencies: list[float] = []
     cpu_before = own_cpu_seconds()
+    for worker in workers:
+        worker.sock.sendall(GRAB_JOB)
     for conn in conns:
         conn.send(params["depth"])
     outstanding = sum(conn.outstanding for conn in conns)
@@ -65,6 +83,9 @@ def client_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:
             raise TimeoutError(f"{outstanding} foreground jobs still unanswered {params['grace']} s after the window")
         for key, _ in selector.select(0.2):
             conn = key.data
+            if type(conn) is not ClientConnection:
+                conn.handle(stop_on_no_job=False)
+                continue
             done = _receive(conn, latencies, window_start, window_end)
             outstanding -= done
             finished += done
@@ -75,9 +96,12 @@ def client_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:
                 submitted += missing
     cpu = own_cpu_seconds() - cpu_before
     selector.close()
-    for conn in conns:
-        conn.sock.close()
-    return {"latencies": latencies, "submitted": submitted, "answered": finished, "cpu_s": cpu}
+    for sock in sockets:
+        sock.close()
+    completed = sum(worker.completed for worker in workers)
+    return {"latencies": latencies, "submitted": submitted, "answered": finished, "cpu_s": cpu} | (
+        {"completed": completed} if workers else {}
+    )
 
 
 def _receive(conn: ClientConnection, latencies: list[float], window_start: float, window_end: float) -> int:
@@ -115,7 +139,9 @@ def client_tasks(
     payload_size: int,
     warmup: float,
     duration: float,
+    workers: int = 0,
 ) -> list[tuple[Any, dict[str, Any]]]:
+    """Client tasks over ``processes`` processes; ``workers`` echo workers join the first one."""
     processes = max(1, min(processes, clients))
     return [
         (
@@ -129,9 +155,10 @@ def client_tasks(
                 "depth": depth,
                 "warmup": warmup,
                 "duration": duration,
+                "workers": workers if number == 0 else 0,
             },
         )
-        for share in split(clients, processes)
+        for number, share in enumerate(split(clients, processes))
     ]
 
 

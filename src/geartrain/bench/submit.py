@@ -164,8 +164,8 @@ def submit_tasks(
     function: str,
     payload_size: int,
     unique: bool,
-    window: int = 2000,
-    chunk: int = 200,
+    window: int = 1024,  # gbench's defaults: deeper pipelines favour whichever server reads more per syscall
+    chunk: int = 64,
     tag: str = "",
 ) -> list[tuple[Any, dict[str, Any]]]:
     """Harness tasks that submit ``jobs`` over ``connections`` spread across ``processes`` processes.

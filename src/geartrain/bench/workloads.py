@@ -7,7 +7,6 @@ memory, persist): run those against a server you can throw away.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,8 +16,6 @@ from geartrain.bench.measure import ServerMeter, percentile, process_rss_bytes
 from geartrain.bench.roundtrip import client_tasks, echo_latencies, idle_task
 from geartrain.bench.submit import submit_tasks
 from geartrain.bench.workers import worker_tasks
-
-CORES = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,9 @@ def _function(workload: str) -> str:
 
 
 def _processes(connections: int, processes: int | None) -> int:
-    return max(1, min(connections, processes or CORES))
+    """Load-generator processes: one unless asked, as in the cross-check harness (gbench's ``--procs 1``). On a
+    2-core machine, more processes than the server leaves room for cost context switches, not throughput."""
+    return max(1, min(connections, processes or 1))
 
 
 def bg_submit(
@@ -188,15 +187,16 @@ def round_trip(
     function = _function("round-trip")
     procs = _processes(clients, processes)
     tasks = list(extra_tasks or [])
-    tasks += worker_tasks(
-        target.host,
-        target.port,
-        workers=workers,
-        processes=_processes(workers, processes),
-        function=function,
-        mode="echo",
-        stop_after=warmup + duration + 1.0,
-    )
+    if procs > 1:  # workers in processes of their own; with one process they share the clients' selector
+        tasks += worker_tasks(
+            target.host,
+            target.port,
+            workers=workers,
+            processes=_processes(workers, processes),
+            function=function,
+            mode="echo",
+            stop_after=warmup + duration + 1.0,
+        )
     tasks += client_tasks(
         target.host,
         target.port,
@@ -207,6 +207,7 @@ def round_trip(
         payload_size=payload_size,
         warmup=warmup,
         duration=duration,
+        workers=0 if procs > 1 else workers,
     )
     meter = _Meter(target)
     _, results = run_tasks(tasks, start_delay=0.05, on_start=meter.begin)

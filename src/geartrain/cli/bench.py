@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle", type=int, help="connections: idle connections to hold")
     parser.add_argument("--count", type=int, help="echo: round trips")
     parser.add_argument("--in-flight", type=int, help="client-library: do() calls outstanding at once")
-    parser.add_argument("--processes", type=int, help="load-generator processes (default: one per core)")
+    parser.add_argument(
+        "--processes", type=int, help="load-generator processes (default: one, as in the cross-check harness)"
+    )
     return parser
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from geartrain.errors import PeerProtocolError, ProtocolError
 from geartrain.protocol.packets import (
@@ -40,26 +41,63 @@ _ARG_COUNTS = bytes(ARG_COUNT.get(ptype, 0) for ptype in range(MAX_PACKET_TYPE +
 _MIN_COUNTS = bytes(MIN_ARG_COUNT.get(ptype, 0) for ptype in range(MAX_PACKET_TYPE + 1))
 
 Framer = Callable[[bytes | bytearray, int, bytes, int, bytes, bytes, type, list[Item]], int]
+Dispatcher = Callable[[bytes | bytearray, int, bytes, int, bytes, bytes, list[Any], Any, float], int]
 
 
-def _load_framer() -> Framer | None:
-    """The C framer, unless it was not built or ``GEARTRAIN_PURE_PYTHON`` asks for the pure-Python path."""
+class Recipient(Protocol):
+    """What :meth:`Decoder.feed_to` needs of the object it hands to the handlers: whether to stop."""
+
+    close_after_flush: bool
+
+
+R = TypeVar("R", bound=Recipient)
+PacketHandler = Callable[[R, tuple[bytes, ...], float], None]
+
+
+class Encoder(Protocol):
+    def __call__(self, ptype: int, /, *args: bytes, magic: bytes = ...) -> bytes: ...
+
+
+def _load_speedups() -> tuple[Framer | None, Dispatcher | None, Encoder | None]:
+    """The C framer, dispatcher and encoder, unless not built or ``GEARTRAIN_PURE_PYTHON`` asks for pure Python."""
     if os.environ.get("GEARTRAIN_PURE_PYTHON"):
-        return None
+        return None, None, None
     try:
-        from geartrain.protocol._speedups import frame
+        from geartrain.protocol._speedups import dispatch, encode, frame
     except ImportError:
-        return None
-    return frame
+        return None, None, None
+    return frame, dispatch, encode
 
 
-C_FRAMER: Framer | None = _load_framer()
+C_FRAMER, C_DISPATCH, C_ENCODE = _load_speedups()
 
 
-def encode(ptype: int, *args: bytes, magic: bytes = RES) -> bytes:
+def deliver(
+    items: Sequence[Item],
+    handlers: Sequence[PacketHandler[R]],
+    recipient: R,
+    now: float,
+    on_other: Callable[[AdminLine | ProtocolError], None],
+) -> None:
+    """Act on decoded items in order: ``handlers[type](recipient, args, now)`` for a packet, ``on_other(item)`` for
+    an admin line or an error; nothing more once ``recipient.close_after_flush`` is set."""
+    for item in items:
+        if type(item) is Packet:
+            handlers[item[0]](recipient, item[1], now)
+        else:
+            on_other(item)  # type: ignore[arg-type]
+        if recipient.close_after_flush:
+            return
+
+
+def encode_python(ptype: int, /, *args: bytes, magic: bytes = RES) -> bytes:
     """Encode one packet. Arguments are joined with NUL; only the last one may contain NUL bytes."""
     body = b"\0".join(args)
     return magic + _pack_type_size(ptype, len(body)) + body
+
+
+# The C version builds the same bytes in one allocation (replies to workers and clients are encoded per job).
+encode: Encoder = C_ENCODE or encode_python
 
 
 def encode_request(ptype: int, *args: bytes) -> bytes:
@@ -88,7 +126,7 @@ class Decoder:
     allows text lines (a new item not starting with NUL); without it such a byte is a fatal error.
     """
 
-    __slots__ = ("_accept", "_admin", "_buf", "_dead", "_framer", "_max_size", "_other")
+    __slots__ = ("_accept", "_admin", "_buf", "_dead", "_dispatch", "_framer", "_max_size", "_other")
 
     def __init__(
         self,
@@ -101,6 +139,7 @@ class Decoder:
         # The C framer (when built) takes runs of well-formed packets; everything else goes through the Python
         # loop below, so both paths give the same items.
         self._framer = C_FRAMER if accelerated else None
+        self._dispatch = C_DISPATCH if accelerated else None
         self._accept = accept
         self._other = RES if accept == REQ else REQ
         self._max_size = max_packet_size
@@ -147,8 +186,51 @@ class Decoder:
             self._buf += memoryview(buf)[pos:]
         return out
 
-    def _parse(self, buf: bytes | bytearray, out: list[Item]) -> int:
-        pos = 0
+    def feed_to(
+        self,
+        data: bytes,
+        handlers: list[PacketHandler[R]],
+        recipient: R,
+        now: float,
+        on_other: Callable[[AdminLine | ProtocolError], None],
+    ) -> None:
+        """:meth:`feed` and :func:`deliver` in one step: the server's path.
+
+        With the C accelerator, a run of well-formed packets goes from the bytes to the handlers without a packet
+        object or a Python loop per packet; whatever it leaves (an admin line, bad input, a packet split across
+        reads) takes the general path, in stream order. A handler's exception propagates, and the stream is then
+        abandoned (the decoder is dead): the caller closes the connection.
+        """
+        dispatch = self._dispatch
+        if dispatch is None or self._dead:
+            deliver(self.feed(data), handlers, recipient, now, on_other)
+            return
+        buf: bytes | bytearray = data
+        if self._buf:
+            self._buf += data
+            buf = self._buf
+        try:
+            pos = dispatch(buf, 0, self._accept, self._max_size, _ARG_COUNTS, _MIN_COUNTS, handlers, recipient, now)
+        except BaseException:
+            self._dead = True  # where the handled packets end is unknown: nothing more can be framed
+            self._buf.clear()
+            raise
+        end = len(buf)
+        if pos == end and buf is data:
+            return  # the common case: the whole input was framed and handled, nothing to keep
+        if pos < end and not recipient.close_after_flush:
+            out: list[Item] = []
+            pos = self._parse(buf, out, pos)
+            deliver(out, handlers, recipient, now, on_other)
+        if self._dead:
+            self._buf.clear()
+        elif buf is self._buf:
+            del self._buf[:pos]
+        elif pos < end:
+            self._buf += memoryview(buf)[pos:]
+
+    def _parse(self, buf: bytes | bytearray, out: list[Item], start: int = 0) -> int:
+        pos = start
         end_of_data = len(buf)
         accept = self._accept
         unpack_header = _HEADER.unpack_from

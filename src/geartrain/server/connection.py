@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from geartrain.errors import ProtocolError
-from geartrain.protocol.codec import Decoder
-from geartrain.protocol.packets import AdminLine, Packet
+from geartrain.protocol.codec import Decoder, deliver
+from geartrain.protocol.packets import AdminLine
 from geartrain.server.core.replies import error_packet
 
 if TYPE_CHECKING:
@@ -58,30 +58,35 @@ class GearmanConnection(asyncio.Protocol):
         if peer is None or peer.closed:
             return
         server = self._server
-        engine = server.engine
-        now = time.time()
-        handlers = engine.handlers
         try:
-            items = self._decoder.feed(data)
-            if self._silent and any(not isinstance(item, ProtocolError) for item in items):
-                self._silent = False
-                server.guard.spoke(self)
-            for item in items:
-                if type(item) is Packet:
-                    handlers[item[0]](peer, item[1], now)
-                elif type(item) is AdminLine:
-                    server.admin.run(peer, item.line)
-                else:
-                    engine.protocol_error(peer, cast(ProtocolError, item))
-                    log.info("bad input from %s: %s", peer.address, item)
-                if peer.close_after_flush:
-                    break
+            if self._silent:
+                self._first_input(data, peer)
+            else:
+                self._decoder.feed_to(data, server.engine.handlers, peer, time.time(), self._other_input)
         except Exception:
             # A bug of ours must cost this connection, never the server and everyone else on it.
             log.exception("internal error handling input from %s; closing that connection", peer.address)
-            engine.reply(peer, error_packet("SERVER_ERROR", "Internal server error; see the server log"))
+            server.engine.reply(peer, error_packet("SERVER_ERROR", "Internal server error; see the server log"))
             peer.close_after_flush = True
-        server.after_input()
+        server.flush()
+
+    def _first_input(self, data: bytes, peer: Peer) -> None:
+        """Input while nothing valid has come yet: the first valid item ends the --idle-timeout watch."""
+        items = self._decoder.feed(data)
+        if any(not isinstance(item, ProtocolError) for item in items):
+            self._silent = False
+            self._server.guard.spoke(self)
+        deliver(items, self._server.engine.handlers, peer, time.time(), self._other_input)
+
+    def _other_input(self, item: AdminLine | ProtocolError) -> None:
+        """An admin command line, or input that is no valid packet."""
+        peer = self._peer
+        assert peer is not None
+        if type(item) is AdminLine:
+            self._server.admin.run(peer, item.line)
+        else:
+            self._server.engine.protocol_error(peer, cast(ProtocolError, item))
+            log.info("bad input from %s: %s", peer.address, item)
 
     def write(self, data: bytes) -> None:
         """Send bytes the engine queued; the server calls this once per connection per flush."""

@@ -262,8 +262,6 @@ class GearmanServer:
                 self.drain()
         if self._draining:
             self._check_drained()
-        if self.gc_policy is not None:
-            self.gc_policy.after_turn()
 
     def _arm_timer(self, deadline: float) -> None:
         if self._loop is None:
@@ -334,7 +332,7 @@ def run_server(
     async def main() -> None:
         await server.start()
         server.gc_policy = CollectionPolicy(config.gc)
-        server.gc_policy.start()
+        server.gc_policy.start(asyncio.get_running_loop())
         server.install_signal_handlers(reopen_log)
         if config.pid_file:
             with open(config.pid_file, "w") as pid_file:

@@ -185,22 +185,22 @@ class ClientRules(DurableRules):
         handle = args[0]
         job = self.jobs.get(handle)
         if job is None:
-            self._send(peer, encode(P.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
+            self._send(peer, encode(replies.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
             return
         running = b"1" if job.worker is not None else b"0"
         numerator, denominator = str(job.numerator).encode(), str(job.denominator).encode()
-        self._send(peer, encode(P.STATUS_RES, handle, b"1", running, numerator, denominator))
+        self._send(peer, encode(replies.STATUS_RES, handle, b"1", running, numerator, denominator))
 
     def _get_status_unique(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         unique = args[0]
         job = self.find_unique(unique)
         if job is None:
-            self._send(peer, encode(P.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
+            self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return
         fields = (b"1", b"1" if job.worker is not None else b"0", job.numerator, job.denominator)
         encoded = [f if isinstance(f, bytes) else str(f).encode() for f in fields]
         clients = str(len(job.clients)).encode()
-        self._send(peer, encode(P.STATUS_RES_UNIQUE, unique, *encoded, clients))
+        self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, *encoded, clients))
 
     def find_unique(self, unique: bytes) -> Job | None:
         """The newest live job with this unique id in any function (GET_STATUS_UNIQUE names no function)."""
@@ -210,13 +210,13 @@ class ClientRules(DurableRules):
         return max(found, key=lambda job: (job.created, job.handle_number)) if found else None
 
     def _echo(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
-        self._send(peer, encode(P.ECHO_RES, args[0]))
+        self._send(peer, encode(replies.ECHO_RES, args[0]))
 
     def _option(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name = args[0]
         if name.split(b"\0", 1)[0].lower() == b"exceptions":  # gearmand reads the name as a C string
             peer.exceptions = True
-            self._send(peer, encode(P.OPTION_RES, name))
+            self._send(peer, encode(replies.OPTION_RES, name))
         else:
             self._send(peer, replies.UNKNOWN_OPTION)
 

@@ -114,8 +114,12 @@ class HandleFactory:
         return self._head + (_DIGITS3[n - block * 1000] if block else _DIGITS[n])
 
     def next_with_reply(self) -> tuple[bytes, bytes]:
-        """The next handle, and the JOB_CREATED packet that announces it."""
-        n, block = self._advance()
+        """The next handle, and the JOB_CREATED packet that announces it (once per job: _advance is inlined)."""
+        n = self._next
+        self._next = n + 1 if n < 0xFFFFFFFF else 1
+        block = n // 1000
+        if block != self._block:
+            self._start_block(block)
         if block:
             digits = _DIGITS3[n - block * 1000]
             return self._head + digits, self._created_head + digits

@@ -146,11 +146,14 @@ class EngineState:
         function = job.function
         function.total -= 1
         self.queued_bytes -= len(job.data)
-        self._unindex(job)
-        self._unstore(job)
-        for client in job.clients:
-            client.waiting.discard(job)
-        job.clients = ()
+        if job.unique:  # most jobs have no unique and were never stored: no call for them
+            self._unindex(job)
+        if job.store_key is not None:
+            self._unstore(job)
+        if job.clients:
+            for client in job.clients:
+                client.waiting.discard(job)
+            job.clients = ()
 
     def _unindex(self, job: Job) -> None:
         if not job.unique:
@@ -181,7 +184,7 @@ class EngineState:
             return False
         if job.ignore:
             return True
-        fail = encode(P.WORK_FAIL, job.handle)
+        fail = encode(replies.WORK_FAIL, job.handle)
         for client in job.clients:
             self._send(client, fail)
             client.waiting.discard(job)
@@ -206,7 +209,7 @@ class EngineState:
         if retries > 0 and job.retries >= retries:
             log.warning("Dropped job due to max retry count: %s %s", job.handle.decode(), job.unique.decode())
             job.function.stats.dropped += 1
-            self._forward(job, encode(P.WORK_FAIL, job.handle))
+            self._forward(job, encode(replies.WORK_FAIL, job.handle))
             self._free(job)
             return
         job.function.stats.requeued += 1

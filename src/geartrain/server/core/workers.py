@@ -80,25 +80,25 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NO_JOB)
             return
-        self._send(peer, encode(P.JOB_ASSIGN, job.handle, job.function.name, job.data))
+        self._send(peer, encode(replies.JOB_ASSIGN, job.handle, job.function.name, job.data))
 
     def _grab_job_uniq(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         job = self._next_job(peer, now)
         if job is None:
             self._send(peer, replies.NO_JOB)
             return
-        self._send(peer, encode(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
+        self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
 
     def _grab_job_all(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         job = self._next_job(peer, now)
         if job is None:
             self._send(peer, replies.NO_JOB)
         elif not job.reducer:  # gearmand hands out a reduce job with an empty reducer as a plain one
-            self._send(peer, encode(P.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
+            self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
         else:
             self._send(
                 peer,
-                encode(P.JOB_ASSIGN_ALL, job.handle, job.function.name, job.unique, job.reducer, job.data),
+                encode(replies.JOB_ASSIGN_ALL, job.handle, job.function.name, job.unique, job.reducer, job.data),
             )
 
     def _next_job(self, peer: Peer, now: float) -> Job | None:
@@ -164,7 +164,7 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
-        self._forward(job, encode(P.WORK_COMPLETE, *args))
+        self._forward(job, encode(replies.WORK_COMPLETE, *args))
         job.function.stats.complete(now - job.since)
         self._finish(job)
 
@@ -173,7 +173,7 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
-        self._forward(job, encode(P.WORK_FAIL, job.handle))
+        self._forward(job, encode(replies.WORK_FAIL, job.handle))
         job.function.stats.fail(now - job.since)
         self._finish(job)
 
@@ -183,9 +183,9 @@ class WorkerRules(EngineState):
             self._send(peer, replies.NOT_FOUND_EXCEPTION)
             return
         if job.clients:
-            exception = encode(P.WORK_EXCEPTION, *args)
+            exception = encode(replies.WORK_EXCEPTION, *args)
             # Clients that did not ask for exceptions get a plain WORK_FAIL (gearmand adds a stray NUL).
-            fail = encode(P.WORK_FAIL, job.handle)
+            fail = encode(replies.WORK_FAIL, job.handle)
             every_client = self.config.exceptions
             for client in job.clients:
                 self._send(client, exception if every_client or client.exceptions else fail)
@@ -199,7 +199,7 @@ class WorkerRules(EngineState):
             return
         job.numerator = status_number(args[1])
         job.denominator = status_number(args[2])
-        self._forward(job, encode(P.WORK_STATUS, *args))
+        self._forward(job, encode(replies.WORK_STATUS, *args))
 
     def _forward_handler(self, ptype: int) -> Handler:
         """WORK_DATA and WORK_WARNING: same layout, forwarded to the job's clients as received."""
