@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 from geartrain.bench import packets
-from geartrain.bench.harness import Gate, split
+from geartrain.bench.harness import Gate, spread
 from geartrain.bench.measure import connect, own_cpu_seconds
 
 RECV_SIZE = 1 << 16
@@ -116,23 +116,16 @@ def client_tasks(
     warmup: float,
     duration: float,
 ) -> list[tuple[Any, dict[str, Any]]]:
-    processes = max(1, min(processes, clients))
-    return [
-        (
-            client_task,
-            {
-                "host": host,
-                "port": port,
-                "function": function,
-                "payload_size": payload_size,
-                "clients": share,
-                "depth": depth,
-                "warmup": warmup,
-                "duration": duration,
-            },
-        )
-        for share in split(clients, processes)
-    ]
+    params = {
+        "host": host,
+        "port": port,
+        "function": function,
+        "payload_size": payload_size,
+        "depth": depth,
+        "warmup": warmup,
+        "duration": duration,
+    }
+    return spread(client_task, clients, processes, "clients", params)
 
 
 def idle_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:
