@@ -1,6 +1,6 @@
 """A geartrain server running in this process (own event loop on a thread), on a free port.
 
-Shared by tests/integration (through its conftest's fixtures) and tests/reliability.
+Shared by tests/integration (through its conftest's fixtures), tests/reliability and tests/security (tlshelpers).
 """
 
 from __future__ import annotations

@@ -9,14 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from background import RUN_TIMEOUT, BackgroundProgram, ProgramGroup
 from servers import GearmanServer, require_program
 
-RUN_TIMEOUT = 30.0  # seconds for any one run; nothing here should need more than a second or two
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 _MODULES = {
     "gearman": "geartrain.cli.gearman",
@@ -91,14 +90,8 @@ def outcome(result: subprocess.CompletedProcess[bytes], program: list[str]) -> t
     return result.returncode, result.stdout.replace(path, name), result.stderr.replace(path, name)
 
 
-@dataclass
-class Background:
-    """A program running in the background; its output goes to files so it can never block on a pipe."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
+class Background(BackgroundProgram):
+    """One of our tools (or a helper script) in the background; its output read as bytes."""
 
     @property
     def stdout(self) -> bytes:
@@ -108,45 +101,12 @@ class Background:
     def stderr(self) -> bytes:
         return self.stderr_path.read_bytes()
 
-    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise AssertionError(
-                f"{self.name} still running after {timeout}s\nstdout: {self.stdout!r}\nstderr: {self.stderr!r}"
-            ) from None
 
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-class Programs:
-    """Background programs of one test; whatever still runs at teardown is stopped."""
+class Programs(ProgramGroup[Background]):
+    """Background programs of one test, in the test's environment without GEARMAN_SERVER (see `environment`)."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.started: list[Background] = []
+        super().__init__(workdir, Background)
 
     def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Background:
-        index = len(self.started)
-        stdout_path = self.workdir / f"{index}-{name}.out"
-        stderr_path = self.workdir / f"{index}-{name}.err"
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=environment(env))
-        child = Background(name, process, stdout_path, stderr_path)
-        self.started.append(child)
-        return child
-
-    def stop_all(self) -> None:
-        for child in self.started:
-            child.stop()
+        return self._launch(name, cmd, environment(env))

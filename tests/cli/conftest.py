@@ -9,19 +9,15 @@ from pathlib import Path
 import pytest
 from clitools import SCRIPTS, Background, Programs, at
 
+from background import program_group
 from servers import GearmanServer, status_of, wait_until
 
 
 @pytest.fixture
 def programs(tmp_path: Path) -> Iterator[Programs]:
     """Starts background programs (workers, clients) and stops any still running after the test."""
-    workdir = tmp_path / "programs"
-    workdir.mkdir()
-    group = Programs(workdir)
-    try:
+    with program_group(tmp_path, "programs", Programs) as group:
         yield group
-    finally:
-        group.stop_all()
 
 
 @pytest.fixture

@@ -5,31 +5,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from libhelpers import start_on_port
 
+from asynctests import run_async_test
 from servers import GearmanServer, free_port, require_program
-
-TEST_TIMEOUT = 60.0  # seconds for any one async test
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-
-    async def bounded() -> None:
-        async with asyncio.timeout(TEST_TIMEOUT):
-            await pyfuncitem.obj(**kwargs)
-
-    asyncio.run(bounded())
-    return True
+    """``async def`` tests run on a fresh event loop each, under a deadline."""
+    return run_async_test(pyfuncitem)
 
 
 @pytest.fixture

@@ -8,14 +8,11 @@ from pathlib import Path
 import pytest
 from programs import Children
 
+from background import program_group
+
 
 @pytest.fixture
 def children(tmp_path: Path) -> Iterator[Children]:
     """Starts background programs (workers, clients) and stops any still running after the test."""
-    workdir = tmp_path / "children"
-    workdir.mkdir()
-    group = Children(workdir)
-    try:
+    with program_group(tmp_path, "children", Children) as group:
         yield group
-    finally:
-        group.stop_all()

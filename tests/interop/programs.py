@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from background import RUN_TIMEOUT, BackgroundProgram, ProgramGroup
 from servers import GearmanServer, require_program
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
-RUN_TIMEOUT = 30.0  # seconds for any one program run; nothing here should take more than a second or two
 
 
 def run(
@@ -49,14 +48,8 @@ def run_json(cmd: list[str], timeout: float = RUN_TIMEOUT) -> Any:
     return json.loads(result.stdout)
 
 
-@dataclass
-class Child:
-    """A program running in the background; its output goes to files so that it can never block on a pipe."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
+class Child(BackgroundProgram):
+    """A third-party program in the background; its output read as text (invalid bytes replaced)."""
 
     @property
     def stdout(self) -> str:
@@ -66,49 +59,18 @@ class Child:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
-        """Wait for the exit status; a program still running after `timeout` fails the test (with its output)."""
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise AssertionError(
-                f"{self.name} still running after {timeout}s\nstdout: {self.stdout}\nstderr: {self.stderr}"
-            ) from None
-
     def json(self) -> Any:
         return json.loads(self.stdout)
 
     def json_lines(self) -> list[Any]:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
-
-class Children:
-    """Background programs of one test; whatever is still running at teardown is stopped."""
+class Children(ProgramGroup[Child]):
+    """Background programs of one test, in the test's own environment."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.children: list[Child] = []
+        super().__init__(workdir, Child)
 
     def spawn(self, name: str, cmd: list[str]) -> Child:
-        index = len(self.children)
-        stdout_path = self.workdir / f"{index}-{name}.out"
-        stderr_path = self.workdir / f"{index}-{name}.err"
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        child = Child(name, process, stdout_path, stderr_path)
-        self.children.append(child)
-        return child
-
-    def stop_all(self) -> None:
-        for child in self.children:
-            child.stop()
+        return self._launch(name, cmd, None)

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import Callable, Iterator
 
 import pytest
 from pki import TestAuthority
 from tlshelpers import Pki, SecureServer
 
+from asynctests import run_async_test
 from geartrain.security.policy import Policy, parse_policy
 from geartrain.security.settings import SecurityConfig
 from geartrain.security.tls import TlsServerSettings
 from geartrain.server.config import ServerConfig
 from geartrain.server.core.config import EngineConfig
 
-TEST_TIMEOUT = 60.0  # seconds for any one async test
-
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """``async def`` tests run on a fresh event loop each, under a deadline."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-
-    async def bounded() -> None:
-        async with asyncio.timeout(TEST_TIMEOUT):
-            await pyfuncitem.obj(**kwargs)
-
-    asyncio.run(bounded())
-    return True
+    return run_async_test(pyfuncitem)
 
 
 @pytest.fixture(scope="session")

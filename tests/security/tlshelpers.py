@@ -1,16 +1,14 @@
 """Helpers of the TLS and access-control tests: the test PKI's files, and an in-process server with security
-settings on its own loop thread."""
+settings on its own loop thread (tests/inprocess.py's, started at once)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from pki import CertFiles
 
 from geartrain.security.tls import TlsServerSettings, client_context
 from geartrain.server.config import ServerConfig
-from geartrain.server.server import GearmanServer, new_event_loop
+from inprocess import InProcessServer
 
 START_TIMEOUT = 20.0
 
@@ -41,38 +39,12 @@ class Pki:
         return client_context(ca_file=str(self.ca_file), certificate=str(who.certificate), key=str(who.key))
 
 
-class SecureServer:
-    """A :class:`GearmanServer` with security settings, on its own loop thread; ``address`` is 127.0.0.1:PORT."""
+class SecureServer(InProcessServer):
+    """An :class:`InProcessServer` with security settings, started as it is made; ``address`` is 127.0.0.1:PORT."""
 
     def __init__(self, config: ServerConfig) -> None:
-        self.loop = new_event_loop(use_uvloop=False)
-        self.server = GearmanServer(config)
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="geartrain-secure-server", daemon=True)
-        self.thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("server did not start")
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def main() -> None:
-            await self.server.start()
-            self._ready.set()
-            await self.server.serve()
-
-        try:
-            self.loop.run_until_complete(main())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
+        super().__init__(config)
+        self.start()
 
     @property
     def port(self) -> int:
@@ -85,13 +57,6 @@ class SecureServer:
 
     def denials(self) -> dict[str, int]:
         return dict(self.server.access.denials)
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.server.stop)
-            self.thread.join(10)
-        if not self.thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
 
 
 def tls_settings(pki: Pki, verify_client: str = "optional", handshake_timeout: float = 10.0) -> TlsServerSettings:

@@ -108,3 +108,13 @@ def split(total: int, parts: int) -> list[int]:
     """``total`` split into ``parts`` near-equal non-negative shares (the first ones get the remainder)."""
     base, extra = divmod(total, parts)
     return [base + (1 if n < extra else 0) for n in range(parts)]
+
+
+def spread(
+    task: Task, connections: int, processes: int, share_key: str, params: dict[str, Any]
+) -> list[tuple[Task, dict[str, Any]]]:
+    """``connections`` alike connections over at most ``processes`` processes: one ``task`` each, with ``params``
+    and its share of the connections under ``share_key``. Never more processes than connections, so no process
+    idles with a share of zero."""
+    processes = max(1, min(processes, connections))
+    return [(task, {**params, share_key: share}) for share in split(connections, processes)]

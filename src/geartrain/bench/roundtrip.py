@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 from geartrain.bench import packets
-from geartrain.bench.harness import Gate, split
+from geartrain.bench.harness import Gate, spread
 from geartrain.bench.measure import connect, own_cpu_seconds
 
 RECV_SIZE = 1 << 16
@@ -142,24 +142,19 @@ def client_tasks(
     workers: int = 0,
 ) -> list[tuple[Any, dict[str, Any]]]:
     """Client tasks over ``processes`` processes; ``workers`` echo workers join the first one."""
-    processes = max(1, min(processes, clients))
-    return [
-        (
-            client_task,
-            {
-                "host": host,
-                "port": port,
-                "function": function,
-                "payload_size": payload_size,
-                "clients": share,
-                "depth": depth,
-                "warmup": warmup,
-                "duration": duration,
-                "workers": workers if number == 0 else 0,
-            },
-        )
-        for number, share in enumerate(split(clients, processes))
-    ]
+    params = {
+        "host": host,
+        "port": port,
+        "function": function,
+        "payload_size": payload_size,
+        "depth": depth,
+        "warmup": warmup,
+        "duration": duration,
+        "workers": 0,
+    }
+    tasks = spread(client_task, clients, processes, "clients", params)
+    tasks[0][1]["workers"] = workers
+    return tasks
 
 
 def idle_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:

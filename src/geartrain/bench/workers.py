@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from geartrain.bench import packets
-from geartrain.bench.harness import Gate
+from geartrain.bench.harness import Gate, spread
 from geartrain.bench.measure import connect, own_cpu_seconds
 
 GRAB_JOB = packets.request(packets.GRAB_JOB)
@@ -100,20 +100,5 @@ def worker_tasks(
     host: str, port: int, *, workers: int, processes: int, function: str, mode: str, stop_after: float
 ) -> list[tuple[Any, dict[str, Any]]]:
     """Harness tasks for ``workers`` worker connections spread over ``processes`` processes."""
-    from geartrain.bench.harness import split
-
-    processes = max(1, min(processes, workers))
-    return [
-        (
-            worker_task,
-            {
-                "host": host,
-                "port": port,
-                "function": function,
-                "workers": share,
-                "mode": mode,
-                "stop_after": stop_after,
-            },
-        )
-        for share in split(workers, processes)
-    ]
+    params = {"host": host, "port": port, "function": function, "mode": mode, "stop_after": stop_after}
+    return spread(worker_task, workers, processes, "workers", params)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geartrain.admin import AdminClient, FunctionStatus
-from geartrain.cli.common import servers_from
+from geartrain.cli.common import add_server_argument, servers_from
 from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
 from geartrain.cli.tables import table
 from geartrain.client.loopthread import new_event_loop
@@ -47,13 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "-s",
-        "--server",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="a job server (repeatable, or comma-separated; default $GEARMAN_SERVER, else localhost:4730)",
-    )
+    add_server_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document: a list, one entry per server")
     parser.add_argument("-t", "--timeout", type=float, default=10.0, metavar="SECONDS", help="per command (10)")
     add_client_security_arguments(parser)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
+
+from geartrain.cli.security_args import client_secret_from_args, client_tls_from_args
+from geartrain.errors import GearmanError
 
 # Exit statuses of `gearman`, `geartrain submit` and `geartrain work`. 1 is what the C `gearman` uses for a failed
 # job and for a usage error; the C tool exits 0 on every other problem, which scripts cannot tell from success.
@@ -64,6 +70,43 @@ def invalid_servers(servers: list[str]) -> str | None:
     except ValueError as exc:
         return f"invalid job server address in {','.join(servers)!r}: {exc}"
     return None
+
+
+def add_server_argument(parser: argparse.ArgumentParser) -> None:
+    """``-s/--server``, as every ``geartrain`` client tool spells it (read back by :func:`client_settings_from_args`
+    or by the tool itself)."""
+    parser.add_argument(
+        "-s",
+        "--server",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a job server (repeatable, or comma-separated; default $GEARMAN_SERVER, else localhost:4730)",
+    )
+
+
+class ClientSettings(NamedTuple):
+    """Where and how a client tool connects: the server list, the TLS context (``None``: plain) and the secret."""
+
+    servers: list[str]
+    tls: ssl.SSLContext | None
+    secret: str | None
+
+
+def client_settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClientSettings:
+    """The servers (``-s``, else ``GEARMAN_SERVER``, else localhost:4730), TLS and secret ``args`` ask for.
+
+    One place for ``geartrain submit`` and ``geartrain work``, so both tools refuse the same things the same way: a
+    bad server address, then an unusable TLS or secret option, is a usage error (``parser.error``: exit 2).
+    """
+    servers = [part for spec in args.server for part in spec.split(",") if part.strip()] if args.server else []
+    servers = servers or servers_from(None, None)
+    problem = invalid_servers(servers)
+    if problem:
+        parser.error(problem)
+    try:
+        return ClientSettings(servers, client_tls_from_args(args), client_secret_from_args(args))
+    except GearmanError as exc:
+        parser.error(str(exc))
 
 
 def join_address(host: str, port: int) -> str:

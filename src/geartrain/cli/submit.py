@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from geartrain.cli.client_run import ClientOptions, TextOutput, run_client
-from geartrain.cli.common import invalid_servers, log_to_stderr, servers_from
-from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
+from geartrain.cli.common import add_server_argument, client_settings_from_args, log_to_stderr
+from geartrain.cli.security_args import add_client_security_arguments
 from geartrain.client import Job
 from geartrain.client.events import (
     JobEvent,
@@ -98,13 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("function", help="the function to run")
     parser.add_argument("data", nargs="*", help="workloads, one job each")
-    parser.add_argument(
-        "-s",
-        "--server",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="a job server (repeatable, or comma-separated; default $GEARMAN_SERVER, else localhost:4730)",
-    )
+    add_server_argument(parser)
     parser.add_argument("-b", "--background", action="store_true", help="submit background jobs, do not wait")
     parser.add_argument(
         "-p", "--priority", choices=("high", "normal", "low"), default="normal", help="job priority (normal)"
@@ -132,15 +126,7 @@ def _stdin_lines(keep_newline: bool) -> Iterator[bytes]:
 def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
-    servers = [part for spec in args.server for part in spec.split(",") if part.strip()] if args.server else []
-    servers = servers or servers_from(None, None)
-    problem = invalid_servers(servers)
-    if problem:
-        parser.error(problem)
-    try:
-        tls, secret = client_tls_from_args(args), client_secret_from_args(args)
-    except GearmanError as exc:
-        parser.error(str(exc))
+    servers, tls, secret = client_settings_from_args(parser, args)
     workloads: Iterator[bytes]
     if args.data:
         workloads = iter([arg.encode("utf-8", "surrogateescape") for arg in args.data])

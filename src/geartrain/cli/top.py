@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 from geartrain.admin import AdminClient
 from geartrain.admin.monitor import ServerSnapshot, function_rows, take_snapshots
-from geartrain.cli.common import servers_from
+from geartrain.cli.common import add_server_argument, servers_from
 from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
 from geartrain.cli.tables import table
 from geartrain.client.loopthread import new_event_loop
@@ -37,13 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A live view of Gearman job servers: functions, queue rates and workers.",
         epilog="Keys: q quits. Exit status: 0, or 2 when a server could not be reached (in the last frame).",
     )
-    parser.add_argument(
-        "-s",
-        "--server",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="a job server (repeatable, or comma-separated; default $GEARMAN_SERVER, else localhost:4730)",
-    )
+    add_server_argument(parser)
     parser.add_argument("-d", "--delay", type=float, default=2.0, metavar="SECONDS", help="between frames (2)")
     parser.add_argument("-n", "--iterations", type=int, default=0, metavar="N", help="stop after N frames")
     parser.add_argument("--once", action="store_true", help="print one frame and exit (same as -n 1)")

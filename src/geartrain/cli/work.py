@@ -10,11 +10,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from geartrain.cli.common import invalid_servers, log_to_stderr, servers_from
-from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
+from geartrain.cli.common import add_server_argument, client_settings_from_args, log_to_stderr
+from geartrain.cli.security_args import add_client_security_arguments
 from geartrain.cli.worker_run import WorkerOptions, run_worker
 from geartrain.client.loopthread import new_event_loop
-from geartrain.errors import GearmanError
 
 PROG = "geartrain work"
 
@@ -39,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("functions", nargs="+", metavar="FUNCTION", help="functions to serve")
-    parser.add_argument(
-        "-s",
-        "--server",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="a job server (repeatable, or comma-separated; default $GEARMAN_SERVER, else localhost:4730)",
-    )
+    add_server_argument(parser)
     parser.add_argument("-c", "--count", type=int, default=0, metavar="N", help="exit after N jobs")
     parser.add_argument("-j", "--concurrency", type=int, default=1, metavar="N", help="jobs to run at once (1)")
     parser.add_argument(
@@ -81,15 +74,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(items)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
-    servers = [part for spec in args.server for part in spec.split(",") if part.strip()] if args.server else []
-    servers = servers or servers_from(None, None)
-    problem = invalid_servers(servers)
-    if problem:
-        parser.error(problem)
-    try:
-        tls, secret = client_tls_from_args(args), client_secret_from_args(args)
-    except GearmanError as exc:
-        parser.error(str(exc))
+    servers, tls, secret = client_settings_from_args(parser, args)
     options = WorkerOptions(
         servers=servers,
         functions=args.functions,

@@ -24,6 +24,7 @@ from geartrain.security.policy import ADMIN_READ, ADMIN_WRITE, SUBMIT, WORK, Pol
 from geartrain.security.tls import certificate_names
 from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.engine import Engine
+from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.replies import error_packet
 from geartrain.server.core.state import Handler
@@ -92,8 +93,9 @@ class AccessGuard:
                 engine.wrap_handler(ptype, guard_submit)
             for ptype in WORK_PACKETS:
                 engine.wrap_handler(ptype, guard_work)
-            engine.wrap_handler(P.GET_STATUS, self._guard_status)
-            engine.wrap_handler(P.GET_STATUS_UNIQUE, self._guard_status_unique)
+            # The lookups go through self.engine at each query, as the job table is the engine's to manage.
+            engine.wrap_handler(P.GET_STATUS, self._guard_status(lambda handle: self.engine.jobs.get(handle)))
+            engine.wrap_handler(P.GET_STATUS_UNIQUE, self._guard_status(lambda unique: self.engine.find_unique(unique)))
             engine.wrap_handler(P.OPTION_REQ, self._guard_option)
         if policy is not None or not allow_remote_admin:
             admin.guard = self.check_admin
@@ -189,29 +191,23 @@ class AccessGuard:
 
         return wrap
 
-    def _guard_status(self, handler: Handler) -> Handler:
-        # A job's status is the business of those who may submit to its function; an unknown handle reveals
-        # nothing, so it is answered as usual.
-        def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
-            job = self.engine.jobs.get(args[0]) if args else None
-            function = _function_name(job.function.name) if job is not None else None
-            if function is None or self.allows(peer, SUBMIT, function):
-                handler(peer, args, now)
-            else:
-                self._refuse(peer, SUBMIT, function, "job status")
+    def _guard_status(self, find: Callable[[bytes], Job | None]) -> Callable[[Handler], Handler]:
+        """A wrapper for GET_STATUS and GET_STATUS_UNIQUE, which differ only in ``find``: how their first argument
+        names the job (its handle, its unique). A job's status is the business of those who may submit to its
+        function; an unknown job reveals nothing, so it is answered as usual."""
 
-        return guarded
+        def wrap(handler: Handler) -> Handler:
+            def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
+                job = find(args[0]) if args else None
+                function = _function_name(job.function.name) if job is not None else None
+                if function is None or self.allows(peer, SUBMIT, function):
+                    handler(peer, args, now)
+                else:
+                    self._refuse(peer, SUBMIT, function, "job status")
 
-    def _guard_status_unique(self, handler: Handler) -> Handler:
-        def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
-            job = self.engine.find_unique(args[0]) if args else None
-            function = _function_name(job.function.name) if job is not None else None
-            if function is None or self.allows(peer, SUBMIT, function):
-                handler(peer, args, now)
-            else:
-                self._refuse(peer, SUBMIT, function, "job status")
+            return guarded
 
-        return guarded
+        return wrap
 
     def _guard_option(self, handler: Handler) -> Handler:
         def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
