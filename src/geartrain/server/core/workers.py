@@ -116,11 +116,16 @@ class WorkerRules(EngineState):
         for position, function in enumerate(abilities):
             if not function.total:
                 continue  # nothing queued or running: the common case of an idle function, without a call
-            for priority in PRIORITIES:
-                if function.queues[priority]:
-                    job = self._pop(function, priority)
-                    if job is not None:
-                        return self._assign(peer, job, position, now)
+            for priority, queue in enumerate(function.queues):
+                if queue:
+                    job = queue.popleft()  # _pop's common case, spelt out: this runs once per job
+                    function.queued[priority] -= 1
+                    if job.ignore:
+                        self._free(job)
+                        job = self._pop(function, priority)
+                        if job is None:
+                            continue
+                    return self._assign(peer, job, position, now)
         return None
 
     def _pop(self, function: Function, priority: int) -> Job | None:
@@ -164,7 +169,10 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
-        self._forward(job, encode(replies.WORK_COMPLETE, *args))
+        if job.clients:
+            packet = encode(replies.WORK_COMPLETE, *args)
+            for client in job.clients:
+                self._send(client, packet)
         job.function.stats.complete(now - job.since)
         self._finish(job)
 
