@@ -9,7 +9,7 @@ import pytest
 from geartrain.bench import packets
 from geartrain.bench.harness import split
 from geartrain.bench.measure import parse_address, percentile
-from geartrain.bench.submit import build_chunks
+from geartrain.bench.submit import Chunks
 
 
 def parse_requests(blob: bytes) -> list[tuple[int, list[bytes]]]:
@@ -50,9 +50,12 @@ def test_bg_submits_unique_per_job_are_distinct_and_numbered_from_start() -> Non
 
 
 @pytest.mark.parametrize("unique", [None, b"u-"])
-def test_build_chunks_cover_every_job_once(unique: bytes | None) -> None:
-    chunks, counts = build_chunks(b"f", b"x", 1003, unique, 100)
+def test_chunks_cover_every_job_once(unique: bytes | None) -> None:
+    source = Chunks(b"f", b"x", 1003, unique, 100)
+    counts = [source.count(index) for index in range(len(source))]
+    chunks = [source[index] for index in range(len(source))]
     assert counts == [100] * 10 + [3]
+    assert source[10] is source[10]  # a partly sent chunk asked for again is not rebuilt
     parsed = [p for chunk in chunks for p in parse_requests(chunk)]
     assert len(parsed) == 1003
     assert [len(parse_requests(c)) for c in chunks] == counts

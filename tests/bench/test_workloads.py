@@ -41,6 +41,19 @@ def test_bg_submit_every_job_acknowledged_and_queued(
     assert result.server_cpu_s is not None
 
 
+@pytest.mark.parametrize("unique", [False, True])
+def test_timed_bg_submit_counts_what_is_acknowledged_in_its_window(gearman_server: GearmanServer, unique: bool) -> None:
+    result = workloads.bg_submit(target(gearman_server), connections=2, unique=unique, duration=0.4, warmup=0.2)
+    counts = result.counts
+    assert 0 < counts["acknowledged"] <= counts["submitted"]
+    # The run stops with up to a pipelining window of submits per connection still unanswered: queued, uncounted.
+    assert counts["acknowledged"] <= queued(gearman_server, result.params["function"]) <= counts["submitted"]
+    # The window is part of the run: its rate cannot exceed every acknowledgement over the window's length.
+    assert 0 < result.metrics["jobs_per_s"] <= counts["acknowledged"] / result.elapsed_s
+    assert 0.35 <= result.elapsed_s <= 0.6
+    assert result.params["duration"] == 0.4
+
+
 def test_drain_completes_every_queued_job(gearman_server: GearmanServer) -> None:
     result = workloads.drain(target(gearman_server), jobs=1_500, workers=3, processes=2)
     assert result.counts == {"queued": 1_500, "completed": 1_500}

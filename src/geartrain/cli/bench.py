@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from geartrain.bench.measure import parse_address
 
 EPILOG = """workloads:
-  bg-submit    connections pipeline SUBMIT_JOB_BG (100-byte payloads): jobs/s until the last JOB_CREATED
+  bg-submit    connections pipeline SUBMIT_JOB_BG (100-byte payloads): jobs/s (--duration: in a window)
   drain        queue --jobs background jobs, then --workers workers GRAB_JOB/WORK_COMPLETE them: jobs/s
   round-trip   --clients connections x --depth foreground jobs in flight, --workers echo workers: jobs/s, p50, p99
   echo         ECHO_REQ ping-pong on one connection: p50, p99
@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="drain/round-trip: worker connections")
     parser.add_argument("--clients", type=int, help="round-trip: client connections")
     parser.add_argument("--depth", type=int, help="round-trip: jobs in flight per client connection")
-    parser.add_argument("--duration", type=float, help="round-trip/connections: seconds measured")
-    parser.add_argument("--warmup", type=float, help="round-trip/connections: seconds before measuring")
+    parser.add_argument("--duration", type=float, help="bg-submit/round-trip/connections: seconds measured")
+    parser.add_argument("--warmup", type=float, help="bg-submit/round-trip/connections: seconds before measuring")
     parser.add_argument("--payload-size", type=int, help="bytes of each job's payload")
     parser.add_argument("--idle", type=int, help="connections: idle connections to hold")
     parser.add_argument("--count", type=int, help="echo: round trips")
