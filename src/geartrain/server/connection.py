@@ -68,7 +68,7 @@ class GearmanConnection(asyncio.Protocol):
             log.exception("internal error handling input from %s; closing that connection", peer.address)
             server.engine.reply(peer, error_packet("SERVER_ERROR", "Internal server error; see the server log"))
             peer.close_after_flush = True
-        server.flush()
+        server.flush(peer)
 
     def _first_input(self, data: bytes, peer: Peer) -> None:
         """Input while nothing valid has come yet: the first valid item ends the --idle-timeout watch."""

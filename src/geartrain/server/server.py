@@ -27,6 +27,7 @@ from geartrain.store.base import QueueStore
 
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpListener
+    from geartrain.server.core.peers import Peer
 
 log = logging.getLogger("geartrain.server")
 
@@ -228,11 +229,19 @@ class GearmanServer:
         """
         self.flush()
 
-    def flush(self) -> None:
-        """Write what the engine queued, kick the store, re-arm the timer, act on a shutdown request."""
+    def flush(self, first: Peer | None = None) -> None:
+        """Write what the engine queued, kick the store, re-arm the timer, act on a shutdown request.
+
+        ``first`` (the connection whose input this was) is written to before the others: its reply is what its
+        sender waits for, e.g. a worker's next JOB_ASSIGN, while the WORK_COMPLETE its result sends to a client
+        may follow a write later (measured: with one worker that ordering is the worker's critical path).
+        """
         engine = self.engine
         dirty = engine.dirty
         if dirty:
+            if first is not None and len(dirty) > 1 and dirty[0] is not first and first.outbox:
+                dirty.remove(first)
+                dirty.insert(0, first)
             connections = self.connections
             for peer in dirty:
                 outbox = peer.outbox
