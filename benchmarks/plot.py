@@ -68,11 +68,19 @@ def main() -> int:
     for index, (server, points) in enumerate(lines.items()):
         in_flight = [p[0] for p in points]
         rates = [p[1] for p in points]
-        axes.plot(in_flight, rates, marker="o", label=server)
+        (line,) = axes.plot(in_flight, rates, marker="o", label=server)
         for x, y, p99 in points:
-            # Labels of the two servers on opposite sides of their points, so that close points stay readable.
+            # Labels of the two servers on opposite sides of their points, in their line's colour, so that close
+            # or crossing points stay readable.
             offset = (4, 6) if index % 2 == 0 else (4, -12)
-            axes.annotate(f"p99 {p99 / 1000:.1f} ms", (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+            axes.annotate(
+                f"p99 {p99 / 1000:.1f} ms",
+                (x, y),
+                textcoords="offset points",
+                xytext=offset,
+                fontsize=7,
+                color=line.get_color(),
+            )
     axes.set_xscale("log", base=2)
     axes.set_xticks(sorted({p[0] for points in lines.values() for p in points}))
     axes.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
