@@ -29,11 +29,12 @@ class Engine(WorkerRules, ClientRules):
         super().__init__(config)
         self.inline_submits = inline_submits
         self._next_peer_id = 1
-        self._handlers: dict[int, Handler] = self._build_dispatch()
         self._wrappers: dict[int, list[Callable[[Handler], Handler]]] = {}  # see wrap_handler
-        # The same dispatch as a list indexed by packet type (every type the decoder lets through has an entry),
-        # for the transport's per-packet loop.
-        self.handlers: list[Handler] = [self._handlers.get(ptype, self._not_expected) for ptype in range(max(P) + 1)]
+        # The dispatch table: indexed by packet type, an entry for every type the decoder lets through (the ones
+        # a server does not expect answer INVALID_COMMAND). The transport hands it to the decoder as it is, so
+        # entries are replaced in place, never the list.
+        dispatch = self._build_dispatch()
+        self.handlers: list[Handler] = [dispatch.get(ptype, self._not_expected) for ptype in range(max(P) + 1)]
 
     # ------------------------------------------------------------------ connections
 
@@ -75,7 +76,7 @@ class Engine(WorkerRules, ClientRules):
             handler = self._submit_handler(ptype, priority, background)
             for wrap in self._wrappers.get(ptype, ()):  # access control keeps guarding the new handlers
                 handler = wrap(handler)
-            self._handlers[ptype] = self.handlers[ptype] = handler
+            self.handlers[ptype] = handler
 
     @property
     def running_count(self) -> int:
@@ -86,7 +87,8 @@ class Engine(WorkerRules, ClientRules):
 
     def handle(self, peer: Peer, ptype: int, args: tuple[bytes, ...], now: float) -> None:
         """Process one binary packet from ``peer``."""
-        self._handlers.get(ptype, self._not_expected)(peer, args, now)
+        handler = self.handlers[ptype] if 0 <= ptype < len(self.handlers) else self._not_expected
+        handler(peer, args, now)
 
     def _not_expected(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         self._send(peer, replies.NOT_EXPECTED)
@@ -101,7 +103,7 @@ class Engine(WorkerRules, ClientRules):
         """Replace the handler of ``ptype`` by ``wrap(handler)``: how access control checks the packets it guards
         without any cost on the packets (or servers) it does not."""
         self._wrappers.setdefault(ptype, []).append(wrap)
-        self._handlers[ptype] = self.handlers[ptype] = wrap(self._handlers[ptype])
+        self.handlers[ptype] = wrap(self.handlers[ptype])
 
     def _build_dispatch(self) -> dict[int, Handler]:
         handlers: dict[int, Handler] = {
