@@ -139,7 +139,7 @@ class Api:
             if not engine.cancel(handle):
                 connection.respond_json({"error": "no such job"}, 404)
                 return
-            self.server.after_input()
+            self.server.flush()
             connection.respond_json({"cancelled": handle.decode("utf-8", "backslashreplace")})
             return
         if path.startswith("functions/") and path.endswith("/purge") and request.method == "POST":
@@ -148,7 +148,7 @@ class Api:
             if removed is None:
                 connection.respond_json({"error": "no such function"}, 404)
                 return
-            self.server.after_input()
+            self.server.flush()
             connection.respond_json({"function": name, "purged": removed})
             return
         if path.startswith("functions/") and path.endswith("/maxqueue") and request.method in ("POST", "PUT"):

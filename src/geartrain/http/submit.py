@@ -83,7 +83,7 @@ class HttpClientPeer:
         server.connections[self.peer.id] = self  # type: ignore[assignment]
         self.connection.on_lost = self._client_gone
         server.engine.handle(self.peer, ptype, (function, unique, workload), time.time())
-        server.after_input()
+        server.flush()
 
     # ------------------------------------------------------------------ what the server's flush calls
 
@@ -179,4 +179,4 @@ class HttpClientPeer:
         server = self.server
         server.connections.pop(self.peer.id, None)
         server.engine.disconnect(self.peer, time.time())
-        server.after_input()
+        server.flush()

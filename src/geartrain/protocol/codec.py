@@ -162,28 +162,13 @@ class Decoder:
         if self._dead:
             return []
         out: list[Item] = []
-        framer = self._framer
-        if framer is not None and not self._buf:
-            # The common case: whole packets in one read, framed in C without entering the Python loop.
-            pos = framer(data, 0, self._accept, self._max_size, _ARG_COUNTS, _MIN_COUNTS, Packet, out)
-            if pos == len(data):
-                return out
-            if pos:
-                data = data[pos:]
-        buf: bytes | bytearray
+        buf: bytes | bytearray = data
         if self._buf:
             self._buf += data
             buf = self._buf
-        else:
-            # Fast path: parse straight from the received bytes, copying only an incomplete tail.
-            buf = data
-        pos = self._parse(buf, out)
-        if self._dead:
-            self._buf.clear()
-        elif buf is self._buf:
-            del self._buf[:pos]
-        elif pos < len(buf):
-            self._buf += memoryview(buf)[pos:]
+        # Parsed straight from the received bytes when nothing was held (the C framer, when built, takes the runs
+        # of well-formed packets inside _parse); only an incomplete tail is copied.
+        self._keep_tail(buf, self._parse(buf, out))
         return out
 
     def feed_to(
@@ -222,11 +207,15 @@ class Decoder:
             out: list[Item] = []
             pos = self._parse(buf, out, pos)
             deliver(out, handlers, recipient, now, on_other)
+        self._keep_tail(buf, pos)
+
+    def _keep_tail(self, buf: bytes | bytearray, pos: int) -> None:
+        """Hold what follows ``pos`` in ``buf`` (``buf`` is the held buffer itself, or fresh received bytes)."""
         if self._dead:
             self._buf.clear()
         elif buf is self._buf:
             del self._buf[:pos]
-        elif pos < end:
+        elif pos < len(buf):
             self._buf += memoryview(buf)[pos:]
 
     def _parse(self, buf: bytes | bytearray, out: list[Item], start: int = 0) -> int:

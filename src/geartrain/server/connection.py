@@ -128,4 +128,4 @@ class GearmanConnection(asyncio.Protocol):
             self._server.engine.disconnect(peer, time.time())
         except Exception:
             log.exception("internal error cleaning up after %s", peer.address)
-        self._server.after_input()
+        self._server.flush()

@@ -35,10 +35,9 @@ log = logging.getLogger("geartrain.server")
 class GearmanServer:
     """Runs one :class:`Engine` on one event loop.
 
-    After every input (a ``data_received``, a disconnect, a timer) :meth:`after_input` schedules :meth:`flush`
-    for the end of the loop turn: it writes what the engine queued, once per touched connection however many
-    inputs touched it, hands the turn's store operations to the store thread in one batch, and re-arms the timer
-    for the engine's next deadline.
+    After every input (a ``data_received``, a disconnect, a timer) :meth:`flush` writes what the engine queued,
+    once per touched connection, hands the store operations recorded so far to the store thread in one batch, and
+    re-arms the timer for the engine's next deadline.
     """
 
     def __init__(
@@ -51,7 +50,7 @@ class GearmanServer:
             config = replace(config, engine=replace(config.engine, persistent=True))
         self.config = config
         self.engine = Engine(config.engine)
-        self.persistence = Persistence(store, self.engine, self.after_input) if store is not None else None
+        self.persistence = Persistence(store, self.engine, self.flush) if store is not None else None
         self.admin = AdminCommands(self.engine, time.time)
         self.guard = ConnectionGuard(config.limits)
         security = config.security
@@ -220,17 +219,13 @@ class GearmanServer:
 
     # ------------------------------------------------------------------ after each input
 
-    def after_input(self) -> None:
-        """Something changed the engine: write its output now.
-
-        Flushing at the end of each input already gives one write per connection per ``data_received``. Deferring
-        to the end of the loop turn (``call_soon``) was measured too: it merged no writes in the benchmark's
-        workloads and cost an extra loop iteration (3,600 instructions and an ``epoll_wait``) per input.
-        """
-        self.flush()
-
     def flush(self, first: Peer | None = None) -> None:
         """Write what the engine queued, kick the store, re-arm the timer, act on a shutdown request.
+
+        Called after every input (a ``data_received``, a disconnect, a timer, a store result, an HTTP action), so
+        there is one write per touched connection per input. Deferring it to the end of the loop turn
+        (``call_soon``) was measured: it merged no writes in the benchmark's workloads and cost an extra loop
+        iteration (3,600 instructions and an ``epoll_wait``) per input.
 
         ``first`` (the connection whose input this was) is written to before the others: its reply is what its
         sender waits for, e.g. a worker's next JOB_ASSIGN, while the WORK_COMPLETE its result sends to a client
@@ -294,7 +289,7 @@ class GearmanServer:
         self._timer = None
         self._timer_at = None
         self.engine.tick(time.time())
-        self.after_input()
+        self.flush()
 
     # ------------------------------------------------------------------ sockets
 
