@@ -10,6 +10,8 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
+from time import time as wall_clock
 from typing import TYPE_CHECKING, cast
 
 from geartrain.errors import ProtocolError
@@ -24,10 +26,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("geartrain.connection")
 
 
+def _after_close(item: AdminLine | ProtocolError) -> None:
+    """Input of a closed connection is not acted on (data_received checks first; this keeps the type whole)."""
+
+
 class GearmanConnection(asyncio.Protocol):
     """One client, worker or admin connection."""
 
-    __slots__ = ("_decoder", "_peer", "_server", "_silent", "_transport")
+    __slots__ = (
+        "_decoder",
+        "_feed_to",
+        "_flush",
+        "_handlers",
+        "_on_other",
+        "_peer",
+        "_server",
+        "_silent",
+        "_transport",
+    )
 
     def __init__(self, server: GearmanServer) -> None:
         self._server = server
@@ -35,6 +51,12 @@ class GearmanConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer: Peer | None = None
         self._silent = True  # nothing valid received yet (--idle-timeout)
+        # What every input needs, bound once: data_received runs per read, and each lookup is bytecode there.
+        # The engine replaces handler entries in place, never the list, so holding the list is safe.
+        self._feed_to = self._decoder.feed_to
+        self._handlers = server.engine.handlers
+        self._on_other: Callable[[AdminLine | ProtocolError], None] = self._other_input
+        self._flush = server.flush
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -57,18 +79,17 @@ class GearmanConnection(asyncio.Protocol):
         peer = self._peer
         if peer is None or peer.closed:
             return
-        server = self._server
         try:
             if self._silent:
                 self._first_input(data, peer)
             else:
-                self._decoder.feed_to(data, server.engine.handlers, peer, time.time(), self._other_input)
+                self._feed_to(data, self._handlers, peer, wall_clock(), self._on_other)
         except Exception:
             # A bug of ours must cost this connection, never the server and everyone else on it.
             log.exception("internal error handling input from %s; closing that connection", peer.address)
-            server.engine.reply(peer, error_packet("SERVER_ERROR", "Internal server error; see the server log"))
+            self._server.engine.reply(peer, error_packet("SERVER_ERROR", "Internal server error; see the server log"))
             peer.close_after_flush = True
-        server.flush(peer)
+        self._flush(peer)
 
     def _first_input(self, data: bytes, peer: Peer) -> None:
         """Input while nothing valid has come yet: the first valid item ends the --idle-timeout watch."""
@@ -76,7 +97,7 @@ class GearmanConnection(asyncio.Protocol):
         if any(not isinstance(item, ProtocolError) for item in items):
             self._silent = False
             self._server.guard.spoke(self)
-        deliver(items, self._server.engine.handlers, peer, time.time(), self._other_input)
+        deliver(items, self._handlers, peer, wall_clock(), self._other_input)
 
     def _other_input(self, item: AdminLine | ProtocolError) -> None:
         """An admin command line, or input that is no valid packet."""
@@ -119,6 +140,7 @@ class GearmanConnection(asyncio.Protocol):
             self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._on_other = _after_close  # the bound method refers back to this object: leave no cycle behind
         peer = self._peer
         if peer is None:
             return

@@ -138,25 +138,25 @@ class Engine(WorkerRules, ClientRules):
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (epoch job due, worker timeout), or ``None``."""
-        if not self._epoch_heap and not self._timeout_heap:
+        if not self.epoch_heap and not self.timeout_heap:
             return None
         deadlines = []
-        if self._epoch_heap:
-            deadlines.append(float(self._epoch_heap[0][0]))
-        if self._timeout_heap:
-            deadlines.append(self._timeout_heap[0][0])
+        if self.epoch_heap:
+            deadlines.append(float(self.epoch_heap[0][0]))
+        if self.timeout_heap:
+            deadlines.append(self.timeout_heap[0][0])
         return min(deadlines) if deadlines else None
 
     def tick(self, now: float) -> None:
         """Run what is due: queue epoch jobs whose time has come, requeue jobs whose worker timed out."""
-        epoch_heap = self._epoch_heap
+        epoch_heap = self.epoch_heap
         while epoch_heap and epoch_heap[0][0] <= now:
             _, _, job = heapq.heappop(epoch_heap)
             function = job.function
             function.queues[job.priority].append(job)
             if function.sleepers and not job.ignore:
                 self._wake(function)
-        timeout_heap = self._timeout_heap
+        timeout_heap = self.timeout_heap
         while timeout_heap and timeout_heap[0][0] <= now:
             _, _, job, worker, attempt = heapq.heappop(timeout_heap)
             if job.worker is worker and job.retries == attempt and self.jobs.get(job.handle) is job:

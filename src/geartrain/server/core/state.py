@@ -46,8 +46,10 @@ class EngineState:
         self.hold_queued = False
         self._new_handle = HandleFactory(self.config.handle_prefix)
         self._seq = 0  # tie-breaker for timer heaps and creation order of functions
-        self._epoch_heap: list[tuple[int, int, Job]] = []
-        self._timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
+        # Timer heaps (epoch jobs not yet due; running jobs of workers with a CAN_DO_TIMEOUT). Never rebound: the
+        # transport holds both lists and calls next_deadline only while one is non-empty.
+        self.epoch_heap: list[tuple[int, int, Job]] = []
+        self.timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
         # Store operations of the current loop turn (see geartrain.server.core.durable).
         self.store_adds: list[StoredJob] = []
         self.store_removes: list[Removal] = []
@@ -86,7 +88,7 @@ class EngineState:
         job.since = job.when if job.when > now else now
         if job.when > now:
             self._seq += 1
-            heapq.heappush(self._epoch_heap, (job.when, self._seq, job))
+            heapq.heappush(self.epoch_heap, (job.when, self._seq, job))
             return
         function.queues[job.priority].append(job)
         if function.sleepers:

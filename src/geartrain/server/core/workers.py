@@ -150,7 +150,7 @@ class WorkerRules(EngineState):
         timeout = peer.timeouts.get(function)
         if timeout is not None:
             self._seq += 1
-            heap = self._timeout_heap
+            heap = self.timeout_heap
             heapq.heappush(heap, (now + timeout, self._seq, job, peer, job.retries))
             if len(heap) > 1024 and len(heap) > 4 * len(self.jobs):
                 self._compact_timeouts()
@@ -158,9 +158,9 @@ class WorkerRules(EngineState):
 
     def _compact_timeouts(self) -> None:
         """Drop timer entries of jobs that already ended or moved on, so a long timeout cannot pile them up."""
-        live = [entry for entry in self._timeout_heap if entry[2].worker is entry[3] and entry[2].retries == entry[4]]
+        live = [entry for entry in self.timeout_heap if entry[2].worker is entry[3] and entry[2].retries == entry[4]]
         heapq.heapify(live)
-        self._timeout_heap = live
+        self.timeout_heap[:] = live  # in place: the server holds the list (see EngineState)
 
     # ------------------------------------------------------------------ results from workers
 
