@@ -72,9 +72,17 @@ def test_round_trip_every_submit_answered(gearman_server: GearmanServer, clients
 
 
 def test_echo_counts_and_percentiles(gearman_server: GearmanServer) -> None:
-    result = workloads.echo(target(gearman_server), count=300, payload_size=10)
+    result = workloads.echo(target(gearman_server), count=300, payload_size=10, warmup=0.05)
     assert result.counts == {"echoed": 300}
     assert 0 < result.metrics["p50_us"] <= result.metrics["p99_us"]
+
+
+def test_echo_runs_for_its_duration_after_the_warmup(gearman_server: GearmanServer) -> None:
+    result = workloads.echo(target(gearman_server), duration=0.3, warmup=0.2)
+    assert result.params["payload_size"] == 100  # the cross-check harness's payload
+    assert result.counts["echoed"] > 10
+    assert 0.45 <= result.elapsed_s < 5  # the warm-up is not recorded, but it is spent
+    assert result.server_cpu_s is not None and result.server_cpu_s > 0
 
 
 def test_memory_reads_rss_and_needs_a_pid(gearman_server: GearmanServer) -> None:
@@ -144,7 +152,19 @@ def test_replay_times_a_server_loading_a_built_queue(tmp_path: Path) -> None:
 
 
 def test_cli_prints_json_results(gearman_server: GearmanServer) -> None:
-    bench = [sys.executable, "-m", "geartrain", "bench", "echo", "--address", gearman_server.address, "--count", "50"]
+    bench = [
+        sys.executable,
+        "-m",
+        "geartrain",
+        "bench",
+        "echo",
+        "--address",
+        gearman_server.address,
+        "--count",
+        "50",
+        "--warmup",
+        "0.05",
+    ]
     out = subprocess.run(
         [*bench, "--json", "--server-pid", str(gearman_server.pid), "--server-name", gearman_server.name],
         capture_output=True,

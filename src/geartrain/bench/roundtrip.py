@@ -11,6 +11,7 @@ import selectors
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from geartrain.bench import packets
@@ -205,22 +206,51 @@ def _still_open(sock: socket.socket) -> bool:
         return False
 
 
-def echo_latencies(host: str, port: int, *, count: int, payload_size: int) -> tuple[list[float], float]:
-    """ECHO_REQ ping-pong on one connection: each round trip's seconds, and this process's CPU time."""
+def echo_latencies(
+    host: str,
+    port: int,
+    *,
+    duration: float,
+    warmup: float,
+    payload_size: int,
+    count: int | None = None,
+    on_record: Callable[[], None] | None = None,
+) -> tuple[list[float], float]:
+    """ECHO_REQ ping-pong on one connection: each round trip's seconds, and this process's CPU time.
+
+    Pings for ``warmup`` seconds unrecorded, then records for ``duration`` seconds (or ``count`` round trips, if
+    that comes first), as the cross-check harness does: a fixed count after a few pings measured the server's
+    first second, which on a busy 2-core machine was not its steady state. ``on_record`` is called when the
+    recorded part starts (the caller's server CPU meter).
+    """
     payload = b"x" * payload_size
     ping = packets.request(packets.ECHO_REQ, payload)
     pong = packets.response_header(packets.ECHO_RES, len(payload)) + payload
+    size = len(pong)
+    clock = time.perf_counter
     with connect((host, port)) as sock:
-        for _ in range(min(100, count)):  # warm-up
-            sock.sendall(ping)
-            _read_exactly(sock, len(pong))
-        latencies = []
-        cpu_before = own_cpu_seconds()
-        clock = time.perf_counter
-        for _ in range(count):
-            sent = clock()
-            sock.sendall(ping)
-            if _read_exactly(sock, len(pong)) != pong:
+        sendall = sock.sendall
+        warm_until = clock() + warmup
+        while True:
+            sendall(ping)
+            if _read_exactly(sock, size) != pong:
                 raise ConnectionError("wrong ECHO_RES")
-            latencies.append(clock() - sent)
+            if clock() >= warm_until:
+                break
+        latencies: list[float] = []
+        record = latencies.append
+        limit = count if count is not None else -1
+        if on_record is not None:
+            on_record()
+        cpu_before = own_cpu_seconds()
+        stop_at = clock() + duration
+        while limit != len(latencies):
+            sent = clock()
+            sendall(ping)
+            if _read_exactly(sock, size) != pong:
+                raise ConnectionError("wrong ECHO_RES")
+            done = clock()
+            record(done - sent)
+            if done >= stop_at:
+                break
         return latencies, own_cpu_seconds() - cpu_before

@@ -54,7 +54,7 @@ VARIANTS: list[Variant] = [
     Variant("round-trip", {"clients": 4, "workers": 4}),
     Variant("round-trip", {"clients": 16, "workers": 4}, _RT_SMOKE),
     Variant("round-trip", {"clients": 64, "workers": 4}, _RT_SMOKE),
-    Variant("echo", {"count": 20_000}, {"count": 1_000}),
+    Variant("echo", {"duration": 4.0, "warmup": 1.0}, {"duration": 0.3, "warmup": 0.1}),
     Variant("memory", {"jobs": 1_000_000}, {"jobs": 20_000}, frozenset({"needs-pid"})),
     Variant("connections", {"idle": 5_000}, {"idle": 200} | _RT_SMOKE),
     Variant("persist", {"jobs": 10_000, "connections": 8}, {"jobs": 500}, frozenset({"durable-store"})),

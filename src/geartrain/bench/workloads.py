@@ -258,12 +258,22 @@ def round_trip(
     )
 
 
-def echo(target: Target, *, count: int = 20_000, payload_size: int = 0) -> Result:
-    """ECHO_REQ ping-pong on one connection, one at a time: p50 and p99 latency."""
+def echo(
+    target: Target, *, duration: float = 4.0, warmup: float = 1.0, payload_size: int = 100, count: int | None = None
+) -> Result:
+    """ECHO_REQ ping-pong on one connection, one at a time: p50 and p99 latency over ``duration`` seconds (or
+    ``count`` round trips) after ``warmup`` seconds, with a 100-byte payload: the cross-check harness's method."""
     meter = _Meter(target)
-    meter.begin()
     started = time.perf_counter()
-    latencies, cpu = echo_latencies(target.host, target.port, count=count, payload_size=payload_size)
+    latencies, cpu = echo_latencies(
+        target.host,
+        target.port,
+        duration=duration,
+        warmup=warmup,
+        payload_size=payload_size,
+        count=count,
+        on_record=meter.begin,
+    )
     elapsed = time.perf_counter() - started
     latencies.sort()
     return Result(
@@ -276,7 +286,7 @@ def echo(target: Target, *, count: int = 20_000, payload_size: int = 0) -> Resul
         cpu_jobs=len(latencies),
         server_cpu_s=meter.cpu(),
         generator_cpu_s=cpu,
-        params={"count": count, "payload_size": payload_size},
+        params={"duration": duration, "warmup": warmup, "count": count, "payload_size": payload_size},
     )
 
 

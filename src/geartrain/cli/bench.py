@@ -13,7 +13,7 @@ EPILOG = """workloads:
   bg-submit    connections pipeline SUBMIT_JOB_BG (100-byte payloads): jobs/s (--duration: in a window)
   drain        queue --jobs background jobs, then --workers workers GRAB_JOB/WORK_COMPLETE them: jobs/s
   round-trip   --clients connections x --depth foreground jobs in flight, --workers echo workers: jobs/s, p50, p99
-  echo         ECHO_REQ ping-pong on one connection: p50, p99
+  echo         ECHO_REQ ping-pong on one connection (--duration after --warmup, or --count pings): p50, p99
   memory       server RSS growth per queued job after --jobs background jobs (needs --server-pid)
   connections  round-trip p50 before and while --idle idle connections are held open
   persist      bg-submit with a distinct unique per job (point it at a server on a durable store)
@@ -49,11 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="drain/round-trip: worker connections")
     parser.add_argument("--clients", type=int, help="round-trip: client connections")
     parser.add_argument("--depth", type=int, help="round-trip: jobs in flight per client connection")
-    parser.add_argument("--duration", type=float, help="bg-submit/round-trip/connections: seconds measured")
-    parser.add_argument("--warmup", type=float, help="bg-submit/round-trip/connections: seconds before measuring")
+    parser.add_argument("--duration", type=float, help="bg-submit/round-trip/connections/echo: seconds measured")
+    parser.add_argument("--warmup", type=float, help="bg-submit/round-trip/connections/echo: seconds before measuring")
     parser.add_argument("--payload-size", type=int, help="bytes of each job's payload")
     parser.add_argument("--idle", type=int, help="connections: idle connections to hold")
-    parser.add_argument("--count", type=int, help="echo: round trips")
+    parser.add_argument("--count", type=int, help="echo: stop after this many recorded round trips")
     parser.add_argument("--in-flight", type=int, help="client-library: do() calls outstanding at once")
     parser.add_argument(
         "--processes", type=int, help="load-generator processes (default: one, as in the cross-check harness)"
