@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from http_harness import HttpServer
@@ -226,3 +226,29 @@ def test_get_submits_an_empty_workload_and_engine_errors_become_400(http_server:
         assert request.join()[2] == b"pong"
     status, headers, body = http_server.request("POST", "/ping", b"x", {"X-Gearman-Unique": "u" * 65})
     assert (status, headers["X-Gearman-Error"], body) == (400, "ARGUMENT_TOO_LARGE", b"Unique value too large\n")
+
+
+def test_a_chunked_request_body_is_the_workload(http_server: HttpServer) -> None:
+    import http.client
+
+    def pieces() -> Iterator[bytes]:
+        yield b"streamed "
+        yield b"in "
+        yield b"chunks"
+
+    connection = http.client.HTTPConnection(HOST, http_server.http_port, timeout=10)
+    with worker_for(http_server, "upload") as worker:
+        connection.request("POST", "/upload", pieces(), encode_chunked=True)  # Transfer-Encoding: chunked
+        handle, function, data = worker.grab().args
+        assert (function, data) == (b"upload", b"streamed in chunks")
+        worker.send(P.WORK_COMPLETE, handle, b"stored")
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b"stored")
+    # The body ended where the chunks did: the next request on the connection is read from there.
+    connection.request("GET", "/healthz")
+    assert connection.getresponse().read() == b"ok\n"
+    connection.close()
+    with socket.create_connection((HOST, http_server.http_port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"POST /f HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 501 ")

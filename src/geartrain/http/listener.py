@@ -1,8 +1,9 @@
 """The HTTP listener: a small HTTP/1.1 server on the Gearman server's own event loop.
 
 Standard library only (the core server needs nothing else): one :class:`HttpConnection` per socket reads a request
-head and its ``Content-Length`` body, hands the request to the router, and serves the next request of a keep-alive
-connection only once the current response has ended (responses may stream: job results, server-sent events).
+head and its body (``Content-Length`` or chunked), hands the request to the router, and serves the next request of
+a keep-alive connection only once the current response has ended (responses may stream: job results, server-sent
+events).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from geartrain.http.message import MAX_HEAD_SIZE, BadRequest, parse_head, response_head
+from geartrain.http.message import MAX_HEAD_SIZE, BadRequest, ChunkedBody, Request, parse_head, response_head
 
 if TYPE_CHECKING:
     from geartrain.server.server import GearmanServer
 
 log = logging.getLogger("geartrain.http")
+
+# A request body and the offset where it ends in the connection's buffer, or None while it is incomplete.
+BodyRead = tuple[bytes, int] | None
 
 SERVER_HEADER = "geartrain"
 
@@ -34,6 +38,8 @@ class HttpConnection(asyncio.Protocol):
         self.peer_address = "?"
         self.identity: tuple[str, ...] = ()  # what the access policy knows this request as (set per request)
         self._buffer = bytearray()
+        # The request whose head is parsed and whose body is still arriving, with the reader of that body.
+        self._pending: tuple[Request, Callable[[bytearray], BodyRead]] | None = None
         self._busy = False  # a response is in progress; later requests wait in the buffer
         self._keep_alive = False
         self._closing = False  # the last response said Connection: close; later requests are ignored
@@ -72,25 +78,28 @@ class HttpConnection(asyncio.Protocol):
     def _next_request(self) -> None:
         while not self._busy and not self._closing and self.transport is not None:
             buffer = self._buffer
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD_SIZE:
-                    self._reject(BadRequest(431, "request head too large"))
-                return
+            if self._pending is None:
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buffer) > MAX_HEAD_SIZE:
+                        self._reject(BadRequest(431, "request head too large"))
+                    return
+                try:
+                    self._pending = self._start_body(parse_head(bytes(buffer[:end])), end + 4)
+                except BadRequest as error:
+                    self._reject(error)
+                    return
+            request, reader = self._pending
             try:
-                request = parse_head(bytes(buffer[:end]))
-                length = request.content_length
+                body = reader(buffer)
             except BadRequest as error:
                 self._reject(error)
                 return
-            if length > self.listener.max_body_size:
-                self._reject(BadRequest(413, f"body larger than {self.listener.max_body_size} bytes"))
-                return
-            start = end + 4
-            if len(buffer) < start + length:
+            if body is None:
                 return  # the body is still on its way
-            request.body = bytes(buffer[start : start + length])
-            del buffer[: start + length]
+            self._pending = None
+            request.body, consumed = body
+            del buffer[:consumed]
             self._busy = True
             self._keep_alive = request.keep_alive
             self.version = request.version
@@ -100,6 +109,22 @@ class HttpConnection(asyncio.Protocol):
                 log.exception("internal error answering %s %s", request.method, request.target)
                 if self._busy:
                     self.respond(500, b"internal error; see the server log\n", close=True)
+
+    def _start_body(self, request: Request, start: int) -> tuple[Request, Callable[[bytearray], BodyRead]]:
+        """The request and how to read its body, which begins at ``start`` in the buffer."""
+        limit = self.listener.max_body_size
+        if request.chunked:
+            return request, ChunkedBody(start, limit).read
+        length = request.content_length
+        if length > limit:
+            raise BadRequest(413, f"body larger than {limit} bytes")
+
+        def fixed_length(buffer: bytearray) -> BodyRead:
+            if len(buffer) < start + length:
+                return None
+            return bytes(buffer[start : start + length]), start + length
+
+        return request, fixed_length
 
     def _reject(self, error: BadRequest) -> None:
         self._busy = True

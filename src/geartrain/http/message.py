@@ -1,6 +1,6 @@
 """HTTP/1.x messages: parse a request head, build response heads and chunked-encoding frames.
 
-Only what the listener needs: requests with a ``Content-Length`` body (or none), responses with a
+Only what the listener needs: requests with a ``Content-Length`` body, a chunked body or none, responses with a
 ``Content-Length`` or chunked body. Header names are matched case-insensitively.
 """
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_HEAD_SIZE = 64 * 1024
+# A chunk-size line (hex size and extensions) longer than this is not a real client's.
+MAX_CHUNK_LINE = 1024
 
 REASONS = {
     200: "OK",
@@ -69,6 +71,11 @@ class Request:
         return "keep-alive" in connection
 
     @property
+    def chunked(self) -> bool:
+        """The body comes in chunks (``Transfer-Encoding: chunked``; parse_head refuses any other coding)."""
+        return "transfer-encoding" in self.headers
+
+    @property
     def content_length(self) -> int:
         raw = self.header("content-length")
         if raw is None:
@@ -100,13 +107,78 @@ def parse_head(head: bytes) -> Request:
         key = name.lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    if "transfer-encoding" in headers:
-        raise BadRequest(501, "chunked request bodies are not supported; send Content-Length")
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        if coding.lower() != "chunked":
+            raise BadRequest(501, f"transfer coding {coding!r} is not supported; send chunked or Content-Length")
+        if "content-length" in headers:  # RFC 9112 6.3: both at once is how requests are smuggled
+            raise BadRequest(400, "both Transfer-Encoding and Content-Length")
     split = urlsplit(target)
     request = Request(method.upper(), target, version, headers)
     request.path = unquote(split.path)
     request.query = parse_qs(split.query)
     return request
+
+
+class ChunkedBody:
+    """Decodes one chunked request body from the connection's buffer, resuming where the last read stopped.
+
+    The buffer only grows while the body is incomplete (the request is consumed whole once it is), so offsets into
+    it stay valid between reads, and each byte is looked at once however many reads the body takes. Extensions and
+    trailer fields are read and dropped.
+    """
+
+    __slots__ = ("_in_trailers", "_limit", "_parts", "_pos", "_size", "_start")
+
+    def __init__(self, start: int, limit: int) -> None:
+        self._start = start
+        self._limit = limit
+        self._pos = start
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._in_trailers = False
+
+    def read(self, buffer: bytes | bytearray) -> tuple[bytes, int] | None:
+        """``(body, end)`` once complete, ``end`` being the offset after the final CRLF; ``None`` until then.
+
+        Raises :class:`BadRequest`: 400 for a malformed chunk, 413 once the sizes announced pass ``limit`` (so
+        nothing larger is ever waited for), 431 for trailer fields larger than a request head may be.
+        """
+        while not self._in_trailers:
+            line_end = buffer.find(b"\r\n", self._pos, self._pos + MAX_CHUNK_LINE + 2)
+            if line_end < 0:
+                if len(buffer) - self._pos > MAX_CHUNK_LINE:
+                    raise BadRequest(400, "chunk-size line too long")
+                return None
+            size_text = bytes(buffer[self._pos : line_end]).split(b";", 1)[0].strip()
+            if not size_text or len(size_text) > 16 or size_text.strip(b"0123456789abcdefABCDEF"):
+                raise BadRequest(400, "bad chunk size")
+            size = int(size_text, 16)
+            if self._size + size > self._limit:
+                raise BadRequest(413, f"body larger than {self._limit} bytes")
+            data_start = line_end + 2
+            if size == 0:
+                self._pos = data_start
+                self._in_trailers = True
+                break
+            if len(buffer) < data_start + size + 2:
+                return None  # the whole chunk is read again next time: its size line is short
+            if buffer[data_start + size : data_start + size + 2] != b"\r\n":
+                raise BadRequest(400, "chunk data not followed by CRLF")
+            self._parts.append(bytes(buffer[data_start : data_start + size]))
+            self._size += size
+            self._pos = data_start + size + 2
+        while True:  # trailer fields, then the blank line that ends the body
+            line_end = buffer.find(b"\r\n", self._pos)
+            if line_end < 0:
+                if len(buffer) - self._pos > MAX_HEAD_SIZE:
+                    raise BadRequest(431, "trailer fields too large")
+                return None
+            if line_end == self._pos:
+                return b"".join(self._parts), line_end + 2
+            if b":" not in buffer[self._pos : line_end]:
+                raise BadRequest(400, "bad trailer field")
+            self._pos = line_end + 2
 
 
 def response_head(
