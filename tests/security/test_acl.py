@@ -181,3 +181,11 @@ async def test_admin_write_needs_the_functions_grant(secure_server, pki: Pki) ->
         with pytest.raises(AdminError, match="shutdown on the server is not allowed"):
             await web1_admin.shutdown()
     assert server.denials() == {"admin_write": 1}
+
+
+def test_a_server_without_an_acl_file_has_nothing_to_reload(secure_server) -> None:
+    server = secure_server(acl=ACL)  # a policy given in code, not read from a file: nothing to read again
+    assert server.server.reload_acl() is False
+    open_server = secure_server()
+    with pytest.raises(ValueError, match="--acl-file"):
+        open_server.server.access.reload(server.server.access.policy)

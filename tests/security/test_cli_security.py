@@ -4,10 +4,12 @@ client certificates (`geartrain submit/work/admin`, `gearman -S`, `gearadmin -S`
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,3 +234,51 @@ def test_manager_python_worker_takes_tls_and_secret_from_its_environment(
             child.wait()
         assert child.stderr is not None
         child.stderr.close()
+
+
+def _submit_bg(port: int, function: bytes) -> bytes:
+    """One SUBMIT_JOB_BG on a fresh plain connection: JOB_CREATED, or ERROR and its code."""
+    body = function + b"\0\0work"
+    with socket.create_connection(("127.0.0.1", port), timeout=RUN_TIMEOUT) as sock:
+        sock.sendall(b"\0REQ" + (18).to_bytes(4, "big") + len(body).to_bytes(4, "big") + body)
+        reply = b""
+        while len(reply) < 12 or len(reply) < 12 + int.from_bytes(reply[8:12], "big"):
+            chunk = sock.recv(4096)
+            assert chunk, "the server closed the connection"
+            reply += chunk
+    if int.from_bytes(reply[4:8], "big") == 8:
+        return b"JOB_CREATED"
+    assert int.from_bytes(reply[4:8], "big") == 19, reply
+    return b"ERROR " + reply[12:].split(b"\0")[0]
+
+
+def _policy_for_anonymous(functions: str) -> str:
+    return f'[[allow]]\nwho = ["anonymous"]\nactions = ["submit"]\nfunctions = ["{functions}"]\n'
+
+
+def _hang_up_and_wait(server: ServerProcess, line: str, seen: int) -> None:
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while server.log().count(line) <= seen:
+        assert time.monotonic() < deadline, f"no {line!r} in the log:\n{server.log()}"
+        time.sleep(0.02)
+
+
+def test_sighup_reloads_the_acl_file_and_keeps_the_old_policy_when_the_new_one_is_broken(tmp_path: Path) -> None:
+    acl = tmp_path / "acl.toml"
+    acl.write_text(_policy_for_anonymous("a.*"))
+    server = ServerProcess(tmp_path, "--acl-file", str(acl))
+    try:
+        assert _submit_bg(server.port, b"a.one") == b"JOB_CREATED"
+        assert _submit_bg(server.port, b"b.one") == b"ERROR PERMISSION_DENIED"
+        acl.write_text(_policy_for_anonymous("b.*"))
+        _hang_up_and_wait(server, "access control: reloaded", 0)
+        assert _submit_bg(server.port, b"b.two") == b"JOB_CREATED"
+        assert _submit_bg(server.port, b"a.two") == b"ERROR PERMISSION_DENIED"  # the cached yes went with the file
+        acl.write_text("[[allow]]\nwho = [")  # half-written: must not open or close anything
+        _hang_up_and_wait(server, "kept the policy in force", 0)
+        assert _submit_bg(server.port, b"b.three") == b"JOB_CREATED"
+        assert _submit_bg(server.port, b"a.three") == b"ERROR PERMISSION_DENIED"
+        assert server.process.poll() is None
+    finally:
+        server.stop()

@@ -86,6 +86,7 @@ class AccessGuard:
         self.allow_remote_admin = allow_remote_admin
         self.denials: Counter[str] = Counter()
         self._repeats: dict[str, int] = {}
+        self._decisions: list[dict[tuple[tuple[str, ...], bytes], bool]] = []  # per guarded action; see reload
         if policy is not None:
             guard_submit = self._guard_by_function(SUBMIT, SUBMIT)
             guard_work = self._guard_by_function(WORK, "work (CAN_DO)")
@@ -99,6 +100,17 @@ class AccessGuard:
             engine.wrap_handler(P.OPTION_REQ, self._guard_option)
         if policy is not None or not allow_remote_admin:
             admin.guard = self.check_admin
+
+    def reload(self, policy: Policy) -> None:
+        """Put ``policy`` in force from the next packet on (SIGHUP with --acl-file). Only a guard that started with a
+        policy guards packets at all, so only it can take a new one. Connections keep the names they proved:
+        a secret the new policy drops is refused at the next connection that presents it, not on this one."""
+        if self.policy is None:
+            raise ValueError("the server runs without access control; start it with --acl-file")
+        self.policy = policy
+        for decisions in self._decisions:
+            decisions.clear()  # cached answers of the old policy
+        self._repeats.clear()
 
     @property
     def active(self) -> bool:
@@ -170,9 +182,8 @@ class AccessGuard:
     def _guard_by_function(self, action: str, what: str) -> Callable[[Handler], Handler]:
         """A wrapper for packets whose first argument names the function (submits, CAN_DO): one cached decision
         per (identity, raw name), so a busy function costs one dictionary lookup per packet."""
-        policy = self.policy
-        assert policy is not None
         decisions: dict[tuple[tuple[str, ...], bytes], bool] = {}
+        self._decisions.append(decisions)
 
         def wrap(handler: Handler) -> Handler:
             def guarded(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
@@ -181,7 +192,7 @@ class AccessGuard:
                 if allowed is None:
                     if len(decisions) >= DECISION_CACHE_SIZE:
                         decisions.clear()
-                    allowed = decisions[key] = policy.allows(peer.identity, action, _function_name(args[0]))
+                    allowed = decisions[key] = self.allows(peer, action, _function_name(args[0]))
                 if allowed:
                     handler(peer, args, now)
                 else:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from geartrain.security.guard import AccessGuard
+from geartrain.security.policy import PolicyError, load_policy
 from geartrain.security.tls import server_context
 from geartrain.server.config import ServerConfig
 from geartrain.server.connection import GearmanConnection
@@ -212,14 +213,34 @@ class GearmanServer:
             connection.abort()
 
     def install_signal_handlers(self, reopen_log: Callable[[], None] | None = None) -> None:
-        """TERM stops (or drains, with ``sigterm="graceful"``), INT stops, USR1 drains, HUP reopens the log."""
+        """TERM stops (or drains, with ``sigterm="graceful"``), INT stops, USR1 drains, HUP reopens the log and
+        reads the ACL file again."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
         loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, self.drain)
-        if reopen_log is not None:
-            loop.add_signal_handler(signal.SIGHUP, reopen_log)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup, reopen_log)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def _on_sighup(self, reopen_log: Callable[[], None] | None) -> None:
+        if reopen_log is not None:
+            reopen_log()  # first, so that what the reload logs goes to the new file
+        self.reload_acl()
+
+    def reload_acl(self) -> bool:
+        """Read ``--acl-file`` again and put it in force; a file that does not parse leaves the policy in force as
+        it was (logged). ``False`` when nothing was reloaded."""
+        path = self.config.security.acl_file
+        if path is None or self.access.policy is None:
+            return False
+        try:
+            policy = load_policy(path)
+        except PolicyError as error:
+            log.error("access control: kept the policy in force; %s", error)
+            return False
+        self.access.reload(policy)
+        log.info("access control: reloaded %s", path)
+        return True
 
     # ------------------------------------------------------------------ after each input
 
