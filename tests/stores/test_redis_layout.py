@@ -98,6 +98,19 @@ def test_a_stale_side_record_is_ignored(prefix: str, raw: Any) -> None:
         store.close()
 
 
+def test_replay_sweeps_side_records_of_jobs_gearmand_finished(prefix: str, raw: Any) -> None:
+    store = _store(prefix)
+    p = prefix.encode()
+    try:
+        store.apply([StoredJob(b"u1", b"f", b"u1", 1, b"done"), StoredJob(b"u2", b"f", b"u2", 1, b"kept")], [])
+        raw.delete(p + b"-f-u1")  # gearmand ran it: it deletes the job hash and knows nothing of ours
+        assert [job.data for job in store.load()] == [b"kept"]
+        assert sorted(raw.scan_iter(match=b"gt:" + p + b"-*")) == [b"gt:" + p + b"-f-u2"]
+        assert raw.exists(b"gt:" + p + b":seq")  # the counter is no side record
+    finally:
+        store.close()
+
+
 def test_glob_characters_in_the_prefix_are_literal(prefix: str, raw: Any) -> None:
     wild, other = _store(prefix + "*"), _store(prefix + "x")
     try:

@@ -13,7 +13,8 @@ it, in a hash ``gt:<job key>`` that gearmand never looks at (it only walks keys 
 * ``digest`` of the data: if gearmand has meanwhile finished our job and stored another under the same key, the stale
   record is noticed and ignored.
 
-Replay (:meth:`RedisStore.load`) walks ``<prefix>-*`` with SCAN, never KEYS (which blocks the server). Records
+Replay (:meth:`RedisStore.load`) walks ``<prefix>-*`` with SCAN, never KEYS (which blocks the server). It also
+deletes side hashes whose job hash is gone: gearmand, finishing a job of ours, deletes only the job hash. Records
 without our side hash were written by gearmand: git HEAD's ``function``/``unique`` fields are used when present,
 otherwise the key is split at the first ``-`` after the prefix (best effort: a gearmand job whose function name
 contains ``-`` comes back under a shorter name; its key is rebuilt unchanged, so it is still deleted when done);
@@ -99,6 +100,7 @@ class RedisStore:
         client = self._connection()
         with self._errors():
             keys = sorted(set(client.scan_iter(match=glob_escape(self.prefix) + b"-*", count=FETCH_CHUNK)))
+            self._sweep_orphans(client, set(keys))
             ours: list[tuple[int, bytes, dict[bytes, bytes]]] = []
             legacy: list[bytes] = []
             for part in chunks(keys, FETCH_CHUNK):  # side records are small: read them all, then sort
@@ -114,6 +116,17 @@ class RedisStore:
             order = [(key, None) for key in legacy] + [(key, side) for _, key, side in ours]
             for part in chunks(order, FETCH_CHUNK):  # payloads are fetched in order, a chunk at a time
                 yield from self._fetch(client, part)
+
+    def _sweep_orphans(self, client: Redis, job_keys: set[bytes]) -> None:
+        """Delete the side hashes of jobs that are gone (finished by gearmand, which never looks at ``gt:``)."""
+        pattern = SIDE_PREFIX + glob_escape(self.prefix) + b"-*"
+        orphans = [
+            side
+            for side in client.scan_iter(match=pattern, count=FETCH_CHUNK)
+            if side[len(SIDE_PREFIX) :] not in job_keys
+        ]
+        for part in chunks(orphans, FETCH_CHUNK):
+            client.delete(*part)
 
     def _fetch(self, client: Redis, part: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> Iterator[StoredJob]:
         pipe = client.pipeline(transaction=False)
