@@ -72,6 +72,7 @@ class GearmanConnection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             self._server.tune_socket(sock)
         peer = self._peer = self._server.engine.connect(fd, address)
+        peer.writer = self._transport  # the server's flush writes to it directly while nothing is unsent
         self._server.access.connected(peer, transport)  # TLS certificate names become the peer's identity
         self._server.connections[peer.id] = self
 
@@ -144,6 +145,7 @@ class GearmanConnection(asyncio.Protocol):
         peer = self._peer
         if peer is None:
             return
+        peer.writer = None
         self._server.guard.forget(self)
         self._server.connections.pop(peer.id, None)
         try:

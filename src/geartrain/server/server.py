@@ -263,25 +263,31 @@ class GearmanServer:
             if first is not None and len(dirty) > 1 and dirty[0] is not first and first.outbox:
                 dirty.remove(first)
                 dirty.insert(0, first)
-            connections = self.connections
             for peer in dirty:
                 outbox = peer.outbox
                 if not outbox:
                     continue
-                connection = connections.get(peer.id)
-                if connection is None:
-                    continue
                 if peer.unresolved:
                     data = peer.take_output()  # some replies wait for the store
-                elif len(outbox) == 1:
-                    data = outbox.pop()  # type: ignore[assignment]
                 else:
-                    data = b"".join(outbox)  # type: ignore[arg-type]
+                    data = b"".join(outbox)  # type: ignore[arg-type]  # one item: that very object, no copy
                     outbox.clear()
-                if data:
-                    connection.write(data)
+                writer = peer.writer
+                # The common case, written directly: nothing unsent, not closing. Anything else goes through
+                # the connection's write, which applies --max-unsent (or is not a socket: an HTTP gateway).
+                if writer is not None and not writer.get_write_buffer_size() and not writer.is_closing():
+                    if data:
+                        writer.write(data)
+                else:
+                    connection = self.connections.get(peer.id)
+                    if connection is None:
+                        continue
+                    if data:
+                        connection.write(data)
                 if peer.close_after_flush and not outbox:
-                    connection.close()
+                    closing = self.connections.get(peer.id)
+                    if closing is not None:
+                        closing.close()
             dirty.clear()
         if self.persistence is not None:
             self.persistence.kick()

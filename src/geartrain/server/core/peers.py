@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from geartrain.server.core.jobs import Job
     from geartrain.server.core.queues import Function
+
+
+class Writer(Protocol):
+    """What the transport layer keeps on a peer to write to it directly (an asyncio transport)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int: ...
 
 
 class PendingAck:
@@ -48,6 +58,7 @@ class Peer:
         "unresolved",
         "waiting",
         "woken",
+        "writer",
     )
 
     def __init__(self, peer_id: int, fd: int, address: str) -> None:
@@ -67,6 +78,9 @@ class Peer:
         self.unresolved = 0  # PendingAcks in the outbox whose data is not known yet
         self.closed = False
         self.close_after_flush = False
+        # The transport's own write path for this connection, set and used by the transport layer only (the
+        # engine never touches it): None where the output goes elsewhere (an HTTP gateway, a closed socket).
+        self.writer: Writer | None = None
 
     def take_output(self) -> bytes:
         """Everything queued for this connection that may be sent now, as one buffer.

@@ -80,7 +80,12 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NO_JOB)
             return
-        self._send(peer, encode(replies.JOB_ASSIGN, job.handle, job.function.name, job.data))
+        # _send spelt out: this runs once per job.
+        if not peer.closed:
+            outbox = peer.outbox
+            if not outbox:
+                self.dirty.append(peer)
+            outbox.append(encode(replies.JOB_ASSIGN, job.handle, job.function.name, job.data))
 
     def _grab_job_uniq(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         job = self._next_job(peer, now)
@@ -171,8 +176,12 @@ class WorkerRules(EngineState):
             return
         if job.clients:
             packet = encode(replies.WORK_COMPLETE, *args)
-            for client in job.clients:
-                self._send(client, packet)
+            dirty = self.dirty
+            for client in job.clients:  # _send spelt out: this runs once per foreground job
+                if not client.closed:
+                    if not client.outbox:
+                        dirty.append(client)
+                    client.outbox.append(packet)
         job.function.stats.complete(now - job.since)
         self._finish(job)
 
