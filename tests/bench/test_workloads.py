@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from geartrain.bench import replay, workloads
 from geartrain.bench.library import client_library
 from geartrain.bench.workloads import Target
-from servers import HOST, SERVER_COMMANDS, GearmanServer, parse_status, start_server
+from servers import HOST, SERVER_COMMANDS, GearmanServer, free_port, parse_status, start_server, wait_until
 
 
 def target(server: GearmanServer) -> Target:
@@ -194,3 +195,26 @@ def test_cli_table_and_errors(gearman_server: GearmanServer) -> None:
     )
     assert failed.returncode == 1
     assert "pid" in failed.stderr
+
+
+def test_the_python_floor_serves_the_round_trip_workload(tmp_path: Path) -> None:
+    """benchmarks/python_floor.py, the comparison point in docs/performance.md, runs the workload it is quoted for."""
+    port = free_port()
+    floor = Path(__file__).resolve().parents[2] / "benchmarks" / "python_floor.py"
+    process = subprocess.Popen([sys.executable, str(floor), str(port)], stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: _accepts(port), timeout=15)
+        result = workloads.round_trip(Target(HOST, port), clients=4, workers=2, duration=0.3, warmup=0.1)
+        counts = result.counts
+        assert counts["submitted"] == counts["answered"] == counts["workers_completed"] > 0
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+    except OSError:
+        return False
+    return True

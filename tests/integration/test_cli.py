@@ -138,3 +138,16 @@ def test_handle_prefix_and_environment_settings(processes: list[Process]) -> Non
             worker.send(P.CAN_DO, b"e")
             worker.request(P.GRAB_JOB, reply=P.JOB_ASSIGN)
         assert client.expect(P.WORK_FAIL).body == b"JH:1"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [([], "event loop: uvloop "), (["--no-uvloop"], "asyncio's (--no-uvloop)")]
+)
+def test_the_log_says_which_event_loop_runs(
+    processes: list[Process], tmp_path: Path, flags: list[str], expected: str
+) -> None:
+    pytest.importorskip("uvloop", reason="the dev install has uvloop; without it the server runs asyncio's loop")
+    log = tmp_path / "server.log"
+    server = Process([*GEARTRAIN, "server", "--store", "memory", "--verbose", "INFO", "--log-file", str(log), *flags])
+    processes.append(server)
+    assert expected in log.read_text()
