@@ -218,3 +218,17 @@ def _accepts(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@pytest.mark.parametrize("workload", ["round-trip", "echo", "bg-submit"])
+def test_the_in_process_benchmark_runs(workload: str) -> None:
+    """benchmarks/inprocess.py, whose figures docs/performance.md quotes, still drives the server's own classes."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "inprocess.py"
+    out = subprocess.run(
+        [sys.executable, str(script), workload, "--rounds", "640", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.startswith(f"{workload}: ") and out.stdout.rstrip().endswith(" ns per operation")
