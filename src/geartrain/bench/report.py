@@ -64,9 +64,32 @@ def ratio(metric: str, ours: float | None, theirs: float | None) -> float | None
     return ours / theirs if higher_is_better else theirs / ours
 
 
+def paired_ratios(results: Iterable[dict[str, Any]], ours: str, theirs: str) -> dict[tuple[str, str], float]:
+    """Per (variant, metric): the median over repetitions of the ratio within each repetition (as the cross-check
+    harness's compare.sh computes it). Both servers of a repetition ran minutes apart at most, so on a machine whose
+    speed drifts this is steadier than the ratio of the two medians. Results without a repetition number are left
+    out (the caller falls back to the medians)."""
+    by_rep: dict[tuple[str, str, int], dict[str, float]] = {}
+    for result in results:
+        rep = result.get("rep")
+        if rep is None or result["server"] not in (ours, theirs):
+            continue
+        for metric, value in result["metrics"].items():
+            if value is not None and not math.isnan(value):
+                by_rep.setdefault((result["variant"], metric, rep), {})[result["server"]] = value
+    samples: dict[tuple[str, str], list[float]] = {}
+    for (variant, metric, _), values in by_rep.items():
+        factor = ratio(metric, values.get(ours), values.get(theirs))
+        if factor is not None:
+            samples.setdefault((variant, metric), []).append(factor)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
 def comparison_table(results: Sequence[dict[str, Any]], ours: str, theirs: str | None) -> str:
-    """Markdown: each variant's median figures for both servers, the ratio, and each side's CPU load."""
+    """Markdown: each variant's median figures for both servers, the ratio (the median of the per-repetition
+    ratios where the results say their repetition, else the ratio of the medians), and each side's CPU load."""
     table = medians(results)
+    paired = paired_ratios(results, ours, theirs) if theirs is not None else {}
     variants = list(dict.fromkeys(r["variant"] for r in results))
     reps = max((sum(1 for r in results if r["variant"] == v and r["server"] == ours) for v in variants), default=0)
     if theirs is None:
@@ -76,8 +99,9 @@ def comparison_table(results: Sequence[dict[str, Any]], ours: str, theirs: str |
         ]
     else:
         header = [
-            f"| workload (median of {reps}) | figure | {ours} | {theirs} | ratio {ours}/{theirs} (>1: {ours} better, "
-            f"also for latency, memory and time) | CPU µs/job server, generator: {ours}; {theirs} |",
+            f"| workload (median of {reps}) | figure | {ours} | {theirs} | ratio {ours}/{theirs}, median of the "
+            f"repetitions' (>1: {ours} better, also for latency, memory and time) | CPU µs/job server, generator: "
+            f"{ours}; {theirs} |",
             "|---|---|---|---|---|---|",
         ]
     lines = list(header)
@@ -89,7 +113,7 @@ def comparison_table(results: Sequence[dict[str, Any]], ours: str, theirs: str |
             row = f"| {variant} | {METRICS[metric][0]} | {format_value(metric, mine)} |"
             if theirs is not None:
                 other = table.get((variant, metric, theirs))
-                factor = ratio(metric, mine, other)
+                factor = paired.get((variant, metric), ratio(metric, mine, other))
                 row += f" {format_value(metric, other)} | {'n/a' if factor is None else f'{factor:.2f}x'} |"
                 loads += "; " + _loads(table, variant, theirs)
             lines.append(row + f" {loads} |")
