@@ -111,6 +111,32 @@ def test_replay_sweeps_side_records_of_jobs_gearmand_finished(prefix: str, raw: 
         store.close()
 
 
+def test_a_job_stored_by_another_server_during_replay_keeps_its_side_record(
+    prefix: str, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep must not take a live job's record for an orphan: sides are listed first, then job hashes."""
+    store, other = _store(prefix), _store(prefix)
+    p = prefix.encode()
+    try:
+        client = store._client  # the test steps in between the two listings of one replay
+        listings = []
+        scan = client.scan_iter
+
+        def scan_then_store(*args: Any, **kwargs: Any) -> Any:
+            listed = list(scan(*args, **kwargs))
+            listings.append(listed)
+            if len(listings) == 1:  # between the two listings, another server stores a job
+                other.apply([StoredJob(b"u", b"f", b"u", 1, b"meanwhile")], [])
+            return iter(listed)
+
+        monkeypatch.setattr(client, "scan_iter", scan_then_store)
+        assert [job.data for job in store.load()] == [b"meanwhile"]
+        assert raw.hgetall(b"gt:" + p + b"-f-u")[b"function"] == b"f"
+    finally:
+        store.close()
+        other.close()
+
+
 def test_glob_characters_in_the_prefix_are_literal(prefix: str, raw: Any) -> None:
     wild, other = _store(prefix + "*"), _store(prefix + "x")
     try:

@@ -99,8 +99,11 @@ class RedisStore:
     def load(self) -> Iterator[StoredJob]:
         client = self._connection()
         with self._errors():
+            # Side records are listed before job hashes: a job stored meanwhile (by another server on the same
+            # prefix) then has its job hash in the second listing whenever its side record is in the first.
+            sides = list(client.scan_iter(match=SIDE_PREFIX + glob_escape(self.prefix) + b"-*", count=FETCH_CHUNK))
             keys = sorted(set(client.scan_iter(match=glob_escape(self.prefix) + b"-*", count=FETCH_CHUNK)))
-            self._sweep_orphans(client, set(keys))
+            self._sweep_orphans(client, sides, set(keys))
             ours: list[tuple[int, bytes, dict[bytes, bytes]]] = []
             legacy: list[bytes] = []
             for part in chunks(keys, FETCH_CHUNK):  # side records are small: read them all, then sort
@@ -117,14 +120,9 @@ class RedisStore:
             for part in chunks(order, FETCH_CHUNK):  # payloads are fetched in order, a chunk at a time
                 yield from self._fetch(client, part)
 
-    def _sweep_orphans(self, client: Redis, job_keys: set[bytes]) -> None:
+    def _sweep_orphans(self, client: Redis, sides: list[bytes], job_keys: set[bytes]) -> None:
         """Delete the side hashes of jobs that are gone (finished by gearmand, which never looks at ``gt:``)."""
-        pattern = SIDE_PREFIX + glob_escape(self.prefix) + b"-*"
-        orphans = [
-            side
-            for side in client.scan_iter(match=pattern, count=FETCH_CHUNK)
-            if side[len(SIDE_PREFIX) :] not in job_keys
-        ]
+        orphans = [side for side in sides if side[len(SIDE_PREFIX) :] not in job_keys]
         for part in chunks(orphans, FETCH_CHUNK):
             client.delete(*part)
 
