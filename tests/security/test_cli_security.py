@@ -181,6 +181,45 @@ def test_stalled_handshake_on_the_real_server(pki: Pki, tmp_path: Path) -> None:
         server.stop()
 
 
+def test_connections_in_their_handshake_count_against_max_connections(pki: Pki, tmp_path: Path) -> None:
+    """Sockets that never finish (or start) their TLS handshake hold places under --max-connections: beyond it a
+    new connection is closed at once instead of holding a socket until its handshake times out, and the places
+    come back when those handshakes end."""
+    server = ServerProcess(
+        tmp_path,
+        "--ssl",
+        "--ssl-certificate", str(pki.server.certificate),
+        "--ssl-key", str(pki.server.key),
+        "--ssl-handshake-timeout", "5",
+        "--max-connections", "2",
+    )  # fmt: skip
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    try:
+        stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
+        time.sleep(0.3)  # both accepted and in their handshakes
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as third:
+            assert read_until_closed(third) == b""  # no place for it: closed, not left to time out
+        assert time.monotonic() - started < 3
+        assert "refused a connection before its TLS handshake" in server.log()
+        for sock in stalled:
+            sock.close()  # their handshakes fail, and their places come back
+        deadline = time.monotonic() + 10
+        while True:
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            try:
+                with raw, context.wrap_socket(raw, server_hostname="localhost") as stream:
+                    stream.sendall(b"version\r\n")
+                    assert stream.recv(100).startswith(b"OK ")
+                break
+            except (ssl.SSLError, ConnectionError):
+                assert time.monotonic() < deadline, "the places of the abandoned handshakes never came back"
+                time.sleep(0.1)
+        assert time.monotonic() - started < 5  # well before the handshake timeout: the closed ones were noticed
+    finally:
+        server.stop()
+
+
 def test_gearmand_environment_names_the_certificate(pki: Pki, tmp_path: Path) -> None:
     """As gearmand: GEARMAND_SERVER_PEM / GEARMAND_SERVER_KEY / GEARMAND_CA_CERTIFICATE stand in for the flags, and
     a CA file turns on optional client certificates."""

@@ -1,7 +1,8 @@
 """TLS for the Gearman port: the server's context (with optional client certificates) and the clients'.
 
-The server hands its context to ``loop.create_server(ssl=...)``: asyncio runs every handshake on the event loop
-without blocking it, and ``ssl_handshake_timeout`` closes a connection whose handshake never completes.
+The server's TLS listener (``server/tls_listener.py``) accepts each connection itself and runs its handshake with
+this context on the event loop (``loop.connect_accepted_socket(ssl=...)``), without blocking it; the handshake
+timeout closes a connection whose handshake never completes.
 """
 
 from __future__ import annotations

@@ -56,6 +56,22 @@ class ConnectionGuard:
         transport.close()
         return False
 
+    def admit_tls(self, open_connections: int) -> bool:
+        """``admit`` for a socket accepted on a TLS port, before its handshake (``open_connections`` counts those
+        in their handshakes too). On ``False`` the caller closes it: a TLS client cannot read a clear-text ERROR."""
+        limit = self.limits.max_connections
+        if limit <= 0 or open_connections < limit:
+            return True
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning(
+                "refused a connection before its TLS handshake: %d open or in their handshakes "
+                "(--max-connections); %d refused so far",
+                limit,
+                self.refused,
+            )
+        return False
+
     def set_buffer_limits(self, transport: asyncio.WriteTransport) -> None:
         """Above ``output_high_water`` unsent bytes the transport calls ``pause_writing`` on the connection."""
         high = self.limits.output_high_water

@@ -24,6 +24,7 @@ from geartrain.server.core.engine import Engine
 from geartrain.server.gc_policy import CollectionPolicy
 from geartrain.server.limits import ConnectionGuard, file_descriptors_for, raise_open_file_limit
 from geartrain.server.persistence import Persistence
+from geartrain.server.tls_listener import TlsListener, bind
 from geartrain.store.base import QueueStore
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class GearmanServer:
         self.connections: dict[int, GearmanConnection] = {}
         self.sockets: list[socket.socket] = []
         self.addresses: list[tuple[str, int]] = []
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.AbstractServer | TlsListener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -75,6 +76,7 @@ class GearmanServer:
         self._drain_deadline: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.tls_context: ssl.SSLContext | None = None  # set by start() when serving TLS
+        self.handshaking = 0  # TLS connections accepted whose handshake is under way (they count as connections)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -85,19 +87,18 @@ class GearmanServer:
         if self.persistence is not None:
             self.persistence.replay(keep=not self.store_on_shutdown)  # the queue is back before the port opens
         tls = self.config.security.tls
-        # The handshake runs on the loop like any other I/O; its timeout closes connections that never finish it.
         context = self.config.security.tls_context or (server_context(tls) if tls is not None else None)
         self.tls_context = context  # the HTTP listener serves HTTPS with it
-        handshake_timeout = tls.handshake_timeout if tls is not None else None
-        for host in self.config.hosts:
+        if context is not None:
+            # Handshakes run on the loop like any other I/O, counted as connections from accept on (tls_listener).
+            self._start_tls_listeners(context, tls.handshake_timeout if tls is not None else None)
+        for host in () if context is not None else self.config.hosts:
             server = await self._loop.create_server(
                 lambda: GearmanConnection(self),
                 host=host or None,
                 port=self.config.port,
                 backlog=self.config.backlog,
                 reuse_address=True,
-                ssl=context,
-                ssl_handshake_timeout=handshake_timeout,
             )
             self._servers.append(server)
             self.sockets.extend(server.sockets)
@@ -112,6 +113,19 @@ class GearmanServer:
             self.http = HttpListener(self, self.config.http_hosts, self.config.http_port)
             await self.http.start()
         self._schedule_sweep()
+
+    def _start_tls_listeners(self, context: ssl.SSLContext, handshake_timeout: float | None) -> None:
+        def admit() -> bool:
+            return self.guard.admit_tls(len(self.connections) + self.handshaking)
+
+        def counted(change: int) -> None:
+            self.handshaking += change
+
+        for sock in bind(self.config.hosts, self.config.port, self.config.backlog):
+            listener = TlsListener(sock, lambda: GearmanConnection(self), context, handshake_timeout, admit, counted)
+            listener.start()
+            self._servers.append(listener)
+            self.sockets.append(sock)
 
     @property
     def port(self) -> int:
