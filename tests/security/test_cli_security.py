@@ -158,24 +158,28 @@ def test_help_lists_the_security_flags() -> None:
         assert flag in text
 
 
+def _tls_only_server(pki: Pki, tmp_path: Path, *flags: str) -> ServerProcess:
+    """The real server on TLS with the test PKI's certificate, no client certificates asked."""
+    certificate = ("--ssl-certificate", str(pki.server.certificate), "--ssl-key", str(pki.server.key))
+    return ServerProcess(tmp_path, "--ssl", *certificate, *flags)
+
+
+def _version_over_tls(pki: Pki, port: int) -> bytes:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    with raw, context.wrap_socket(raw, server_hostname="localhost") as stream:
+        stream.sendall(b"version\r\n")
+        return stream.recv(100)
+
+
 def test_stalled_handshake_on_the_real_server(pki: Pki, tmp_path: Path) -> None:
     """The CLI server (on uvloop when installed): a TCP connection that never starts its handshake is closed after
     --ssl-handshake-timeout, and TLS clients are served meanwhile."""
-    server = ServerProcess(
-        tmp_path,
-        "--ssl",
-        "--ssl-certificate", str(pki.server.certificate),
-        "--ssl-key", str(pki.server.key),
-        "--ssl-handshake-timeout", "1",
-    )  # fmt: skip
+    server = _tls_only_server(pki, tmp_path, "--ssl-handshake-timeout", "1")
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stalled:
-            context = ssl.create_default_context(cafile=str(pki.ca_file))
             for _ in range(3):
-                raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-                with raw, context.wrap_socket(raw, server_hostname="localhost") as stream:
-                    stream.sendall(b"version\r\n")
-                    assert stream.recv(100).startswith(b"OK ")
+                assert _version_over_tls(pki, server.port).startswith(b"OK ")
             assert read_until_closed(stalled) == b""
     finally:
         server.stop()
@@ -185,15 +189,7 @@ def test_connections_in_their_handshake_count_against_max_connections(pki: Pki, 
     """Sockets that never finish (or start) their TLS handshake hold places under --max-connections: beyond it a
     new connection is closed at once instead of holding a socket until its handshake times out, and the places
     come back when those handshakes end."""
-    server = ServerProcess(
-        tmp_path,
-        "--ssl",
-        "--ssl-certificate", str(pki.server.certificate),
-        "--ssl-key", str(pki.server.key),
-        "--ssl-handshake-timeout", "5",
-        "--max-connections", "2",
-    )  # fmt: skip
-    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    server = _tls_only_server(pki, tmp_path, "--ssl-handshake-timeout", "5", "--max-connections", "2")
     try:
         stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
         time.sleep(0.3)  # both accepted and in their handshakes
@@ -206,11 +202,8 @@ def test_connections_in_their_handshake_count_against_max_connections(pki: Pki, 
             sock.close()  # their handshakes fail, and their places come back
         deadline = time.monotonic() + 10
         while True:
-            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             try:
-                with raw, context.wrap_socket(raw, server_hostname="localhost") as stream:
-                    stream.sendall(b"version\r\n")
-                    assert stream.recv(100).startswith(b"OK ")
+                assert _version_over_tls(pki, server.port).startswith(b"OK ")
                 break
             except (ssl.SSLError, ConnectionError):
                 assert time.monotonic() < deadline, "the places of the abandoned handshakes never came back"
