@@ -27,6 +27,11 @@ log = logging.getLogger("geartrain.http")
 BodyRead = tuple[bytes, int] | None
 
 SERVER_HEADER = "geartrain"
+# The HTTP side shares the process's file descriptors with the Gearman port: its connections are capped, and a
+# connection that has not completed a request within REQUEST_TIMEOUT seconds (an idle keep-alive connection, or a
+# client sending a head or body a byte at a time) is closed, so that slow clients cannot hold sockets without end.
+MAX_CONNECTIONS = 1024
+REQUEST_TIMEOUT = 30.0
 
 
 class HttpConnection(asyncio.Protocol):
@@ -43,6 +48,7 @@ class HttpConnection(asyncio.Protocol):
         self._busy = False  # a response is in progress; later requests wait in the buffer
         self._keep_alive = False
         self._closing = False  # the last response said Connection: close; later requests are ignored
+        self.waiting_since: float | None = None  # when it began waiting for a complete request (None: busy)
         self.version = "HTTP/1.1"
         self.on_lost: Callable[[], None] | None = None  # set by a streaming response that must hear of a hang-up
 
@@ -50,6 +56,12 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.waiting_since = time.monotonic()
+        if len(self.listener.connections) >= self.listener.max_connections:
+            self.listener.refused += 1
+            self._busy = True
+            self.respond(503, b"too many HTTP connections; try again later\n", close=True)
+            return
         peername = transport.get_extra_info("peername")
         self.peer_address = str(peername[0]) if isinstance(peername, tuple) else "unix"
         sock = transport.get_extra_info("socket")
@@ -101,6 +113,7 @@ class HttpConnection(asyncio.Protocol):
             request.body, consumed = body
             del buffer[:consumed]
             self._busy = True
+            self.waiting_since = None
             self._keep_alive = request.keep_alive
             self.version = request.version
             try:
@@ -125,6 +138,14 @@ class HttpConnection(asyncio.Protocol):
             return bytes(buffer[start : start + length]), start + length
 
         return request, fixed_length
+
+    def time_out(self) -> None:
+        """No complete request within REQUEST_TIMEOUT: 408 for one that had begun, a plain close for an idle one."""
+        if self._buffer:
+            self._reject(BadRequest(408, "request not completed in time"))
+        elif self.transport is not None:
+            self._closing = True
+            self.transport.close()
 
     def _reject(self, error: BadRequest) -> None:
         self._busy = True
@@ -177,6 +198,7 @@ class HttpConnection(asyncio.Protocol):
         """The response is complete: close, or serve the next request of a keep-alive connection."""
         self.on_lost = None
         self._busy = False
+        self.waiting_since = time.monotonic()
         if not self._keep_alive:
             self._closing = True
             if self.transport is not None:
@@ -202,6 +224,10 @@ class HttpListener:
         self.port_wanted = port
         self.started = time.time()
         self.connections: set[HttpConnection] = set()
+        self.max_connections = MAX_CONNECTIONS
+        self.request_timeout = REQUEST_TIMEOUT
+        self.refused = 0  # connections answered 503 for MAX_CONNECTIONS
+        self._sweeper: asyncio.TimerHandle | None = None
         self.addresses: list[tuple[str, int]] = []
         self.max_body_size = server.config.max_packet_size
         self._servers: list[asyncio.AbstractServer] = []
@@ -226,6 +252,16 @@ class HttpListener:
         for address in self.addresses:
             log.info("HTTP%s listening on %s", "S" if tls_context is not None else "", address)
         self.router.start()
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Close the connections that have waited longer than ``request_timeout`` for a complete request."""
+        deadline = time.monotonic() - self.request_timeout
+        for connection in list(self.connections):
+            if connection.waiting_since is not None and connection.waiting_since < deadline:
+                connection.time_out()
+        interval = min(max(self.request_timeout / 4, 0.05), 5.0)
+        self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
 
     @property
     def port(self) -> int:
@@ -234,6 +270,8 @@ class HttpListener:
 
     async def close(self) -> None:
         self.router.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for server in self._servers:
             server.close()
         for connection in list(self.connections):
