@@ -59,8 +59,7 @@ class HttpConnection(asyncio.Protocol):
         self.waiting_since = time.monotonic()
         if len(self.listener.connections) >= self.listener.max_connections:
             self.listener.refused += 1
-            self._busy = True
-            self.respond(503, b"too many HTTP connections; try again later\n", close=True)
+            self._reject(BadRequest(503, "too many HTTP connections; try again later"))
             return
         peername = transport.get_extra_info("peername")
         self.peer_address = str(peername[0]) if isinstance(peername, tuple) else "unix"

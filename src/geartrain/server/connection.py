@@ -98,7 +98,7 @@ class GearmanConnection(asyncio.Protocol):
         if any(not isinstance(item, ProtocolError) for item in items):
             self._silent = False
             self._server.guard.spoke(self)
-        deliver(items, self._handlers, peer, wall_clock(), self._other_input)
+        deliver(items, self._handlers, peer, wall_clock(), self._on_other)
 
     def _other_input(self, item: AdminLine | ProtocolError) -> None:
         """An admin command line, or input that is no valid packet."""

@@ -46,12 +46,8 @@ class ConnectionGuard:
 
     def admit(self, open_connections: int, transport: asyncio.BaseTransport) -> bool:
         """``False`` (after answering with an ERROR and closing) when the server already holds the maximum."""
-        limit = self.limits.max_connections
-        if limit <= 0 or open_connections < limit:
+        if self._has_room(open_connections, "", "open"):
             return True
-        self.refused += 1
-        if self.refused == 1 or self.refused % 1000 == 0:
-            log.warning("refused a connection: %d open (--max-connections); %d refused so far", limit, self.refused)
         cast(asyncio.WriteTransport, transport).write(TOO_MANY_CONNECTIONS)  # uvloop's are not subclasses
         transport.close()
         return False
@@ -59,17 +55,18 @@ class ConnectionGuard:
     def admit_tls(self, open_connections: int) -> bool:
         """``admit`` for a socket accepted on a TLS port, before its handshake (``open_connections`` counts those
         in their handshakes too). On ``False`` the caller closes it: a TLS client cannot read a clear-text ERROR."""
+        return self._has_room(open_connections, " before its TLS handshake", "open or in their handshakes")
+
+    def _has_room(self, open_connections: int, when: str, counted: str) -> bool:
+        """Whether one more connection fits under ``max_connections``; a refusal is counted, and logged (the first,
+        then every 1000th)."""
         limit = self.limits.max_connections
         if limit <= 0 or open_connections < limit:
             return True
         self.refused += 1
         if self.refused == 1 or self.refused % 1000 == 0:
-            log.warning(
-                "refused a connection before its TLS handshake: %d open or in their handshakes "
-                "(--max-connections); %d refused so far",
-                limit,
-                self.refused,
-            )
+            message = "refused a connection%s: %d %s (--max-connections); %d refused so far"
+            log.warning(message, when, limit, counted, self.refused)
         return False
 
     def set_buffer_limits(self, transport: asyncio.WriteTransport) -> None:

@@ -138,8 +138,6 @@ class Engine(WorkerRules, ClientRules):
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (epoch job due, worker timeout), or ``None``."""
-        if not self.epoch_heap and not self.timeout_heap:
-            return None
         deadlines = []
         if self.epoch_heap:
             deadlines.append(float(self.epoch_heap[0][0]))
