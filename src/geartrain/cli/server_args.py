@@ -237,6 +237,7 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         pid=os.getpid(),
         hashtable_buckets=max(args.hashtable_buckets, 1),
         max_queued_bytes=max(args.max_queued_bytes, 0),
+        hold_after_result=args.store_ack == "all",
     )
     return ServerConfig(
         hosts=hosts,

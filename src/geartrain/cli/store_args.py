@@ -39,6 +39,14 @@ def add_store_arguments(parser: argparse.ArgumentParser, *, gearmand_defaults: b
         "survives a crash of the server), or never (off)",
     )
     group.add_argument(
+        "--store-ack",
+        choices=("all", "submits"),
+        default="all",
+        help="what waits for the store: every acknowledgement (all: a background submit's JOB_CREATED, and a "
+        "worker's next reply after a job's result until the job is deleted), or only submits (submits: a finished "
+        "job is deleted a transaction later, and may run again if the server crashes in between)",
+    )
+    group.add_argument(
         "-q",
         "--queue-type",
         default="builtin",

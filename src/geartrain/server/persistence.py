@@ -1,7 +1,8 @@
 """Moving the engine's store operations to the store: replay at start-up, group commit, outages.
 
-One thread talks to the store. After each loop turn :meth:`Persistence.kick` hands everything the engine recorded
-to it as one transaction; while that runs, later turns accumulate, so under load one commit serves many submits.
+After each loop turn :meth:`Persistence.kick` hands everything the engine recorded to the store as one
+transaction: on the event loop for stores with a :class:`~geartrain.store.base.BatchWriter` (the network stores),
+else on the store thread; while that runs, later turns accumulate, so under load one commit serves many submits.
 When the store is down, submits are refused at once (QUEUE_ERROR) rather than queued behind it; the store is
 tried again after a backoff (0.1 s doubling to 5 s), removals are kept and retried, and jobs already in memory keep
 flowing to workers.
@@ -12,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.engine import Engine
@@ -34,20 +35,22 @@ class Persistence:
         self.store = store
         self.engine = engine
         self._on_result = on_result
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="geartrain-store")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._in_flight: StoreBatch | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="geartrain-store")
+        self._writer = store.batch_writer()  # network stores write batches on the loop; others on the thread
+        self._slots = self._writer.concurrency if self._writer is not None else 1
+        self._running: set[asyncio.Task[None]] = set()
+        self._running_adds = False  # the running batch stores jobs: nothing runs beside it
         self._idle = asyncio.Event()
         self._idle.set()
         self._up = True
-        self._reconnect = False
+        self._reconnect = self._writer is not None  # (re)open before the next batch: a writer connects lazily
         self._backoff = MIN_BACKOFF
         self._next_attempt = 0.0
         self._retry_removes: list[Removal] = []
         self._retry_timer: asyncio.TimerHandle | None = None
         self.commits = 0
         self.commit_latency = Histogram(STORE_BUCKETS)  # for /metrics: transaction start to result
-        self._batch_started = 0.0
 
     def replay(self, keep: bool = True) -> int:
         """Open the store and queue every job it holds (before the port opens). Returns the count.
@@ -87,8 +90,18 @@ class Persistence:
         log.warning("stored %d jobs in %s at shutdown", len(adds), self.store.description)
 
     def kick(self) -> None:
-        """Start a transaction for what the engine recorded, unless one is running (then it waits its turn)."""
-        if self._in_flight is not None:
+        """Start a transaction for what the engine recorded, unless it must wait for those running.
+
+        A batch that stores jobs runs alone: the database numbers them for replay in the order its transactions
+        commit. Batches that only delete may run side by side, as many as the writer has connections for (a
+        worker's next reply waits for its deletion: one transaction per finishing worker, instead of every worker
+        waiting for the one before). Their keys cannot overlap: a job is deleted once, and adding a key again
+        waits until nothing runs.
+        """
+        running = len(self._running)
+        if running and (
+            self._running_adds or running >= self._slots or self.engine.store_adds or self._reconnect or not self._up
+        ):
             return
         batch = self.engine.take_store_batch()
         if batch is None and not self._retry_removes:
@@ -98,41 +111,70 @@ class Persistence:
             self._refuse(batch, "the store is unavailable; retrying")
             return
         if self._retry_removes:
-            batch.removes[:0] = self._retry_removes
+            # Older than anything in the batch; one whose key the batch adds again is moot (see _cancel_removal).
+            added = {Removal(add.key, add.function) for add in batch.adds}
+            batch.removes[:0] = [r for r in self._retry_removes if r not in added]
             self._retry_removes = []
-        self._in_flight = batch
-        self._batch_started = time.monotonic()
+        self._running_adds = bool(batch.adds)
         self._idle.clear()
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
-        future = self._executor.submit(self._apply, batch, self._reconnect)
-        future.add_done_callback(lambda done: loop.call_soon_threadsafe(self._finished, batch, done))
+        task = loop.create_task(self._run(batch, time.monotonic()))
+        self._running.add(task)  # held here: the loop keeps only a weak reference
 
-    def _apply(self, batch: StoreBatch, reconnect: bool) -> frozenset[int]:
-        """Runs on the store thread; returns the positions of adds the store refused (bad values)."""
-        if reconnect:
-            self.store.open()
+    async def _run(self, batch: StoreBatch, started: float) -> None:
         try:
-            self.store.apply(batch.adds, batch.removes)
+            refused = await self._apply(batch, self._reconnect)
+        except Exception as error:  # every failure refuses the batch; the store is tried again after a backoff
+            self._failed(batch, error)
+        else:
+            self._committed(batch, refused, started)
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.discard(task)
+            if not self._running:
+                self._running_adds = False
+                self._idle.set()
+        self._on_result()
+
+    async def _apply(self, batch: StoreBatch, reconnect: bool) -> frozenset[int]:
+        """Returns the positions of adds the store refused (bad values)."""
+        if reconnect:
+            await self._open()
+        try:
+            await self._write(batch.adds, batch.removes)
         except StoreUnavailable:
             if reconnect:
                 raise
             # The database may have dropped an idle connection (MySQL's wait_timeout): reopen and try once more.
             # Applying a batch twice has the effect of applying it once.
-            self.store.open()
-            self.store.apply(batch.adds, batch.removes)
+            await self._open()
+            await self._write(batch.adds, batch.removes)
         except StoreError as exc:
             log.error("store %s refused a batch (%s); storing its jobs one by one", self.store.description, exc)
-            return self._apply_one_by_one(batch)
+            return await self._apply_one_by_one(batch)
         return frozenset()
 
-    def _apply_one_by_one(self, batch: StoreBatch) -> frozenset[int]:
+    async def _open(self) -> None:
+        if self._writer is not None:
+            await self._writer.open()
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.open)
+
+    async def _write(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        if self._writer is not None:
+            await self._writer.apply(adds, removes)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.apply, adds, removes)
+
+    async def _apply_one_by_one(self, batch: StoreBatch) -> frozenset[int]:
         """Find the records the store refuses, so one bad job does not cost the others their place."""
-        self.store.apply((), batch.removes)
+        await self._write((), batch.removes)
         refused = set()
         for position, add in enumerate(batch.adds):
             try:
-                self.store.apply((add,), ())
+                await self._write((add,), ())
             except StoreUnavailable:
                 raise
             except StoreError as exc:
@@ -140,26 +182,22 @@ class Persistence:
                 refused.add(position)
         return frozenset(refused)
 
-    def _finished(self, batch: StoreBatch, done: Future[frozenset[int]]) -> None:
-        self._in_flight = None
-        self._idle.set()
-        error = done.exception()
-        if error is None:
-            if not self._up:
-                log.warning("store %s is back", self.store.description)
-            self._up, self._reconnect, self._backoff = True, False, MIN_BACKOFF
-            self.commits += 1
-            self.commit_latency.observe(time.monotonic() - self._batch_started)
-            self.engine.store_committed(batch, time.time(), refused=done.result())
-        else:
-            if self._up:
-                log.error("store %s failed: %s", self.store.description, error)
-            self._up, self._reconnect = False, True
-            self._next_attempt = time.monotonic() + self._backoff
-            self._schedule_retry(self._backoff)
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-            self._refuse(batch, str(error) or type(error).__name__)
-        self._on_result()
+    def _committed(self, batch: StoreBatch, refused: frozenset[int], started: float) -> None:
+        if not self._up:
+            log.warning("store %s is back", self.store.description)
+        self._up, self._reconnect, self._backoff = True, False, MIN_BACKOFF
+        self.commits += 1
+        self.commit_latency.observe(time.monotonic() - started)
+        self.engine.store_committed(batch, time.time(), refused=refused)
+
+    def _failed(self, batch: StoreBatch, error: Exception) -> None:
+        if self._up:
+            log.error("store %s failed: %s", self.store.description, error)
+        self._up, self._reconnect = False, True
+        self._next_attempt = time.monotonic() + self._backoff
+        self._schedule_retry(self._backoff)
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        self._refuse(batch, str(error) or type(error).__name__)
 
     def _refuse(self, batch: StoreBatch, reason: str) -> None:
         self.engine.store_failed(batch, reason)
@@ -186,12 +224,14 @@ class Persistence:
         for _ in range(3):
             await self._idle.wait()
             self.kick()
-            if self._in_flight is None:
+            if not self._running:
                 break
         await self._idle.wait()
 
     def close(self) -> None:
         if self._retry_timer is not None:
             self._retry_timer.cancel()
+        if self._writer is not None:
+            self._writer.close()
         self._executor.shutdown(wait=True)
         self.store.close()

@@ -38,6 +38,9 @@ class MemoryStore:
     def close(self) -> None:
         self.opened = False
 
+    def batch_writer(self) -> None:
+        return None  # nothing to wait for: applied where it is called
+
     def _check(self) -> None:
         if not self.available:
             self.opened = False

@@ -20,10 +20,13 @@ opened (same characters, same widths: gearmand does not notice); a table in anot
 then holds only names that character set can represent. The session runs in strict mode, so a value too long for
 its column is an error (the batch is refused) rather than silently truncated.
 
-Data is sent as ``_binary`` literals (binary-safe, never charset-converted). PyMySQL has no server-side prepared
-statements; it escapes parameters itself, and its ``executemany`` packs the rows into multi-row INSERTs of about
-1 MB each (below every server's default ``max_allowed_packet``). One job's data must stay under half the server's
-``max_allowed_packet`` (escaping may double it; 16 MiB by default on MariaDB, so 8 MiB), as gearmand needs too.
+A batch is one round trip: its statements (multi-row INSERTs and DELETEs of about 1 MB each) go as one
+multi-statement query, wrapped in BEGIN ... COMMIT when there is more than one (a lone statement is its own
+transaction under autocommit). DELETEs spell out each ``unique_key = ... AND function_name = ...`` pair: MariaDB
+reads a one-pair row-constructor IN list as a scan of the whole table. PyMySQL escapes the values itself (it has
+no server-side prepared statements); data goes as hex literals (binary-safe, never charset-converted), so one job's
+data must stay under half the server's ``max_allowed_packet`` (16 MiB by default on MariaDB, so 8 MiB), as
+gearmand needs too.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 from geartrain.store.base import Removal, StoredJob, StoreUnavailable
 from geartrain.store.common import (
+    ThreadedWriter,
     check_identifier,
     chunks,
     job_from_row,
-    latest_adds,
+    net_batch,
     require_driver,
     translate_errors,
 )
@@ -51,7 +55,9 @@ if TYPE_CHECKING:
 COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")  # the first one the server has wins
 KEY_COLUMNS = (("unique_key", 64), ("function_name", 255))  # gearmand's widths
 DELETE_CHUNK = 1000  # (key, function) pairs per DELETE statement
+STATEMENT_BYTES = 1 << 20  # statements are packed into queries of about this size (far below max_allowed_packet)
 CONNECT_TIMEOUT = 10
+WRITER_CONNECTIONS = 4  # batches of deletions in flight at once, each on a connection and thread of its own
 IO_TIMEOUT = 120  # seconds a read or write may block before the connection counts as lost
 
 
@@ -70,6 +76,7 @@ class MySQLStore:
 
     def open(self) -> None:
         import pymysql
+        from pymysql.constants import CLIENT
 
         self.close()
         with self._errors():
@@ -80,8 +87,8 @@ class MySQLStore:
                 password=self.password,
                 database=self.database,
                 charset="utf8mb4",
-                binary_prefix=True,  # bytes go as _binary'...': the payload is never charset-converted
                 autocommit=True,  # apply() opens its own transaction; a read sees the latest commit
+                client_flag=CLIENT.MULTI_STATEMENTS,  # a batch goes in one query: BEGIN; INSERT; DELETE; COMMIT
                 sql_mode="STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION",  # too long or out of range is an error
                 connect_timeout=CONNECT_TIMEOUT,
                 read_timeout=IO_TIMEOUT,
@@ -142,32 +149,75 @@ class MySQLStore:
 
     def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         conn = self._connection()
-        adds = latest_adds(adds)
+        queries = self._queries(conn, *net_batch(adds, removes))
+        if not queries:
+            return
         with self._errors():
             try:
-                conn.begin()
                 with conn.cursor() as cur:
-                    if adds:
-                        # PyMySQL turns executemany of INSERT ... VALUES into multi-row INSERTs of up to ~1 MB.
-                        cur.executemany(
-                            f"INSERT INTO {self.table} "
-                            "(unique_key, function_name, priority, data, when_to_run, reducer) "
-                            "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE priority = VALUES(priority), "
-                            "data = VALUES(data), when_to_run = VALUES(when_to_run), reducer = VALUES(reducer), "
-                            "seq = VALUES(seq)",
-                            [
-                                (bytes_to_text(j.key), bytes_to_text(j.function), j.priority, j.data, j.when, j.reducer)
-                                for j in adds
-                            ],
-                        )
-                    for part in chunks(removes, DELETE_CHUNK):
-                        pairs = ", ".join(["(%s, %s)"] * len(part))
-                        params = [text for r in part for text in (bytes_to_text(r.key), bytes_to_text(r.function))]
-                        cur.execute(f"DELETE FROM {self.table} WHERE (unique_key, function_name) IN ({pairs})", params)
-                conn.commit()
+                    for query in queries:
+                        cur.execute(query)
+                        while cur.nextset():  # one result per statement of a multi-statement query
+                            pass
             except BaseException:
                 _rollback(conn)
                 raise
+
+    def _queries(self, conn: Connection[Any], adds: Sequence[StoredJob], removes: Sequence[Removal]) -> list[str]:
+        """The batch as few multi-statement queries as fit in a packet: usually one round trip for the lot.
+
+        A lone statement runs as it is (autocommit makes it a transaction of its own); several are wrapped in
+        BEGIN ... COMMIT, which may span queries when the batch is larger than one packet.
+        """
+        escape = conn.escape
+        statements: list[str] = []
+        rows: list[str] = []
+        size = 0
+        for j in adds:
+            row = escape((bytes_to_text(j.key), bytes_to_text(j.function), j.priority, j.data, j.when, j.reducer))
+            if rows and size + len(row) > STATEMENT_BYTES:
+                statements.append(self._insert(rows))
+                rows, size = [], 0
+            rows.append(row)
+            size += len(row) + 1
+        if rows:
+            statements.append(self._insert(rows))
+        for part in chunks(removes, DELETE_CHUNK):
+            # Each pair spelt out: MariaDB reads a one-pair "(a, b) IN ((x, y))" as a full-table scan.
+            pairs = " OR ".join(
+                f"(unique_key = {escape(bytes_to_text(r.key))} AND function_name = {escape(bytes_to_text(r.function))})"
+                for r in part
+            )
+            statements.append(f"DELETE FROM {self.table} WHERE {pairs}")
+        if len(statements) <= 1:
+            return statements
+        queries: list[str] = []
+        current = ["BEGIN"]
+        size = 0
+        for statement in statements:
+            if size and size + len(statement) > STATEMENT_BYTES:
+                queries.append(";".join(current))
+                current, size = [], 0
+            current.append(statement)
+            size += len(statement) + 1
+        current.append("COMMIT")
+        queries.append(";".join(current))
+        return queries
+
+    def _insert(self, rows: list[str]) -> str:
+        # A re-add takes a new seq (VALUES(seq) is the freshly generated one): it counts as the later submission.
+        return (
+            f"INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run, reducer) VALUES "
+            + ",".join(rows)
+            + " ON DUPLICATE KEY UPDATE priority = VALUES(priority), data = VALUES(data), "
+            "when_to_run = VALUES(when_to_run), reducer = VALUES(reducer), seq = VALUES(seq)"
+        )
+
+    def batch_writer(self) -> ThreadedWriter:
+        def connect() -> MySQLStore:
+            return MySQLStore(self.host, self.port, self.user, self.password, self.database, self.table_name)
+
+        return ThreadedWriter(connect, WRITER_CONNECTIONS)
 
     def close(self) -> None:
         if self._conn is not None:

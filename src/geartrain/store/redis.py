@@ -32,8 +32,9 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from geartrain.store.base import Removal, StoredJob, StoreUnavailable, unique_from_key
-from geartrain.store.common import chunks, latest_adds, require_driver, translate_errors
+from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
+from geartrain.store.common import chunks, net_batch, require_driver, translate_errors
+from geartrain.store.resp import Arg, RespConnection, RespConnectionLost, RespError
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -45,6 +46,7 @@ FETCH_CHUNK = 1000  # keys per pipelined round trip during replay
 CONNECT_TIMEOUT = 10
 IO_TIMEOUT = 60
 NORMAL_PRIORITY = 1
+WRITER_PIPELINE = 8  # batches of deletions in flight at once on the writer's connection
 
 
 def digest(data: bytes) -> bytes:
@@ -163,30 +165,38 @@ class RedisStore:
 
     def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         client = self._connection()
-        adds = latest_adds(adds)
+        adds, removes = net_batch(adds, removes)
         with self._errors():
             # The counter moves outside the transaction (its value is needed to build it); a failed batch only
             # leaves a gap in the numbering.
             first = int(client.incrby(self.seq_key, len(adds))) - len(adds) + 1 if adds else 0
             pipe = client.pipeline(transaction=True)
-            for number, job in enumerate(adds, first):
-                key = self.job_key(job.function, job.key)
-                pipe.delete(key, SIDE_PREFIX + key)  # a re-add replaces every field, ours and gearmand's
-                pipe.hset(key, mapping={b"data": job.data, b"priority": job.priority})
-                side: dict[bytes, bytes | int] = {
-                    b"function": job.function,
-                    b"key": job.key,
-                    b"seq": number,
-                    b"when": job.when,
-                    b"digest": digest(job.data),
-                }
-                if job.reducer is not None:
-                    side[b"reducer"] = job.reducer
-                pipe.hset(SIDE_PREFIX + key, mapping=side)  # type: ignore[arg-type]
+            for command in self.batch_commands(adds, removes, first):
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipe.execute()
+
+    def batch_commands(self, adds: Sequence[StoredJob], removes: Sequence[Removal], first: int) -> list[list[Arg]]:
+        """The commands that store ``adds`` (numbered from ``first``) and delete ``removes``, to run atomically."""
+        commands: list[list[Arg]] = []
+        for number, job in enumerate(adds, first):
+            key = self.job_key(job.function, job.key)
+            commands.append([b"DEL", key, SIDE_PREFIX + key])  # a re-add replaces every field, ours and gearmand's
+            commands.append([b"HSET", key, b"data", job.data, b"priority", job.priority])
+            side: list[Arg] = [b"HSET", SIDE_PREFIX + key, b"function", job.function, b"key", job.key]
+            side += [b"seq", number, b"when", job.when, b"digest", digest(job.data)]
+            if job.reducer is not None:
+                side += [b"reducer", job.reducer]
+            commands.append(side)
+        if removes:
+            gone: list[Arg] = [b"DEL"]
             for removal in removes:
                 key = self.job_key(removal.function, removal.key)
-                pipe.delete(key, SIDE_PREFIX + key)
-            pipe.execute()
+                gone += [key, SIDE_PREFIX + key]
+            commands.append(gone)
+        return commands
+
+    def batch_writer(self) -> RedisWriter:
+        return RedisWriter(self)
 
     def close(self) -> None:
         if self._client is not None:
@@ -208,3 +218,67 @@ class RedisStore:
             unavailable=(redis.ConnectionError, redis.TimeoutError, OSError),
             failed=(redis.RedisError, ValueError, TypeError),
         )
+
+
+class RedisWriter:
+    """The store's batches from the event loop (:mod:`geartrain.store.resp`): the same commands as
+    :meth:`RedisStore.apply`, one round trip for a batch of removals, two with adds (the counter first). Batches in
+    flight at once share the connection: Redis runs each connection's commands in the order they were sent."""
+
+    concurrency = WRITER_PIPELINE
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self._conn: RespConnection | None = None
+
+    async def open(self) -> None:
+        self.close()
+        store = self._store
+        setup: list[list[Arg]] = []
+        if store.password is not None:
+            setup.append([b"AUTH", store.password.encode()])
+        if store.db:
+            setup.append([b"SELECT", store.db])
+        try:
+            conn = await RespConnection.connect(store.host, store.port, CONNECT_TIMEOUT, IO_TIMEOUT)
+            replies = await conn.call(*setup) if setup else []
+        except RespConnectionLost as exc:
+            raise StoreUnavailable(f"{store.description}: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, RespError):
+                conn.close()
+                raise StoreUnavailable(f"{store.description}: {reply}")
+        self._conn = conn
+
+    async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        conn, store = self._conn, self._store
+        if conn is None:
+            raise StoreUnavailable(f"{store.description}: not open")
+        adds, removes = net_batch(adds, removes)
+        try:
+            first = 0
+            if adds:
+                (counter,) = await conn.call([b"INCRBY", store.seq_key, len(adds)])
+                if not isinstance(counter, int):
+                    raise StoreError(f"{store.description}: INCRBY {store.seq_key!r}: {counter!r}")
+                first = counter - len(adds) + 1
+            commands = store.batch_commands(adds, removes, first)
+            if len(commands) == 1:  # one DEL: atomic by itself
+                replies = await conn.call(*commands)
+            elif commands:
+                replies = (await conn.call([b"MULTI"], *commands, [b"EXEC"]))[-1:]
+            else:
+                return
+        except RespConnectionLost as exc:
+            self.close()
+            raise StoreUnavailable(f"{store.description}: {exc}") from exc
+        for reply in replies:
+            errors = reply if isinstance(reply, list) else [reply]
+            failed = [error for error in errors if isinstance(error, RespError)]
+            if failed or reply is None:  # None: EXEC aborted
+                raise StoreError(f"{store.description}: {failed[0] if failed else 'transaction aborted'}")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()

@@ -112,6 +112,9 @@ class SQLiteStore:
             db, self._db = self._db, None
             db.close()
 
+    def batch_writer(self) -> None:
+        return None  # a local file: the store thread keeps the fsync off the loop
+
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             raise StoreUnavailable(f"{self.description}: not open")

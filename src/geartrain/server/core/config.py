@@ -20,6 +20,9 @@ class EngineConfig:
     this many seconds are raised to it, as gearmand raises 1-999 ms to one second. ``persistent``: background jobs
     go to a store and are acknowledged once it holds them. ``max_queued_bytes``: the workloads of every job the
     server holds may add up to this many bytes; a submit beyond it gets ERROR QUEUE_ERROR (0 = no cap).
+    ``hold_after_result``: on a persistent server, a worker's next reply after the result of a stored job waits until
+    the store has deleted it (``--store-ack all``, the default); ``False`` sends it at once and the deletion follows
+    in the next transaction (``--store-ack submits``).
     """
 
     handle_prefix: bytes = b"H:localhost"
@@ -35,3 +38,4 @@ class EngineConfig:
     min_worker_timeout: float = 1.0
     persistent: bool = False
     max_queued_bytes: int = 0
+    hold_after_result: bool = True

@@ -50,10 +50,19 @@ class DurableRules(EngineState):
 
     def _record_add(self, job: Job, fresh: bool) -> None:
         job.store_key = storage_key(job.unique)
+        if self.store_removed:
+            self._cancel_removal(Removal(job.store_key, job.function.name))
         self.store_adds.append(
             StoredJob(job.store_key, job.function.name, job.unique, job.priority, job.data, job.when, job.reducer)
         )
         self.store_jobs.append((job, fresh))
+
+    def _cancel_removal(self, removal: Removal) -> None:
+        """A job finished and a new one under the same key was submitted within one batch: the store replaces the
+        record on the add, so the removal must not follow it (a store runs a batch's adds before its removes)."""
+        if removal in self.store_removed:
+            self.store_removed.discard(removal)
+            self.store_removes = [r for r in self.store_removes if r != removal]
 
     def _pending_ack(self, peer: Peer, job: Job) -> None:
         ack = PendingAck(peer)
@@ -72,6 +81,7 @@ class DurableRules(EngineState):
             return None
         batch = StoreBatch(self.store_adds, self.store_removes, self.store_jobs, self.store_barriers)
         self.store_adds, self.store_removes, self.store_jobs, self.store_barriers = [], [], [], []
+        self.store_removed = set()
         return batch
 
     def store_committed(self, batch: StoreBatch, now: float, refused: frozenset[int] = frozenset()) -> None:

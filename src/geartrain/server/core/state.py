@@ -53,6 +53,7 @@ class EngineState:
         # Store operations of the current loop turn (see geartrain.server.core.durable).
         self.store_adds: list[StoredJob] = []
         self.store_removes: list[Removal] = []
+        self.store_removed: set[Removal] = set()  # store_removes as a set: a re-add of one of them cancels it
         self.store_jobs: list[tuple[Job, bool]] = []
         self.store_barriers: list[PendingAck] = []
 
@@ -122,7 +123,7 @@ class EngineState:
             worker.assigned.pop(job.handle, None)
             job.worker = None
             job.function.running -= 1
-            if job.store_key is not None and self.config.persistent:
+            if job.store_key is not None and self.config.persistent and self.config.hold_after_result:
                 self._barrier(worker)
         self._free(job)
 
@@ -170,7 +171,9 @@ class EngineState:
 
     def _unstore(self, job: Job) -> None:
         if job.store_key is not None:
-            self.store_removes.append(Removal(job.store_key, job.function.name))
+            removal = Removal(job.store_key, job.function.name)
+            self.store_removes.append(removal)
+            self.store_removed.add(removal)
             job.store_key = None
 
     def _abandon(self, job: Job) -> None:
