@@ -124,7 +124,7 @@ class PostgresStore:
             # A drain with one worker: a plain equality is planned and run in 100 µs less than the unnest form.
             removal = removes[0]
             return (
-                f"DELETE FROM {self.table} WHERE unique_key = %s AND function_name = %s",
+                f"DELETE FROM {self.table} WHERE unique_key = %s::text AND function_name = %s::text",
                 [bytes_to_text(removal.key), bytes_to_text(removal.function)],
             )
         if removes:

@@ -45,6 +45,12 @@ class SQLiteStore:
         self.table = quote_identifier(table)
         self.sync = sync
         self.description = f"sqlite://{self.path}"
+        # The statements a batch runs (tests check their plans: each finds its row through the primary key).
+        self.insert_sql = (
+            f"INSERT OR REPLACE INTO {self.table} "
+            "(unique_key, function_name, priority, data, when_to_run, reducer) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self.delete_sql = f"DELETE FROM {self.table} WHERE unique_key = ? AND function_name = ?"
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> None:
@@ -82,13 +88,12 @@ class SQLiteStore:
             db.execute("BEGIN IMMEDIATE")
             if adds:
                 db.executemany(
-                    f"INSERT OR REPLACE INTO {self.table} "
-                    "(unique_key, function_name, priority, data, when_to_run, reducer) VALUES (?, ?, ?, ?, ?, ?)",
+                    self.insert_sql,
                     [(to_text(j.key), to_text(j.function), j.priority, j.data, j.when, j.reducer) for j in adds],
                 )
             if removes:
                 db.executemany(
-                    f"DELETE FROM {self.table} WHERE unique_key = ? AND function_name = ?",
+                    self.delete_sql,
                     [(to_text(r.key), to_text(r.function)) for r in removes],
                 )
             db.execute("COMMIT")

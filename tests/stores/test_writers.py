@@ -1,0 +1,137 @@
+"""The network stores' batch writers (the server's path for batches): the same records as the store's own apply.
+
+Each test runs one coroutine on a fresh event loop against the real database: what a writer stores, the store reads
+back (fields, order, re-adds); batches of deletions run side by side; a lost connection is StoreUnavailable and
+``open()`` again recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from databases import BACKENDS, Backend, mysql_raw, postgres_raw, redis_raw, require_service, wait_for
+from geartrain.store.base import BatchWriter, QueueStore, Removal, StoredJob, StoreUnavailable, storage_key
+
+pytestmark = pytest.mark.stores
+
+
+@pytest.fixture(params=["mysql", "postgres", "redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Backend]:
+    require_service(request.param)
+    yield from BACKENDS[request.param](tmp_path)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[QueueStore]:
+    opened = backend.make()
+    opened.open()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def job(unique: bytes, data: bytes = b"data", priority: int = 1, when: int = 0) -> StoredJob:
+    return StoredJob(storage_key(unique), b"f", unique, priority, data, when, None)
+
+
+def gone(stored: StoredJob) -> Removal:
+    return Removal(stored.key, stored.function)
+
+
+def writer_of(store: QueueStore) -> BatchWriter:
+    writer = store.batch_writer()
+    assert writer is not None, f"{store.description} has no batch writer"
+    return writer
+
+
+def test_a_writer_stores_what_the_store_reads_back(store: QueueStore) -> None:
+    a, b, c = job(b"a", data=bytes(range(256))), job(b"", priority=0, when=7), job(b"c")
+    again = job(b"a", data=b"new")
+
+    async def scenario() -> None:
+        writer = writer_of(store)
+        await writer.open()
+        try:
+            await writer.apply([a, b, c], [])
+            await writer.apply([again], [gone(c)])  # a re-add counts as the latest submission
+            await writer.apply([job(b"d")], [Removal(b"d", b"f")])  # adds come before removes: d ends up deleted
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    assert list(store.load()) == [b, again]
+
+
+def test_deletions_run_side_by_side(store: QueueStore) -> None:
+    jobs = [job(b"job-%d" % i) for i in range(40)]
+    store.apply(jobs, [])
+
+    async def scenario() -> None:
+        writer = writer_of(store)
+        assert writer.concurrency > 1
+        await writer.open()
+        try:
+            batches = [[gone(j) for j in jobs[i : i + 5]] for i in range(0, 35, 5)]
+            await asyncio.gather(*(writer.apply([], batch) for batch in batches[: writer.concurrency]))
+            await asyncio.gather(*(writer.apply([], batch) for batch in batches[writer.concurrency :]))
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    assert list(store.load()) == jobs[35:]
+
+
+def drop_connections(backend: Backend) -> None:
+    """Every connection of the store's, closed from the server's side."""
+    if backend.name == "postgres":
+        with postgres_raw() as conn:
+            mine = "FROM pg_stat_activity WHERE application_name = %s"
+            conn.execute(f"SELECT pg_terminate_backend(pid) {mine}", (backend.table,))
+            wait_for(lambda: conn.execute(f"SELECT COUNT(*) {mine}", (backend.table,)).fetchone()[0] == 0, "exits")
+    elif backend.name == "mysql":
+        others = "FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID <> CONNECTION_ID()"
+        with mysql_raw() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT ID {others}")
+            for (thread_id,) in cur.fetchall():
+                cur.execute(f"KILL {int(thread_id)}")
+
+            def killed() -> bool:
+                cur.execute(f"SELECT COUNT(*) {others}")
+                return int(cur.fetchone()[0]) == 0
+
+            wait_for(killed, "MySQL to drop the connections")
+    else:
+        raw = redis_raw()
+        try:
+            me = raw.client_id()
+            for client in raw.client_list():
+                if int(client["id"]) != me:
+                    raw.execute_command("CLIENT", "KILL", "ID", client["id"])
+            wait_for(lambda: len(raw.client_list()) == 1, "Redis to drop the clients")
+        finally:
+            raw.close()
+
+
+def test_a_lost_connection_is_unavailable_and_open_recovers(backend: Backend, store: QueueStore) -> None:
+    first, lost, later = job(b"first"), job(b"lost"), job(b"later")
+
+    async def scenario() -> None:
+        writer = writer_of(store)
+        await writer.open()
+        try:
+            await writer.apply([first], [])
+            drop_connections(backend)
+            with pytest.raises(StoreUnavailable):
+                await writer.apply([lost], [])
+            await writer.open()  # what the server does after StoreUnavailable
+            await writer.apply([later], [])
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    store.open()
+    assert list(store.load()) == [first, later]
