@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import re
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
 from geartrain.store.base import (
-    QueueStore,
     Removal,
     StoredJob,
     StoreError,
@@ -113,55 +109,3 @@ def translate_errors(
         raise StoreUnavailable(f"{description}: {exc}") from exc
     except failed as exc:
         raise StoreError(f"{description}: {exc}") from exc
-
-
-class ThreadedWriter:
-    """A batch writer for a store whose driver blocks: ``concurrency`` threads, each with a store object (and so a
-    connection) of its own, made by ``connect``. Each batch still crosses to a thread and back (about 50 µs), but
-    batches of deletions run side by side instead of each worker's waiting for the one before."""
-
-    def __init__(self, connect: Callable[[], QueueStore], concurrency: int) -> None:
-        self.concurrency = concurrency
-        self._connect = connect
-        self._idle: list[QueueStore] = []
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="geartrain-store-writer")
-
-    async def open(self) -> None:
-        self.close()
-        store = self._connect()
-        await asyncio.get_running_loop().run_in_executor(self._executor, store.open)
-        self._idle.append(store)
-
-    async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
-        store = self._idle.pop() if self._idle else None
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._apply, store, adds, removes)
-        except StoreUnavailable:
-            if store is not None:
-                _close_quietly(store)  # lost: the next batch connects afresh
-            raise
-        if store is not None:
-            self._idle.append(store)
-
-    def _apply(self, store: QueueStore | None, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
-        if store is None:  # a batch beyond the connections open so far: open one more (on the thread)
-            store = self._connect()
-            store.open()
-            try:
-                store.apply(adds, removes)
-            except BaseException:
-                _close_quietly(store)
-                raise
-            self._idle.append(store)  # list.append is atomic; the loop reads the list between batches only
-            return
-        store.apply(adds, removes)
-
-    def close(self) -> None:
-        for store in self._idle:
-            _close_quietly(store)
-        self._idle.clear()
-
-
-def _close_quietly(store: QueueStore) -> None:
-    with contextlib.suppress(Exception):
-        store.close()

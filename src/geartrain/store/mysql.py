@@ -32,12 +32,11 @@ gearmand needs too.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from geartrain.store.base import Removal, StoredJob, StoreUnavailable
 from geartrain.store.common import (
-    ThreadedWriter,
     check_identifier,
     chunks,
     job_from_row,
@@ -52,12 +51,13 @@ if TYPE_CHECKING:
 
     from pymysql.connections import Connection
 
+    from geartrain.store.mysql_wire import MySQLWriter
+
 COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin", "utf8mb4_bin")  # the first one the server has wins
 KEY_COLUMNS = (("unique_key", 64), ("function_name", 255))  # gearmand's widths
 DELETE_CHUNK = 1000  # (key, function) pairs per DELETE statement
 STATEMENT_BYTES = 1 << 20  # statements are packed into queries of about this size (far below max_allowed_packet)
 CONNECT_TIMEOUT = 10
-WRITER_CONNECTIONS = 4  # batches of deletions in flight at once, each on a connection and thread of its own
 IO_TIMEOUT = 120  # seconds a read or write may block before the connection counts as lost
 
 
@@ -75,12 +75,23 @@ class MySQLStore:
         self._conn: Connection[Any] | None = None
 
     def open(self) -> None:
+        self.close()
+        conn = self.connect()
+        self._conn = conn
+        try:
+            with self._errors():
+                self._upgrade_table(conn)
+        except BaseException:
+            self.close()
+            raise
+
+    def connect(self) -> Connection[Any]:
+        """A new connection with the store's session settings (blocks; StoreUnavailable when it cannot)."""
         import pymysql
         from pymysql.constants import CLIENT
 
-        self.close()
         with self._errors():
-            conn = pymysql.connect(
+            return pymysql.connect(
                 host=self.host,
                 port=self.port,
                 user=self.user,
@@ -94,13 +105,6 @@ class MySQLStore:
                 read_timeout=IO_TIMEOUT,
                 write_timeout=IO_TIMEOUT,
             )
-        self._conn = conn
-        try:
-            with self._errors():
-                self._upgrade_table(conn)
-        except BaseException:
-            self.close()
-            raise
 
     def _upgrade_table(self, conn: Connection[Any]) -> None:
         with conn.cursor() as cur:
@@ -149,7 +153,7 @@ class MySQLStore:
 
     def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         conn = self._connection()
-        queries = self._queries(conn, *net_batch(adds, removes))
+        queries = self.queries(conn.escape, *net_batch(adds, removes))
         if not queries:
             return
         with self._errors():
@@ -163,13 +167,12 @@ class MySQLStore:
                 _rollback(conn)
                 raise
 
-    def _queries(self, conn: Connection[Any], adds: Sequence[StoredJob], removes: Sequence[Removal]) -> list[str]:
+    def queries(self, escape: Callable[[Any], str], adds: Sequence[StoredJob], removes: Sequence[Removal]) -> list[str]:
         """The batch as few multi-statement queries as fit in a packet: usually one round trip for the lot.
 
         A lone statement runs as it is (autocommit makes it a transaction of its own); several are wrapped in
         BEGIN ... COMMIT, which may span queries when the batch is larger than one packet.
         """
-        escape = conn.escape
         statements: list[str] = []
         rows: list[str] = []
         size = 0
@@ -213,11 +216,10 @@ class MySQLStore:
             "when_to_run = VALUES(when_to_run), reducer = VALUES(reducer), seq = VALUES(seq)"
         )
 
-    def batch_writer(self) -> ThreadedWriter:
-        def connect() -> MySQLStore:
-            return MySQLStore(self.host, self.port, self.user, self.password, self.database, self.table_name)
+    def batch_writer(self) -> MySQLWriter:
+        from geartrain.store.mysql_wire import MySQLWriter
 
-        return ThreadedWriter(connect, WRITER_CONNECTIONS)
+        return MySQLWriter(self, IO_TIMEOUT)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 
 from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
 from geartrain.store.common import chunks, net_batch, require_driver, translate_errors
-from geartrain.store.resp import Arg, RespConnection, RespConnectionLost, RespError
+from geartrain.store.resp import Arg, RespConnection, RespError
+from geartrain.store.wire import ConnectionLost
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -242,7 +243,7 @@ class RedisWriter:
         try:
             conn = await RespConnection.connect(store.host, store.port, CONNECT_TIMEOUT, IO_TIMEOUT)
             replies = await conn.call(*setup) if setup else []
-        except RespConnectionLost as exc:
+        except ConnectionLost as exc:
             raise StoreUnavailable(f"{store.description}: {exc}") from exc
         for reply in replies:
             if isinstance(reply, RespError):
@@ -269,7 +270,7 @@ class RedisWriter:
                 replies = (await conn.call([b"MULTI"], *commands, [b"EXEC"]))[-1:]
             else:
                 return
-        except RespConnectionLost as exc:
+        except ConnectionLost as exc:
             self.close()
             raise StoreUnavailable(f"{store.description}: {exc}") from exc
         for reply in replies:

@@ -1,0 +1,116 @@
+"""The batch writers' wire formats without a database: RESP replies and commands, MySQL packets and answers."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from geartrain.store.mysql_wire import MAX_PAYLOAD, QueryChannel, ServerError, more_results, query_packets
+from geartrain.store.resp import RespConnection, RespError, _Incomplete, encode_command, parse_reply
+from geartrain.store.wire import ConnectionLost
+
+
+class Transport:
+    """What a protocol writes, kept; enough of a transport for OrderedReplies."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_resp_commands_are_arrays_of_bulk_strings() -> None:
+    assert encode_command([b"DEL", b"a b", 12]) == b"*3\r\n$3\r\nDEL\r\n$3\r\na b\r\n$2\r\n12\r\n"
+
+
+@pytest.mark.parametrize(
+    ("wire", "reply"),
+    [
+        (b"+OK\r\n", b"OK"),
+        (b":42\r\n", 42),
+        (b"$3\r\na\r\n\r\n", b"a\r\n"),
+        (b"$-1\r\n", None),
+        (b"*2\r\n:1\r\n*1\r\n$1\r\nx\r\n", [1, [b"x"]]),
+        (b"*-1\r\n", None),
+    ],
+)
+def test_resp_replies_parse_whole_and_in_any_split(wire: bytes, reply: object) -> None:
+    assert parse_reply(wire + b"+next\r\n", 0) == (reply, len(wire))
+    for cut in range(len(wire)):
+        with pytest.raises(_Incomplete):
+            parse_reply(wire[:cut], 0)
+
+
+def test_a_resp_error_reply_is_a_value_and_garbage_drops_the_connection() -> None:
+    error, _ = parse_reply(b"-ERR wrong\r\n", 0)
+    assert isinstance(error, RespError) and str(error) == "ERR wrong"
+
+    async def scenario() -> None:
+        conn = RespConnection(timeout=5)
+        transport = Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        first, second = conn.call([b"PING"]), conn.call([b"MULTI"], [b"DEL", b"k"], [b"EXEC"])
+        conn.data_received(b"+PONG\r\n+OK\r\n+QUE")  # replies arrive in pieces
+        assert first.result() == [b"PONG"] and not second.done()
+        conn.data_received(b"UED\r\n*1\r\n:1\r\n")
+        assert second.result() == [b"OK", b"QUEUED", [1]]
+        third = conn.call([b"PING"])
+        conn.data_received(b"?what\r\n")
+        with pytest.raises(ConnectionLost):
+            third.result()
+        assert transport.closed
+        with pytest.raises(ConnectionLost):
+            await conn.call([b"PING"])  # nothing is sent on a connection that was dropped
+
+    asyncio.run(scenario())
+
+
+def test_mysql_queries_are_split_into_packets_of_at_most_16_mib() -> None:
+    packets = query_packets("x" * (2 * MAX_PAYLOAD + 4))  # payload: COM_QUERY byte + 2 * MAX + 4
+    sizes, numbers, position = [], [], 0
+    while position < len(packets):
+        size = int.from_bytes(packets[position : position + 3], "little")
+        sizes.append(size)
+        numbers.append(packets[position + 3])
+        position += 4 + size
+    assert sizes == [MAX_PAYLOAD, MAX_PAYLOAD, 5] and numbers == [0, 1, 2]
+    exact = query_packets("x" * (MAX_PAYLOAD - 1))  # exactly one full packet: an empty one must follow
+    assert len(exact) == 4 + MAX_PAYLOAD + 4 and exact.endswith(b"\0\0\0\x01")
+    assert query_packets("BEGIN") == b"\x06\0\0\0\x03BEGIN"
+
+
+def ok_packet(status: int, affected: int = 1) -> bytes:
+    body = b"\x00" + bytes([affected]) + b"\x00" + struct.pack("<HH", status, 0)
+    return struct.pack("<I", len(body))[:3] + b"\x01" + body
+
+
+def test_mysql_answers_end_at_the_last_ok_or_the_first_err() -> None:
+    assert more_results(ok_packet(0x0008)[4:]) and not more_results(ok_packet(0x0002)[4:])
+    assert more_results(b"\x00\xfc\x10\x27\x00" + struct.pack("<HH", 0x0008, 0))  # 2-byte affected-rows count
+
+    async def scenario() -> None:
+        channel = QueryChannel(timeout=5)
+        channel.connection_made(Transport())  # type: ignore[arg-type]
+        done = channel.query("BEGIN;DELETE FROM t;COMMIT")
+        answer = ok_packet(0x0008) + ok_packet(0x0008) + ok_packet(0x0002)
+        channel.data_received(answer[:9])
+        channel.data_received(answer[9:])
+        assert done.done() and done.result() is None
+        failed = channel.query("BEGIN;INSERT ...;COMMIT")
+        err = b"\xff\x26\x04#22003Out of range value"
+        channel.data_received(ok_packet(0x0008) + struct.pack("<I", len(err))[:3] + b"\x02" + err)
+        with pytest.raises(ServerError):
+            failed.result()
+        rows = channel.query("SELECT 1")
+        channel.data_received(b"\x01\0\0\x01\x01")  # a column count: a result set, which no batch asks for
+        with pytest.raises(ConnectionLost):
+            rows.result()
+
+    asyncio.run(scenario())
