@@ -1,8 +1,9 @@
-"""geartrain against the C gearmand, side by side: every workload of `geartrain bench`, plus replay.
+"""geartrain against the C gearmand, side by side: every workload of `geartrain bench`, on every store.
 
     .venv/bin/python benchmarks/compare.py               # the full set (make bench), 3 repetitions
     .venv/bin/python benchmarks/compare.py --smoke       # every workload once, small sizes (make bench-smoke)
     .venv/bin/python benchmarks/compare.py --only round-trip,echo --reps 5
+    .venv/bin/python benchmarks/compare.py --only persist,drain,depth --stores mysql,redis   # persistent section
 
 One server runs at a time, on a free port, started afresh for every measurement. Within a repetition each
 workload runs against every server in turn, and the order rotates between repetitions (A B, then B A, ...), so a
@@ -10,6 +11,11 @@ slow minute on the shared machine hurts both sides alike. The table shows median
 geartrain/gearmand, oriented so that > 1 means geartrain is better (for latency, memory and time too). Every result
 goes to benchmarks/results/<time>.jsonl (one JSON object per line; the first line describes the machine), and the
 table to the .md file next to it. Without /usr/sbin/gearmand only geartrain runs, and the table says so.
+
+The persistent section runs both servers on the same databases (bench/stores.py: SQLite in the run's directory,
+the local MariaDB, PostgreSQL and Redis; a store that cannot be reached is left out, saying why): submits, drains
+with one and four workers, and per queue length (--depths) the replay time, memory after replay, and the rate at
+which one worker drains 2,000 of the replayed jobs.
 """
 
 from __future__ import annotations
@@ -35,26 +41,32 @@ GEARMAND = "/usr/sbin/gearmand"
 HOST = "127.0.0.1"
 
 from geartrain.bench import replay  # noqa: E402
+from geartrain.bench.measure import process_rss_bytes  # noqa: E402
 from geartrain.bench.report import comparison_table  # noqa: E402
-from geartrain.bench.suite import run, select  # noqa: E402
-from geartrain.bench.workloads import Result, Target  # noqa: E402
+from geartrain.bench.stores import KINDS, StoreKind, fresh_location  # noqa: E402
+from geartrain.bench.suite import run, select, store_of  # noqa: E402
+from geartrain.bench.workloads import Result, Target, drain_queued  # noqa: E402
 
-# name -> command for (port, working directory, store): store is "memory" or "sqlite:<path>"
+# name -> command for (port, working directory, store): store is "memory" or "<kind>:<location>" (bench/stores.py)
 Command = Callable[[int, Path, str], list[str]]
 
 
 def geartrain_command(port: int, workdir: Path, store: str) -> list[str]:
     executable = ROOT / ".venv" / "bin" / "geartrain"
     program = [str(executable)] if executable.exists() else [sys.executable, "-m", "geartrain"]
-    url = "memory" if store == "memory" else f"sqlite://{store.removeprefix('sqlite:')}"
-    return [*program, "server", "--listen", HOST, "--port", str(port), "--store", url, "--log-file", "none"]
+    command = [*program, "server", "--listen", HOST, "--port", str(port), "--log-file", "none"]
+    if store == "memory":
+        return [*command, "--store", "memory"]
+    kind, _, location = store.partition(":")
+    return command + StoreKind(kind).geartrain_args(location)
 
 
 def gearmand_command(port: int, workdir: Path, store: str) -> list[str]:
     command = [GEARMAND, "--port", str(port), "--listen", HOST, "--log-file", "none", "-t", "1"]
     command += ["-P", str(workdir / "gearmand.pid"), "--config-file", os.devnull]
     if store != "memory":
-        command += ["-q", "libsqlite3", "--libsqlite3-db", store.removeprefix("sqlite:")]
+        kind, _, location = store.partition(":")
+        command += StoreKind(kind).gearmand_args(location)
     return command
 
 
@@ -68,10 +80,14 @@ class Server:
     """One server process on a free port, in its own temporary directory."""
 
     def __init__(self, name: str, command: Command, store: str) -> None:
+        """``store``: memory, a kind (a fresh queue of that kind, removed at the stop) or ``<kind>:<location>``."""
         self.name = name
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-        if store == "sqlite":
-            store = f"sqlite:{self.workdir / 'queue.db'}"
+        self.fresh: tuple[StoreKind, str] | None = None
+        if store in KINDS:
+            location = fresh_location(store, self.workdir)
+            self.fresh = (StoreKind(store), location)
+            store = f"{store}:{location}"
         self.port = free_port()
         self.process = subprocess.Popen(
             command(self.port, self.workdir, store),
@@ -102,6 +118,9 @@ class Server:
 
     def stop(self) -> None:
         stop_process(self.process)
+        if self.fresh is not None:
+            kind, location = self.fresh
+            kind.drop(location)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
@@ -140,25 +159,47 @@ def machine() -> dict[str, Any]:
     }
 
 
-def measure_replay(name: str, command: Command, source: Path, jobs: int) -> Result:
-    workdir = Path(tempfile.mkdtemp(prefix=f"replay-{name}-"))
+def measure_depth(name: str, command: Command, kind: StoreKind, queued: int, drained: int) -> list[Result]:
+    """A server started on a queue of ``queued`` jobs built in the store: how long until it answers with all of
+    them (replay), its memory then, and how fast one worker drains ``drained`` of them (a deletion in a large
+    table costs what it costs in a small one, or this falls)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"depth-{name}-"))
+    location = fresh_location(kind.name, workdir)
+    function = "depth"
     try:
-        db = workdir / "queue.db"
-        shutil.copy(source, db)  # a fresh copy each time: a server may rewrite its queue
+        kind.build(location, queued, function)
         port = free_port()
-        seconds, process = replay.time_until_ready(command(port, workdir, f"sqlite:{db}"), HOST, port, jobs)
-        stop_process(process)
+        seconds, process = replay.time_until_ready(
+            command(port, workdir, f"{kind.name}:{location}"), HOST, port, queued, function=function
+        )
+        try:
+            rss = process_rss_bytes(process.pid)
+            drain = drain_queued(Target(HOST, port, process.pid, name), function, workers=1, limit=drained)
+        finally:
+            stop_process(process)
     finally:
+        kind.drop(location)
         shutil.rmtree(workdir, ignore_errors=True)
-    return Result("replay", f"replay {jobs} stored jobs", name, {"seconds": seconds}, {"jobs": jobs}, seconds)
+    figures = {"seconds": seconds} | ({"rss_mib": rss / 2**20} if rss else {})
+    drain.variant = f"drain 1 worker, {drained} of {queued:,} queued, {kind.name}"
+    return [
+        Result("replay", f"replay {queued:,} stored jobs, {kind.name}", name, figures, {"jobs": queued}, seconds),
+        drain,
+    ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="every workload once with small sizes")
-    parser.add_argument("--only", help="comma-separated workloads (bg-submit, drain, ..., persist, replay)")
-    parser.add_argument("--replay-jobs", type=int, help="stored jobs for replay (default 1,000,000; smoke 2,000)")
+    parser.add_argument("--only", help="comma-separated workloads (bg-submit, drain, ..., persist, depth)")
+    parser.add_argument(
+        "--depths",
+        help="queue lengths replayed and drained per store (default 10000,1000000; smoke 2000,20000)",
+    )
+    parser.add_argument(
+        "--stores", help=f"comma-separated stores of the persistent section (default: {','.join(KINDS)})"
+    )
     parser.add_argument("--geartrain-only", action="store_true", help="do not run the C gearmand")
     parser.add_argument("--output", type=Path, help="JSON lines file (default benchmarks/results/<time>.jsonl)")
     parser.add_argument("--report", type=Path, metavar="JSONL", help="only print the table of an earlier results file")
@@ -192,23 +233,25 @@ def main() -> int:
             figures = ", ".join(f"{k} {v:.1f}" for k, v in result.metrics.items())
             print(f"  rep {rep + 1} {result.server:9} {result.variant}: {figures}", flush=True)
 
-        replay_source = _prepare_replay(args, only)
+        stores = _stores(args)
+        depths = _depths(args, only)
         names = list(servers)
         for rep in range(reps):
             order = names[rep % len(names) :] + names[: rep % len(names)]
-            for variant in select(args.smoke, only):
-                store = "sqlite" if "durable-store" in variant.tags else "memory"
+            for variant in select(args.smoke, only, stores):
+                store = store_of(variant)
                 for name in order:
                     server = Server(name, servers[name], store)
                     try:
                         record(run(variant.workload, server.target, **variant.arguments(args.smoke)), rep)
                     finally:
                         server.stop()
-            if replay_source is not None:
-                for name in order:
-                    record(measure_replay(name, servers[name], replay_source[0], replay_source[1]), rep)
-        if replay_source is not None:
-            shutil.rmtree(replay_source[0].parent, ignore_errors=True)
+            for kind in stores if depths else ():
+                for queued in depths:
+                    for name in order:
+                        drained = min(2_000 if not args.smoke else 300, queued)
+                        for result in measure_depth(name, servers[name], StoreKind(kind), queued, drained):
+                            record(result, rep)
     table = comparison_table(results, "geartrain", "gearmand" if "gearmand" in servers else None)
     header = machine_line(info)
     if note:
@@ -242,15 +285,27 @@ def report(path: Path) -> int:
     return 0
 
 
-def _prepare_replay(args: argparse.Namespace, only: list[str] | None) -> tuple[Path, int] | None:
-    if only and "replay" not in only:
-        return None
-    jobs = args.replay_jobs or (2_000 if args.smoke else 1_000_000)
-    source = Path(tempfile.mkdtemp(prefix="replay-source-")) / "queue.db"
-    started = time.perf_counter()
-    replay.build_queue(source, jobs)
-    print(f"replay: built a queue of {jobs} jobs in {time.perf_counter() - started:.1f} s", flush=True)
-    return source, jobs
+def _stores(args: argparse.Namespace) -> list[str]:
+    """The stores of the persistent section that can be measured here (each one left out says why)."""
+    wanted = args.stores.split(",") if args.stores else list(KINDS)
+    usable = []
+    for kind in wanted:
+        if kind not in KINDS:
+            raise SystemExit(f"compare.py: unknown store {kind!r} (choose from {', '.join(KINDS)})")
+        reason = StoreKind(kind).unavailable()
+        if reason is None:
+            usable.append(kind)
+        else:
+            print(f"persistent section without {kind}: {reason}", flush=True)
+    return usable
+
+
+def _depths(args: argparse.Namespace, only: list[str] | None) -> list[int]:
+    if only and "depth" not in only:
+        return []
+    if args.depths:
+        return [int(value) for value in args.depths.split(",")]
+    return [2_000, 20_000] if args.smoke else [10_000, 1_000_000]
 
 
 if __name__ == "__main__":

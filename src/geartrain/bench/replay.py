@@ -20,14 +20,14 @@ GEARMAND_TABLE = (
 REPLAY_FUNCTION = "replay"
 
 
-def build_queue(path: Path, jobs: int, payload_size: int = 100) -> None:
-    """A SQLite queue of ``jobs`` background jobs for ``REPLAY_FUNCTION``, distinct uniques, mixed priorities."""
+def build_queue(path: Path, jobs: int, payload_size: int = 100, function: str = REPLAY_FUNCTION) -> None:
+    """A SQLite queue of ``jobs`` background jobs for ``function``, distinct uniques, mixed priorities."""
     payload = b"x" * payload_size
     db = sqlite3.connect(path)
     try:
         db.execute("PRAGMA synchronous=OFF")
         db.execute(GEARMAND_TABLE)
-        rows = ((f"replay-{n}", REPLAY_FUNCTION, n % 3, payload, 0) for n in range(jobs))
+        rows = ((f"{function}-{n}", function, n % 3, payload, 0) for n in range(jobs))
         with db:
             db.executemany(
                 "INSERT INTO gearman_queue (unique_key, function_name, priority, data, when_to_run) "
@@ -61,7 +61,7 @@ def queued_jobs(status: bytes, function: str = REPLAY_FUNCTION) -> int:
 
 
 def time_until_ready(
-    command: Sequence[str], host: str, port: int, jobs: int, timeout: float = 600.0
+    command: Sequence[str], host: str, port: int, jobs: int, timeout: float = 600.0, function: str = REPLAY_FUNCTION
 ) -> tuple[float, subprocess.Popen[bytes]]:
     """Start ``command`` and return the seconds until its ``status`` shows all ``jobs``, and the process (the
     caller stops it). Both servers load their queue before answering, but polling the count also covers one
@@ -76,7 +76,7 @@ def time_until_ready(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{command[0]} did not show {jobs} queued jobs within {timeout:.0f} s")
             try:
-                if queued_jobs(admin_status(host, port)) >= jobs:
+                if queued_jobs(admin_status(host, port), function) >= jobs:
                     return time.perf_counter() - started, process
             except OSError:
                 pass

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geartrain.bench import library, workloads
+from geartrain.bench.stores import KINDS as STORE_KINDS
 from geartrain.bench.workloads import Result, Target
 
 WORKLOADS: dict[str, Callable[..., Result]] = {
@@ -57,16 +58,34 @@ VARIANTS: list[Variant] = [
     Variant("echo", {"duration": 4.0, "warmup": 1.0}, {"duration": 0.3, "warmup": 0.1}),
     Variant("memory", {"jobs": 1_000_000}, {"jobs": 20_000}, frozenset({"needs-pid"})),
     Variant("connections", {"idle": 5_000}, {"idle": 200} | _RT_SMOKE),
-    Variant("persist", {"jobs": 10_000, "connections": 8}, {"jobs": 500}, frozenset({"durable-store"})),
     Variant("client-library", {"jobs": 3_000, "in_flight": 1}, {"jobs": 200}),
     Variant("client-library", {"jobs": 20_000, "in_flight": 100}, {"jobs": 1_000}),
 ]
 
 
-def select(smoke: bool, names: list[str] | None = None) -> list[Variant]:
-    """The variants of the full or the smoke set, optionally only those of the named workloads."""
+# Persistent queues, every store: submits (each JOB_CREATED a stored job), and drains with one and with four
+# workers (each worker's next job waits for its last one's deletion). Distinct uniques: gearmand's SQL stores
+# refuse a second job without one.
+for _kind in STORE_KINDS:
+    _tags = frozenset({f"store:{_kind}"})
+    VARIANTS += [
+        Variant("persist", {"jobs": 10_000, "connections": 8, "store": _kind}, {"jobs": 500}, _tags),
+        Variant("drain", {"workers": 1, "jobs": 5_000, "unique": True, "store": _kind}, {"jobs": 300}, _tags),
+        Variant("drain", {"workers": 4, "jobs": 10_000, "unique": True, "store": _kind}, {"jobs": 600}, _tags),
+    ]
+
+
+def store_of(variant: Variant) -> str:
+    """The store a variant's server runs on: a kind of :data:`geartrain.bench.stores.KINDS`, or memory."""
+    return next((tag.removeprefix("store:") for tag in variant.tags if tag.startswith("store:")), "memory")
+
+
+def select(smoke: bool, names: list[str] | None = None, stores: list[str] | None = None) -> list[Variant]:
+    """The variants of the full or the smoke set, optionally only those of the named workloads, and of store
+    variants only those on ``stores``."""
     chosen = [v for v in VARIANTS if not smoke or v.smoke is not None]
-    return [v for v in chosen if not names or v.workload in names]
+    chosen = [v for v in chosen if not names or v.workload in names]
+    return [v for v in chosen if stores is None or store_of(v) in ("memory", *stores)]
 
 
 def run(workload: str, target: Target, **options: Any) -> Result:

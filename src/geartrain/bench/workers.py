@@ -21,14 +21,15 @@ RECV_SIZE = 1 << 16
 
 
 class WorkerConnection:
-    __slots__ = ("completed", "echo", "finished", "reader", "sock")
+    __slots__ = ("completed", "echo", "finished", "limit", "reader", "sock")
 
-    def __init__(self, host: str, port: int, function: bytes, echo: bool) -> None:
+    def __init__(self, host: str, port: int, function: bytes, echo: bool, limit: int | None = None) -> None:
         self.sock = connect((host, port))
         self.reader = packets.FrameReader()
         self.completed = 0
         self.finished = False
         self.echo = echo
+        self.limit = limit  # drain only this many: the next JOB_ASSIGN (sent once the last result was taken) ends it
         self.sock.sendall(packets.request(packets.CAN_DO, function))
 
     def handle(self, stop_on_no_job: bool) -> None:
@@ -38,6 +39,9 @@ class WorkerConnection:
         out: list[bytes] = []
         for packet_type, body in self.reader.feed(data):
             if packet_type == packets.JOB_ASSIGN:
+                if self.completed == self.limit:
+                    self.finished = True  # the job stays assigned; the server is thrown away after the run
+                    continue
                 handle, _, rest = body.partition(b"\x00")
                 result = rest.partition(b"\x00")[2] if self.echo else b""
                 out.append(packets.request(packets.WORK_COMPLETE, handle, result))
@@ -64,7 +68,9 @@ def worker_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:
     """
     drain = params["mode"] == "drain"
     conns = [
-        WorkerConnection(params["host"], params["port"], params["function"].encode(), echo=not drain)
+        WorkerConnection(
+            params["host"], params["port"], params["function"].encode(), echo=not drain, limit=params.get("limit")
+        )
         for _ in range(params["workers"])
     ]
     selector = selectors.DefaultSelector()
@@ -97,8 +103,17 @@ def worker_task(params: dict[str, Any], gate: Gate) -> dict[str, Any]:
 
 
 def worker_tasks(
-    host: str, port: int, *, workers: int, processes: int, function: str, mode: str, stop_after: float
+    host: str,
+    port: int,
+    *,
+    workers: int,
+    processes: int,
+    function: str,
+    mode: str,
+    stop_after: float,
+    limit: int | None = None,
 ) -> list[tuple[Any, dict[str, Any]]]:
-    """Harness tasks for ``workers`` worker connections spread over ``processes`` processes."""
-    params = {"host": host, "port": port, "function": function, "mode": mode, "stop_after": stop_after}
+    """Harness tasks for ``workers`` worker connections spread over ``processes`` processes (``limit``: jobs each
+    worker drains before it stops; default all)."""
+    params = {"host": host, "port": port, "function": function, "mode": mode, "stop_after": stop_after, "limit": limit}
     return spread(worker_task, workers, processes, "workers", params)

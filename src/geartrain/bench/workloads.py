@@ -55,6 +55,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "p50_before_us": ("p50 µs before", False),
     "bytes_per_job": ("bytes/job", False),
     "seconds": ("seconds", False),
+    "rss_mib": ("RSS MiB", False),
 }
 
 
@@ -124,9 +125,11 @@ def bg_submit(
     )
 
 
-def persist(target: Target, *, jobs: int = 10_000, connections: int = 8, processes: int | None = None) -> Result:
+def persist(
+    target: Target, *, jobs: int = 10_000, connections: int = 8, processes: int | None = None, store: str = "sqlite"
+) -> Result:
     """bg-submit with a distinct unique per job, meant for a server on a durable store (each JOB_CREATED is
-    a stored job)."""
+    a stored job); ``store`` names it in the variant."""
     return bg_submit(
         target,
         jobs=jobs,
@@ -134,14 +137,24 @@ def persist(target: Target, *, jobs: int = 10_000, connections: int = 8, process
         unique=True,
         processes=processes,
         workload="persist",
-        variant=f"persist c{connections} unique=per-job",
+        variant=f"persist c{connections} unique=per-job, {store}",
     )
 
 
 def drain(
-    target: Target, *, jobs: int = 200_000, workers: int = 1, processes: int | None = None, payload_size: int = 100
+    target: Target,
+    *,
+    jobs: int = 200_000,
+    workers: int = 1,
+    processes: int | None = None,
+    payload_size: int = 100,
+    unique: bool = False,
+    store: str = "",
 ) -> Result:
-    """Queue ``jobs`` background jobs, then ``workers`` workers GRAB_JOB / WORK_COMPLETE them all: jobs/s."""
+    """Queue ``jobs`` background jobs, then ``workers`` workers GRAB_JOB / WORK_COMPLETE them all: jobs/s.
+
+    ``unique``: a distinct unique per job (what a persistent gearmand needs: its SQL stores refuse a second job
+    without one). ``store`` only names the store in the variant."""
     function = _function("drain")
     fill = submit_tasks(
         target.host,
@@ -151,13 +164,31 @@ def drain(
         processes=2,
         function=function,
         payload_size=payload_size,
-        unique=False,
+        unique=unique,
     )
     _, filled = run_tasks(fill)
     queued = sum(r["acknowledged"] for r in filled)
+    result = drain_queued(target, function, workers=workers, processes=processes)
+    result.variant = f"drain {workers} worker{'s' if workers > 1 else ''}" + (f", {store}" if store else "")
+    result.counts["queued"] = queued
+    result.params |= {"jobs": jobs, "payload_size": payload_size, "unique": unique}
+    return result
+
+
+def drain_queued(
+    target: Target, function: str, *, workers: int = 1, processes: int | None = None, limit: int | None = None
+) -> Result:
+    """``workers`` workers take the jobs already queued for ``function`` (``limit``: only that many each)."""
     procs = _processes(workers, processes)
     tasks = worker_tasks(
-        target.host, target.port, workers=workers, processes=procs, function=function, mode="drain", stop_after=600
+        target.host,
+        target.port,
+        workers=workers,
+        processes=procs,
+        function=function,
+        mode="drain",
+        stop_after=600,
+        limit=limit,
     )
     meter = _Meter(target)
     start, results = run_tasks(tasks, on_start=meter.begin)
@@ -168,18 +199,12 @@ def drain(
         variant=f"drain {workers} worker{'s' if workers > 1 else ''}",
         server=target.name,
         metrics={"jobs_per_s": completed / elapsed},
-        counts={"queued": queued, "completed": completed},
+        counts={"completed": completed},
         elapsed_s=elapsed,
         cpu_jobs=completed,
         server_cpu_s=meter.cpu(),
         generator_cpu_s=sum(r["cpu_s"] for r in results),
-        params={
-            "jobs": jobs,
-            "workers": workers,
-            "payload_size": payload_size,
-            "processes": procs,
-            "function": function,
-        },
+        params={"workers": workers, "processes": procs, "function": function, "limit": limit},
     )
 
 

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workload == "suite":
         plan = [
             (v.workload, v.arguments(args.smoke))
-            for v in select(args.smoke)
+            for v in select(args.smoke, stores=[])  # the store variants start servers of their own (compare.py)
             if args.server_pid is not None or "needs-pid" not in v.tags
         ]
     else:

@@ -47,7 +47,7 @@ FETCH_CHUNK = 1000  # keys per pipelined round trip during replay
 CONNECT_TIMEOUT = 10
 IO_TIMEOUT = 60
 NORMAL_PRIORITY = 1
-WRITER_PIPELINE = 8  # batches of deletions in flight at once on the writer's connection
+WRITER_PIPELINE = 8
 
 
 def digest(data: bytes) -> bytes:
