@@ -44,7 +44,7 @@ from geartrain.bench import replay  # noqa: E402
 from geartrain.bench.measure import process_rss_bytes  # noqa: E402
 from geartrain.bench.report import comparison_table  # noqa: E402
 from geartrain.bench.stores import KINDS, StoreKind, fresh_location  # noqa: E402
-from geartrain.bench.suite import run, select, store_of  # noqa: E402
+from geartrain.bench.suite import geartrain_flags, run, select, store_of  # noqa: E402
 from geartrain.bench.workloads import Result, Target, drain_queued  # noqa: E402
 
 # name -> command for (port, working directory, store): store is "memory" or "<kind>:<location>" (bench/stores.py)
@@ -79,7 +79,7 @@ def free_port() -> int:
 class Server:
     """One server process on a free port, in its own temporary directory."""
 
-    def __init__(self, name: str, command: Command, store: str) -> None:
+    def __init__(self, name: str, command: Command, store: str, flags: tuple[str, ...] = ()) -> None:
         """``store``: memory, a kind (a fresh queue of that kind, removed at the stop) or ``<kind>:<location>``."""
         self.name = name
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
@@ -90,7 +90,7 @@ class Server:
             store = f"{store}:{location}"
         self.port = free_port()
         self.process = subprocess.Popen(
-            command(self.port, self.workdir, store),
+            command(self.port, self.workdir, store) + list(flags),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "server.log").open("wb"),
@@ -241,7 +241,8 @@ def main() -> int:
             for variant in select(args.smoke, only, stores):
                 store = store_of(variant)
                 for name in order:
-                    server = Server(name, servers[name], store)
+                    flags = geartrain_flags(variant) if name == "geartrain" else ()
+                    server = Server(name, servers[name], store, flags)
                     try:
                         record(run(variant.workload, server.target, **variant.arguments(args.smoke)), rep)
                     finally:
