@@ -32,7 +32,7 @@ class Ledger:
 
 
 class ServerProcess:
-    def __init__(self, store_url: str) -> None:
+    def __init__(self, store_url: str, *flags: str) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         command = [
@@ -48,6 +48,7 @@ class ServerProcess:
             "stderr",
             "--verbose",
             "WARNING",
+            *flags,
         ]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(self._ready, timeout=60, message="server start")

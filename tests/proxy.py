@@ -25,6 +25,7 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._up = True
         self._stopping = False
+        self._stalled = False
         self._thread = threading.Thread(target=self._run, name="cuttable-proxy", daemon=True)
         self._thread.start()
 
@@ -39,6 +40,10 @@ class CuttableProxy:
         with self._lock:
             self._up = True
 
+    def stall(self, stalled: bool = True) -> None:
+        """Stop forwarding (connections stay open, bytes wait in the kernel's buffers): a database that hangs."""
+        self._stalled = stalled
+
     def close(self) -> None:
         self._stopping = True
         self._thread.join(5)
@@ -50,6 +55,9 @@ class CuttableProxy:
 
     def _run(self) -> None:
         while not self._stopping:
+            if self._stalled:
+                time.sleep(0.02)
+                continue
             for key, _ in self._selector.select(timeout=0.05):
                 with self._lock:
                     if key.data is None:

@@ -46,6 +46,45 @@ def _through(url: str, proxy: CuttableProxy) -> str:
     return parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host).geturl()
 
 
+@pytest.mark.parametrize("ack", ["all", "submits"])
+def test_a_workers_next_job_waits_for_the_deletion_unless_store_ack_submits(server_store: Backend, ack: str) -> None:
+    """The database hangs (a stalled link) as a worker finishes a stored job: by default its next job is held until
+    the deletion has committed; with --store-ack submits it comes at once, and the deletion follows."""
+    target = urlsplit(server_store.url)
+    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 0)
+    server = ServerProcess(_through(server_store.url, proxy), "--store-ack", ack)
+    try:
+        with GearmanSocket(server.address, timeout=30) as client, GearmanSocket(server.address, timeout=30) as worker:
+            handles = [client.submit("ack", f"job-{i}".encode(), ptype=P.SUBMIT_JOB_BG) for i in range(2)]
+            worker.send(P.CAN_DO, b"ack")
+            first = worker.request(P.GRAB_JOB, reply=P.JOB_ASSIGN)
+            proxy.stall()
+            worker.send(P.WORK_COMPLETE, first.args[0], b"")
+            worker.send(P.GRAB_JOB)
+            if ack == "all":
+                with pytest.raises(TimeoutError):  # nothing, while the deletion cannot commit
+                    worker.recv(timeout=1.0)
+                proxy.stall(False)
+            second = worker.expect(P.JOB_ASSIGN)
+            assert [first.args[0], second.args[0]] == [h.encode() for h in handles]
+            proxy.stall(False)
+            worker.send(P.WORK_COMPLETE, second.args[0], b"")
+            worker.request(P.GRAB_JOB, reply=P.NO_JOB)
+
+        def deleted() -> bool:
+            store = server_store.make()
+            store.open()
+            try:
+                return not list(store.load())
+            finally:
+                store.close()
+
+        wait_until(deleted, timeout=30, message="the deletions to reach the database")
+    finally:
+        server.stop()
+        proxy.close()
+
+
 def test_database_outage_gives_queue_error_and_recovers(server_store: Backend) -> None:
     target = urlsplit(server_store.url)
     proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 0)

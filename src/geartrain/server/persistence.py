@@ -148,8 +148,10 @@ class Persistence:
             if reconnect:
                 raise
             # The database may have dropped an idle connection (MySQL's wait_timeout): reopen and try once more.
-            # Applying a batch twice has the effect of applying it once.
-            await self._open()
+            # Applying a batch twice has the effect of applying it once. A writer has dropped the lost connection
+            # and connects afresh by itself; reopening it would also cut the batches running beside this one.
+            if self._writer is None:
+                await self._open()
             await self._write(batch.adds, batch.removes)
         except StoreError as exc:
             log.error("store %s refused a batch (%s); storing its jobs one by one", self.store.description, exc)

@@ -105,7 +105,8 @@ class BatchWriter(Protocol):
     Handing each batch to a thread and back costs about as much as a round trip to the database (50 µs on the
     2-core test machine), and a drain with one worker pays it for every job; a writer does its I/O on the loop.
     The same rules as :meth:`QueueStore.apply`: one transaction per batch, StoreUnavailable when the connection is
-    lost (the server calls :meth:`open` again), StoreError when the database refuses the batch itself.
+    lost, StoreError when the database refuses the batch itself. A lost connection is dropped and the next batch
+    connects afresh; :meth:`open` drops every connection and connects one (after an outage).
 
     ``concurrency`` batches may be applied at once (the server never runs a batch that adds jobs beside another).
     """
@@ -113,7 +114,7 @@ class BatchWriter(Protocol):
     concurrency: int
 
     async def open(self) -> None:
-        """Connect, or connect again after StoreUnavailable."""
+        """Drop every connection and connect one (raises StoreUnavailable)."""
 
     async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         """Store ``adds`` and delete ``removes`` in one transaction (adds first; a key in both ends up deleted)."""
