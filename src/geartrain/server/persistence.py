@@ -93,14 +93,20 @@ class Persistence:
         """Start a transaction for what the engine recorded, unless it must wait for those running.
 
         A batch that stores jobs runs alone: the database numbers them for replay in the order its transactions
-        commit. Batches that only delete may run side by side, as many as the writer has connections for (a
-        worker's next reply waits for its deletion: one transaction per finishing worker, instead of every worker
-        waiting for the one before). Their keys cannot overlap: a job is deleted once, and adding a key again
-        waits until nothing runs.
+        commit. Batches that only delete, and that a worker waits for (its next reply waits for its deletion), may
+        run side by side, as many as the writer has connections for: one transaction per finishing worker, instead
+        of every worker waiting for the one before. Their keys cannot overlap: a job is deleted once, and adding a
+        key again waits until nothing runs. Deletions nobody waits for (``--store-ack submits``) wait for the next
+        free turn and go together: under load one transaction then deletes hundreds of jobs.
         """
         running = len(self._running)
         if running and (
-            self._running_adds or running >= self._slots or self.engine.store_adds or self._reconnect or not self._up
+            self._running_adds
+            or running >= self._slots
+            or self.engine.store_adds
+            or not self.engine.store_barriers  # nobody waits for these deletions: they can join the next batch
+            or self._reconnect
+            or not self._up
         ):
             return
         batch = self.engine.take_store_batch()

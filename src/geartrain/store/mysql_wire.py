@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geartrain.store.base import Removal, StoredJob, StoreUnavailable
+from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
 from geartrain.store.common import net_batch
 from geartrain.store.wire import ConnectionLost, OrderedReplies, open_protocol
 
@@ -128,7 +129,11 @@ class MySQLWriter:
         conn: Any = await loop.run_in_executor(None, store.connect)  # blocks: DNS, TCP, authentication
         # PyMySQL reads through a buffered file over its socket; after a complete answer the buffer is empty, so
         # the socket can change hands. The loop owns it from here; PyMySQL's object only escapes values.
-        sock, conn._sock = conn._sock, None
+        sock = getattr(conn, "_sock", None)
+        if not isinstance(sock, socket.socket) or not hasattr(conn, "_rfile"):
+            conn.close()
+            raise StoreError(f"{store.description}: this PyMySQL does not let go of its socket (a version after 1.2?)")
+        conn._sock = None
         with contextlib.suppress(Exception):
             conn._rfile.close()
         conn._rfile = None
