@@ -18,20 +18,11 @@ from geartrain.store.base import BatchWriter, QueueStore, Removal, StoredJob, St
 pytestmark = pytest.mark.stores
 
 
+# Overrides conftest's backend (every store) with the network stores only; conftest's `store` opens it.
 @pytest.fixture(params=["mysql", "postgres", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Backend]:
     require_service(request.param)
     yield from BACKENDS[request.param](tmp_path)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def store(backend: Backend) -> Iterator[QueueStore]:
-    opened = backend.make()
-    opened.open()
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def job(unique: bytes, data: bytes = b"data", priority: int = 1, when: int = 0) -> StoredJob:

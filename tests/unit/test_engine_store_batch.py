@@ -9,6 +9,7 @@ from __future__ import annotations
 from conversation import Conversation, P
 
 from geartrain.server.core.config import EngineConfig
+from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.peers import Peer
 from geartrain.store.base import Removal
 
@@ -32,35 +33,32 @@ def stored_job(talk: Conversation, client: Peer, unique: bytes) -> bytes:
     return output
 
 
-def test_a_finished_job_and_a_new_one_under_its_unique_in_one_batch_keep_the_new_one() -> None:
+def finish_then_submit(unique: bytes) -> StoreBatch:
+    """A stored job "k" finishes and, in the same batch (the previous transaction still running), a background
+    job with ``unique`` is submitted; the batch the engine then hands the store."""
     talk = persistent()
     client, worker = talk.connect(), talk.worker(b"f")
     stored_job(talk, client, b"k")
     talk.send(worker, P.GRAB_JOB)
     handle = worker.take_output()[12:].split(b"\0")[0]
-    # The job finishes, and in the same batch (the previous transaction still running) it is submitted again.
     talk.send(worker, P.WORK_COMPLETE, handle, b"done")
-    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"k", b"again")
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", unique, b"again")
     batch = talk.engine.take_store_batch()
     assert batch is not None
+    assert talk.engine.take_store_batch() is None  # taken once: the next batch starts empty
+    return batch
+
+
+def test_a_finished_job_and_a_new_one_under_its_unique_in_one_batch_keep_the_new_one() -> None:
+    batch = finish_then_submit(b"k")
     assert [(j.key, j.data) for j in batch.adds] == [(b"k", b"again")]
     assert batch.removes == []  # the add replaces the record: a removal after it would delete the new job
 
 
 def test_a_removal_stays_when_the_unique_is_not_reused() -> None:
-    talk = persistent()
-    client, worker = talk.connect(), talk.worker(b"f")
-    stored_job(talk, client, b"k")
-    talk.send(worker, P.GRAB_JOB)
-    handle = worker.take_output()[12:].split(b"\0")[0]
-    talk.send(worker, P.WORK_COMPLETE, handle, b"done")
-    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"other", b"x")
-    batch = talk.engine.take_store_batch()
-    assert batch is not None
+    batch = finish_then_submit(b"other")
     assert batch.removes == [Removal(b"k", b"f")]
     assert [j.key for j in batch.adds] == [b"other"]
-    committed_again = talk.engine.take_store_batch()
-    assert committed_again is None  # taken once: the next batch starts empty
 
 
 def finish_and_grab(talk: Conversation) -> tuple[Peer, bytes]:
