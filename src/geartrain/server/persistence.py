@@ -74,6 +74,8 @@ class Persistence:
             self.store.apply((), removes)
             for job in self.engine.jobs.values():
                 job.store_key = None
+        elif self._writer is not None:
+            self.store.close()  # the writer's connections take every batch from here: this one would only idle
         return count
 
     async def write_queue(self) -> None:

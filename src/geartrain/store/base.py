@@ -120,4 +120,4 @@ class BatchWriter(Protocol):
         """Store ``adds`` and delete ``removes`` in one transaction (adds first; a key in both ends up deleted)."""
 
     def close(self) -> None:
-        """Drop the connection."""
+        """Drop every connection."""

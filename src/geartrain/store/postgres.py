@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # Set unless the conninfo says otherwise: fail fast on a dead host, name ourselves in pg_stat_activity, and notice
 # a silently vanished server through TCP keepalives rather than blocking forever.
-WRITER_CONNECTIONS = 4
+WRITER_CONNECTIONS = 4  # batches of deletions in flight at once, a connection each
 CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "geartrain", "keepalives_idle": "60"}
 
 
