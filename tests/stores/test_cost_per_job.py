@@ -31,13 +31,9 @@ def removals(jobs: list[StoredJob]) -> list[Removal]:
     return [Removal(j.key, j.function) for j in jobs]
 
 
-@pytest.fixture(params=["mysql", "postgres", "sqlite", "redis"])
-def filled(request: pytest.FixtureRequest, backend_factory: Any) -> Any:
-    return backend_factory(request.param)
-
-
 @pytest.fixture
 def backend_factory(tmp_path: Any) -> Any:
+    """``make(name)``: that store's backend and an opened store on a table of its own; all cleaned up after."""
     from databases import BACKENDS
 
     opened: list[Any] = []
