@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
 from geartrain.store.common import net_batch
-from geartrain.store.wire import ConnectionLost, OrderedReplies, open_protocol
+from geartrain.store.wire import ConnectionLost, ConnectionPool, OrderedReplies, open_protocol
 
 if TYPE_CHECKING:
     from geartrain.store.mysql import MySQLStore
@@ -76,6 +76,7 @@ class QueryChannel(OrderedReplies[None]):
     def __init__(self, timeout: float) -> None:
         super().__init__(timeout)
         self._buffer = bytearray()
+        self.escape: Callable[[Any], str] = str  # PyMySQL's, for the session's character set: set on connecting
 
     def query(self, sql: str) -> asyncio.Future[None]:
         return self.send(query_packets(sql))
@@ -116,14 +117,12 @@ class MySQLWriter:
     def __init__(self, store: MySQLStore, timeout: float) -> None:
         self._store = store
         self._timeout = timeout
-        self._idle: list[tuple[QueryChannel, Callable[[Any], str]]] = []
-        self._busy: set[QueryChannel] = set()
+        self._pool: ConnectionPool[QueryChannel] = ConnectionPool(self._connect, QueryChannel.close, _usable)
 
     async def open(self) -> None:
-        self.close()
-        self._idle.append(await self._connect())
+        await self._pool.reset()
 
-    async def _connect(self) -> tuple[QueryChannel, Callable[[Any], str]]:
+    async def _connect(self) -> QueryChannel:
         store = self._store
         loop = asyncio.get_running_loop()
         conn: Any = await loop.run_in_executor(None, store.connect)  # blocks: DNS, TCP, authentication
@@ -143,22 +142,14 @@ class MySQLWriter:
         except ConnectionLost as exc:
             sock.close()
             raise StoreUnavailable(f"{store.description}: {exc}") from exc
-        return channel, conn.escape
+        channel.escape = conn.escape
+        return channel
 
     async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
         store = self._store
-        channel, escape = self._idle.pop() if self._idle else await self._connect()
-        self._busy.add(channel)
-        try:
+        async with self._pool.borrow() as channel:
             with store._errors():
-                await self._run(channel, store.queries(escape, *net_batch(adds, removes)))
-        except StoreUnavailable:
-            channel.close()  # lost: the next batch connects afresh
-            raise
-        finally:
-            self._busy.discard(channel)
-        if channel.lost is None:
-            self._idle.append((channel, escape))
+                await self._run(channel, store.queries(channel.escape, *net_batch(adds, removes)))
 
     async def _run(self, channel: QueryChannel, queries: list[str]) -> None:
         import pymysql
@@ -175,9 +166,8 @@ class MySQLWriter:
             raise StoreUnavailable(f"{self._store.description}: {exc}") from exc
 
     def close(self) -> None:
-        for channel, _ in self._idle:
-            channel.close()
-        for channel in self._busy:
-            channel.close()
-        self._idle.clear()
-        self._busy.clear()
+        self._pool.close()
+
+
+def _usable(channel: QueryChannel) -> bool:
+    return channel.lost is None

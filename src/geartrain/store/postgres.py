@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
 from geartrain.store.common import check_identifier, job_from_row, net_batch, require_driver, translate_errors
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
+from geartrain.store.wire import ConnectionPool
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -194,12 +195,10 @@ class PostgresWriter:
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
-        self._idle: list[AsyncConnection[Any]] = []
-        self._busy: set[AsyncConnection[Any]] = set()
+        self._pool: ConnectionPool[AsyncConnection[Any]] = ConnectionPool(self._connect, _finish, _usable)
 
     async def open(self) -> None:
-        self.close()
-        self._idle.append(await self._connect())
+        await self._pool.reset()
 
     async def _connect(self) -> AsyncConnection[Any]:
         import psycopg
@@ -211,24 +210,16 @@ class PostgresWriter:
         statement = self._store.batch_statement(adds, removes)
         if statement is None:
             return
-        conn = self._idle.pop() if self._idle else await self._connect()
-        self._busy.add(conn)
-        try:
+        async with self._pool.borrow() as conn:
             with self._store._errors():
                 await conn.execute(*statement, prepare=True)
-        except StoreUnavailable:
-            _finish(conn)  # lost: the next batch connects afresh
-            raise
-        finally:
-            self._busy.discard(conn)
-        if not conn.closed:
-            self._idle.append(conn)
 
     def close(self) -> None:
-        for conn in [*self._idle, *self._busy]:
-            _finish(conn)
-        self._idle.clear()
-        self._busy.clear()
+        self._pool.close()
+
+
+def _usable(conn: AsyncConnection[Any]) -> bool:
+    return not conn.closed
 
 
 def _finish(conn: AsyncConnection[Any]) -> None:

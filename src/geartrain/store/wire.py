@@ -9,13 +9,17 @@ matched to its request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar, cast
+
+from geartrain.store.base import StoreUnavailable
 
 R = TypeVar("R")
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+C = TypeVar("C")
 
 
 class ConnectionLost(ConnectionError):
@@ -110,3 +114,40 @@ async def open_protocol(
     except (OSError, TimeoutError) as exc:
         raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
     return protocol
+
+
+class ConnectionPool(Generic[C]):
+    """A batch writer's connections: each batch borrows an idle one, or a new one when none is idle (the server
+    runs at most the writer's ``concurrency`` batches at once, so that bounds the pool). A connection whose batch
+    raised StoreUnavailable is closed, never lent again; :meth:`reset` closes them all and connects one."""
+
+    def __init__(
+        self, connect: Callable[[], Awaitable[C]], close: Callable[[C], None], usable: Callable[[C], bool]
+    ) -> None:
+        self._connect, self._close, self._usable = connect, close, usable
+        self._idle: list[C] = []
+        self._busy: list[C] = []
+
+    @contextlib.asynccontextmanager
+    async def borrow(self) -> AsyncIterator[C]:
+        conn = self._idle.pop() if self._idle else await self._connect()
+        self._busy.append(conn)
+        try:
+            yield conn
+        except StoreUnavailable:
+            self._close(conn)  # lost: the next batch connects afresh
+            raise
+        finally:
+            self._busy.remove(conn)
+        if self._usable(conn):
+            self._idle.append(conn)
+
+    async def reset(self) -> None:
+        self.close()
+        self._idle.append(await self._connect())
+
+    def close(self) -> None:
+        for conn in [*self._idle, *self._busy]:
+            self._close(conn)
+        self._idle.clear()
+        self._busy.clear()
