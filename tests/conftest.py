@@ -33,7 +33,7 @@ def _selected_servers() -> list[str]:
 def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Servers started without --store keep their queue under $XDG_STATE_HOME: never the user's real one.
 
-    Without this, jobs a test leaves in ~/.local/state/geartrain/queue.db come back in the next test (and in the
+    Without this, jobs a test leaves in ~/.local/state/geartrain/queue-PORT.db come back in the next test (and in the
     next run) that starts a server on the default store.
     """
     state_home = tmp_path_factory.mktemp("xdg-state")

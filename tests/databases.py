@@ -198,6 +198,8 @@ def _mysql(tmp_path: Path) -> Iterator[Backend]:
     finally:
         with mysql_raw() as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+            if cur.execute("SHOW TABLES LIKE 'geartrain_owner'"):
+                cur.execute("DELETE FROM geartrain_owner WHERE queue = %s", (table,))
 
 
 def _postgres(tmp_path: Path) -> Iterator[Backend]:
@@ -213,6 +215,8 @@ def _postgres(tmp_path: Path) -> Iterator[Backend]:
     finally:
         with postgres_raw() as conn:
             conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            if conn.execute("SELECT to_regclass('geartrain_owner')").fetchone()[0] is not None:
+                conn.execute("DELETE FROM geartrain_owner WHERE queue = %s", (table,))
 
 
 def _redis(tmp_path: Path) -> Iterator[Backend]:

@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "AdminError": "geartrain.errors",
     "Client": "geartrain.client",
     "ConnectionLost": "geartrain.errors",
+    "ErrorCode": "geartrain.errors",
     "FunctionStatus": "geartrain.admin",
     "GearmanError": "geartrain.errors",
     "GearmanTimeout": "geartrain.errors",
@@ -54,6 +55,7 @@ __all__ = [
     "AdminError",
     "Client",
     "ConnectionLost",
+    "ErrorCode",
     "FunctionStatus",
     "GearmanError",
     "GearmanTimeout",
@@ -121,6 +123,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from geartrain.errors import (
         AdminError,
         ConnectionLost,
+        ErrorCode,
         GearmanError,
         GearmanTimeout,
         JobException,

@@ -1,10 +1,36 @@
 """One exception tree for geartrain.
 
-Wire error codes (the ``code`` field of an ERROR packet, gearmand's ``gearman_return_t`` names without the
-``GEARMAN_`` prefix) map to exception classes in one table, :data:`ERROR_CODES`, in both directions.
+Every exception geartrain defines derives from :class:`GearmanError`. Wire error codes (the ``code`` field of an
+ERROR packet, gearmand's ``gearman_return_t`` names without the ``GEARMAN_`` prefix) are the members of
+:class:`ErrorCode`, and map to exception classes in one table, :data:`ERROR_CODES`, in both directions.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    """The ERROR packet codes geartrain sends or gives its own errors.
+
+    A member is a ``str`` equal to its value, so it encodes to the same bytes as the bare string did. A code read
+    from a server stays a plain ``str``: servers may send codes this list does not know.
+    """
+
+    # Sent by the server: gearmand's names for the same refusals, and PERMISSION_DENIED for the access policy.
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    QUEUE_ERROR = "QUEUE_ERROR"
+    ARGUMENT_TOO_LARGE = "ARGUMENT_TOO_LARGE"
+    UNKNOWN_OPTION = "UNKNOWN_OPTION"
+    INVALID_COMMAND = "INVALID_COMMAND"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    SERVER_ERROR = "SERVER_ERROR"
+    # Sent by the server for a byte stream it cannot decode (protocol.codec).
+    INVALID_MAGIC = "INVALID_MAGIC"
+    INVALID_PACKET = "INVALID_PACKET"
+    # Never sent: the client's code for a server reply out of step with its requests.
+    UNEXPECTED_PACKET = "UNEXPECTED_PACKET"
 
 
 class GearmanError(Exception):
@@ -36,41 +62,42 @@ class LocalProtocolError(ProtocolError):
 class ServerError(GearmanError):
     """The server answered a request with an ERROR packet."""
 
-    code = "SERVER_ERROR"
+    code: str = ErrorCode.SERVER_ERROR
 
     def __init__(self, text: str = "", code: str | None = None) -> None:
-        super().__init__(f"{code or self.code}: {text}" if text else (code or self.code))
+        shown = code or self.code
+        super().__init__(f"{shown}: {text}" if text else str(shown))  # str(): a plain string, not the enum member
         if code is not None:
             self.code = code
         self.text = text
 
 
 class JobNotFound(ServerError):
-    code = "JOB_NOT_FOUND"
+    code = ErrorCode.JOB_NOT_FOUND
 
 
 class QueueFull(ServerError):
     """The function's queue is at its ``maxqueue`` limit, or the store could not take the job."""
 
-    code = "QUEUE_ERROR"
+    code = ErrorCode.QUEUE_ERROR
 
 
 class ArgumentTooLarge(ServerError):
-    code = "ARGUMENT_TOO_LARGE"
+    code = ErrorCode.ARGUMENT_TOO_LARGE
 
 
 class UnknownOption(ServerError):
-    code = "UNKNOWN_OPTION"
+    code = ErrorCode.UNKNOWN_OPTION
 
 
 class InvalidCommand(ServerError):
-    code = "INVALID_COMMAND"
+    code = ErrorCode.INVALID_COMMAND
 
 
 class PermissionDenied(ServerError):
     """The server's access policy does not allow this request (or refused the secret presented)."""
 
-    code = "PERMISSION_DENIED"
+    code = ErrorCode.PERMISSION_DENIED
 
 
 class AdminError(ServerError):
@@ -80,7 +107,7 @@ class AdminError(ServerError):
     with gearmand's ``+`` separators turned back into spaces.
     """
 
-    code = "ADMIN_ERROR"
+    code = "ADMIN_ERROR"  # not an ErrorCode: admin ERR lines have words of their own, not ERROR packet codes
 
 
 class JobFailed(GearmanError):

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from geartrain.protocol.packets import PacketType as P
+from geartrain.server.core.records import Removal, StoredJob
 from geartrain.server.server import GearmanServer
-from geartrain.store.base import Removal, StoredJob, StoreError
+from geartrain.store.base import StoreError
 from geartrain.store.memory import MemoryStore
 from geartrain.store.sqlite import SQLiteStore
 from inprocess import InProcessServer, make_config

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from geartrain.protocol.packets import PacketType as P
-from geartrain.store.base import Removal, StoredJob, StoreUnavailable
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import StoreUnavailable
 from geartrain.store.sqlite import SQLiteStore
 from inprocess import InProcessServer, make_config
 from servers import GearmanSocket, admin, encode_req, parse_status, wait_until

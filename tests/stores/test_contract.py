@@ -14,15 +14,8 @@ import time
 import pytest
 
 from databases import Backend
-from geartrain.store.base import (
-    QueueStore,
-    Removal,
-    StoredJob,
-    StoreError,
-    StoreMissingDriver,
-    StoreUnavailable,
-    storage_key,
-)
+from geartrain.server.core.records import Removal, StoredJob, storage_key
+from geartrain.store.base import QueueStore, StoreError, StoreMissingDriver, StoreUnavailable
 from geartrain.store.url import open_store
 
 pytestmark = pytest.mark.stores

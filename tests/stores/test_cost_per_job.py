@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from databases import Backend, mysql_raw, postgres_raw, redis_raw, require_service
-from geartrain.store.base import QueueStore, Removal, StoredJob
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import QueueStore
 
 pytestmark = pytest.mark.stores
 

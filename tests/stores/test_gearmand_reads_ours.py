@@ -23,7 +23,7 @@ from databases import (
     require_service,
     unique_name,
 )
-from geartrain.store.base import StoredJob, storage_key
+from geartrain.server.core.records import StoredJob, storage_key
 from geartrain.store.url import open_store
 from servers import admin, free_port, parse_status, require_program, wait_until
 

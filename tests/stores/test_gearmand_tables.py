@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from databases import MYSQL_URL, POSTGRES_URL, mysql_raw, postgres_raw, require_service, unique_name
-from geartrain.store.base import QueueStore, Removal, StoredJob, StoreError
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import QueueStore, StoreError
 from geartrain.store.url import open_store
 
 pytestmark = pytest.mark.stores

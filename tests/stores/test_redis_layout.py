@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from databases import REDIS_URL, redis_raw, require_service, unique_name
-from geartrain.store.base import Removal, StoredJob
+from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.redis import RedisStore
 from geartrain.store.url import open_store
 

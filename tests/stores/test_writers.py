@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from databases import BACKENDS, Backend, mysql_raw, postgres_raw, redis_raw, require_service, wait_for
-from geartrain.store.base import BatchWriter, QueueStore, Removal, StoredJob, StoreUnavailable, storage_key
+from geartrain.server.core.records import Removal, StoredJob, storage_key
+from geartrain.store.base import BatchWriter, QueueStore, StoreUnavailable
 
 pytestmark = pytest.mark.stores
 

@@ -6,7 +6,7 @@ from conversation import NO_JOB, Conversation, error
 
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core.config import EngineConfig
-from geartrain.store.base import StoredJob
+from geartrain.server.core.records import StoredJob
 
 P = PacketType
 

@@ -11,7 +11,7 @@ from conversation import Conversation, P
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.peers import Peer
-from geartrain.store.base import Removal
+from geartrain.server.core.records import Removal
 
 
 def persistent() -> Conversation:

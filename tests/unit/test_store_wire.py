@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from geartrain.store.mysql_wire import MAX_PAYLOAD, QueryChannel, ServerError, more_results, query_packets
+from geartrain.store.mysql_wire import MAX_PAYLOAD, MySQLServerError, QueryChannel, more_results, query_packets
 from geartrain.store.resp import RespConnection, RespError, _Incomplete, encode_command, parse_reply
 from geartrain.store.wire import ConnectionLost
 
@@ -106,7 +106,7 @@ def test_mysql_answers_end_at_the_last_ok_or_the_first_err() -> None:
         failed = channel.query("BEGIN;INSERT ...;COMMIT")
         err = b"\xff\x26\x04#22003Out of range value"
         channel.data_received(ok_packet(0x0008) + struct.pack("<I", len(err))[:3] + b"\x02" + err)
-        with pytest.raises(ServerError):
+        with pytest.raises(MySQLServerError):
             failed.result()
         rows = channel.query("SELECT 1")
         channel.data_received(b"\x01\0\0\x01\x01")  # a column count: a result set, which no batch asks for

@@ -17,13 +17,15 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from geartrain.errors import GearmanError
+
 Gate = Callable[[], float]
 Task = Callable[[dict[str, Any], Gate], dict[str, Any]]
 
 SETUP_TIMEOUT = 120.0  # seconds for every process to connect and pre-build (1M packets take a while)
 
 
-class GeneratorError(RuntimeError):
+class GeneratorError(GearmanError, RuntimeError):  # RuntimeError: `geartrain bench` catches it as one
     """A load-generator process failed; carries its traceback."""
 
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from geartrain.bench import packets
+import geartrain.bench.packets as packets
 from geartrain.bench.harness import Gate, spread
 from geartrain.bench.measure import connect, own_cpu_seconds
 

@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any
 
-from geartrain.bench import packets
+import geartrain.bench.packets as packets
 from geartrain.bench.harness import Gate, split
 from geartrain.bench.measure import connect, own_cpu_seconds
 

@@ -11,7 +11,7 @@ import selectors
 import time
 from typing import Any
 
-from geartrain.bench import packets
+import geartrain.bench.packets as packets
 from geartrain.bench.harness import Gate, spread
 from geartrain.bench.measure import connect, own_cpu_seconds
 

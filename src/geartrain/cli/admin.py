@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Failed(Exception):
+class Failed(GearmanError):
     """The command ran but its outcome is a failure (exit status 1), e.g. an unknown job to cancel."""
 
     def __init__(self, message: str, result: Any) -> None:

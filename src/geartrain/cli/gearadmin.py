@@ -9,16 +9,15 @@ on stderr, listings verbatim.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from geartrain.cli.security_args import SECRET_ENV, libgearman_tls_from_environment
 from geartrain.client.transport import auth_option
 from geartrain.errors import GearmanError
+from geartrain.security.environment import libgearman_tls_from_environment, secret_from_environment
 
 PROG = "gearadmin"
 READ_TIMEOUT = 30.0  # seconds without a byte from the server before giving up on a reply
@@ -87,7 +86,7 @@ Differences from libgearman's gearadmin (deliberate):
 """
 
 
-class UsageError(Exception):
+class UsageError(GearmanError):
     pass
 
 
@@ -292,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"Error: -S/--ssl: {exc}\n")
         return 1
     try:
-        connection = _Connection(host, port, tls, os.environ.get(SECRET_ENV) or None)
+        connection = _Connection(host, port, tls, secret_from_environment())
         try:
             for option, command in operations:
                 line = command.format(parsed.values[option]).encode("utf-8", "surrogateescape")

@@ -24,11 +24,11 @@ from geartrain.cli.common import (
     servers_from,
     write_pid_file,
 )
-from geartrain.cli.security_args import SECRET_ENV, libgearman_tls_from_environment
 from geartrain.cli.worker_run import WorkerOptions, run_worker
 from geartrain.client.loopthread import new_event_loop
 from geartrain.errors import GearmanError
 from geartrain.protocol.packets import Priority
+from geartrain.security.environment import libgearman_tls_from_environment, secret_from_environment
 
 PROG = "gearman"
 WITH_ARGUMENT = frozenset("cfhpitu")
@@ -300,7 +300,7 @@ def _run(args: Arguments) -> int:
     except GearmanError as exc:
         sys.stderr.write(f"{PROG}: -S: {exc}\n")
         return EXIT_FAILED
-    secret = os.environ.get(SECRET_ENV) or None
+    secret = secret_from_environment()
     timeout = args.timeout_ms / 1000 if args.timeout_ms >= 0 else None
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         if args.worker:

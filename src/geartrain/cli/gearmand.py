@@ -13,6 +13,7 @@ from geartrain.cli.store_args import store_from_args
 from geartrain.errors import GearmanError
 from geartrain.server.config import ServerConfig
 from geartrain.server.server import run_server
+from geartrain.store.base import StoreError
 
 # gearmand's levels onto Python's (NOTICE, between WARNING and INFO in syslog terms, logs like INFO here).
 _LOG_LEVELS = {
@@ -102,8 +103,20 @@ def run(argv: Sequence[str], prog: str, *, gearmand_defaults: bool) -> int:
     if args.user:
         switch_user(args.user)
     if store is not None:
-        logging.getLogger("geartrain.store").info("queue store: %s", store.description)
-    return run_server(config, reopen_log, store, store_on_shutdown=args.store_queue_on_shutdown)
+        store_log = logging.getLogger("geartrain.store")
+        store_log.info("queue store: %s", store.description)
+        if store.description.endswith("/queue.db") and not args.store and args.queue_type == "builtin":
+            store_log.warning(
+                "queue store: %s is the file of earlier versions, kept for the server on port %d; servers on other "
+                "ports use queue-PORT.db",
+                store.description,
+                args.port,
+            )
+    try:
+        return run_server(config, reopen_log, store, store_on_shutdown=args.store_queue_on_shutdown)
+    except StoreError as exc:  # at start: held by another server, unreachable, refused
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,8 @@ and secret options.
 
 gearmand reads its certificate files from ``GEARMAND_SERVER_PEM``, ``GEARMAND_SERVER_KEY`` and
 ``GEARMAND_CA_CERTIFICATE`` when the flags are not given; libgearman's tools take ``GEARMAND_CA_CERTIFICATE``,
-``GEARMAN_CLIENT_PEM`` and ``GEARMAN_CLIENT_KEY``. Both are honoured here.
+``GEARMAN_CLIENT_PEM`` and ``GEARMAN_CLIENT_KEY``. Both are honoured here. What the environment alone sets (for
+processes without these flags) is in :mod:`geartrain.security.environment`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ import os
 import ssl
 
 from geartrain.errors import GearmanError
+from geartrain.security.environment import (
+    CA_CERTIFICATE_ENV,
+    CLIENT_KEY_ENV,
+    CLIENT_PEM_ENV,
+    SECRET_ENV,
+    SSL_ENV,
+    error_reason,
+    secret_from_environment,
+    ssl_from_environment,
+)
 from geartrain.security.policy import PolicyError, load_policy
 from geartrain.security.settings import SecurityConfig
 from geartrain.security.tls import (
@@ -26,13 +37,6 @@ from geartrain.security.tls import (
 # gearmand's defaults ($sysconfdir/ssl/certs/...), used when --ssl is given without the file flags.
 GEARMAND_SERVER_PEM = "/etc/ssl/certs/gearmand.pem"
 GEARMAND_SERVER_KEY = "/etc/ssl/certs/gearmand.key"
-SECRET_ENV = "GEARTRAIN_SECRET"
-SSL_ENV = "GEARTRAIN_SSL"  # 1/true/yes/on: connect with TLS, as --ssl / -S
-
-
-def ssl_from_environment() -> bool:
-    """Whether ``GEARTRAIN_SSL`` asks for TLS (how processes without TLS flags, e.g. the manager's, get it)."""
-    return os.environ.get(SSL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +95,7 @@ def security_from_args(args: argparse.Namespace) -> SecurityConfig:
     tls = None
     context = None
     if args.ssl:
-        ca_file = args.ssl_ca_file or os.environ.get("GEARMAND_CA_CERTIFICATE") or None
+        ca_file = args.ssl_ca_file or os.environ.get(CA_CERTIFICATE_ENV) or None
         verify = args.ssl_verify_client or ("optional" if ca_file else "none")
         tls = TlsServerSettings(
             certificate=args.ssl_certificate or os.environ.get("GEARMAND_SERVER_PEM") or GEARMAND_SERVER_PEM,
@@ -106,7 +110,7 @@ def security_from_args(args: argparse.Namespace) -> SecurityConfig:
         try:
             context = server_context(tls)  # fail at start, with the reason, rather than on the first connection
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise GearmanError(f"cannot set up TLS: {_reason(exc)}") from exc
+            raise GearmanError(f"cannot set up TLS: {error_reason(exc)}") from exc
     elif args.ssl_certificate or args.ssl_key or args.ssl_ca_file or args.ssl_verify_client:
         raise GearmanError("--ssl-certificate, --ssl-key, --ssl-ca-file and --ssl-verify-client need --ssl")
     acl = None
@@ -118,12 +122,6 @@ def security_from_args(args: argparse.Namespace) -> SecurityConfig:
     return SecurityConfig(
         tls=tls, acl=acl, acl_file=args.acl_file, allow_remote_admin=args.allow_remote_admin, tls_context=context
     )
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc)
 
 
 # ---------------------------------------------------------------------- client tools
@@ -155,30 +153,16 @@ def client_tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The client context the options ask for, or ``None``; raises :class:`GearmanError` with the reason."""
     if not (args.ssl or ssl_from_environment()):
         return None
-    certificate = args.ssl_certificate or os.environ.get("GEARMAN_CLIENT_PEM")
+    certificate = args.ssl_certificate or os.environ.get(CLIENT_PEM_ENV)
     try:
         return client_context(
-            ca_file=args.ssl_ca_file or os.environ.get("GEARMAND_CA_CERTIFICATE") or None,
+            ca_file=args.ssl_ca_file or os.environ.get(CA_CERTIFICATE_ENV) or None,
             certificate=certificate or None,
-            key=args.ssl_key or os.environ.get("GEARMAN_CLIENT_KEY") or None,
+            key=args.ssl_key or os.environ.get(CLIENT_KEY_ENV) or None,
             verify=not args.ssl_no_verify,
         )
     except (OSError, ssl.SSLError) as exc:
-        raise GearmanError(f"cannot set up TLS: {_reason(exc)}") from exc
-
-
-def libgearman_tls_from_environment() -> ssl.SSLContext:
-    """What ``-S`` means for the ``gearman``/``gearadmin`` entry points: TLS configured as libgearman's tools
-    configure it, from ``GEARMAND_CA_CERTIFICATE``, ``GEARMAN_CLIENT_PEM`` and ``GEARMAN_CLIENT_KEY`` (each
-    optional here: no CA file means the system's CAs). Raises :class:`GearmanError` with the reason."""
-    try:
-        return client_context(
-            ca_file=os.environ.get("GEARMAND_CA_CERTIFICATE") or None,
-            certificate=os.environ.get("GEARMAN_CLIENT_PEM") or None,
-            key=os.environ.get("GEARMAN_CLIENT_KEY") or None,
-        )
-    except (OSError, ssl.SSLError) as exc:
-        raise GearmanError(f"cannot set up TLS: {_reason(exc)}") from exc
+        raise GearmanError(f"cannot set up TLS: {error_reason(exc)}") from exc
 
 
 def client_secret_from_args(args: argparse.Namespace) -> str | None:
@@ -188,8 +172,8 @@ def client_secret_from_args(args: argparse.Namespace) -> str | None:
             with open(args.secret_file, encoding="utf-8") as stream:
                 secret = stream.readline().rstrip("\r\n")
         except OSError as exc:
-            raise GearmanError(f"cannot read the secret file: {_reason(exc)}") from exc
+            raise GearmanError(f"cannot read the secret file: {error_reason(exc)}") from exc
         if not secret:
             raise GearmanError(f"the secret file {args.secret_file} is empty")
         return secret
-    return os.environ.get(SECRET_ENV) or None
+    return secret_from_environment()

@@ -65,6 +65,12 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
         f"(default: {'all addresses' if gearmand_defaults else '127.0.0.1'})",
     )
     net.add_argument("-b", "--backlog", type=int, default=32, help="listen backlog")
+    net.add_argument(
+        "--node-id",
+        default=None,
+        metavar="NAME",
+        help="this server's name in its store's owner record (default: hostname:port)",
+    )
     keepalive = KeepaliveConfig()
     net.add_argument(
         "--keepalive",
@@ -256,6 +262,7 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         http_port=args.http_port,
         http_hosts=tuple(args.http_listen) if args.http_listen else ("127.0.0.1",),
         security=security_from_args(args),
+        node_id=args.node_id,
     )
 
 

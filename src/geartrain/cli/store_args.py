@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from geartrain.server.config import DEFAULT_PORT
 from geartrain.store.base import QueueStore, StoreError
 from geartrain.store.url import describe, open_store
 
@@ -15,6 +16,17 @@ QUEUE_TYPES = ("builtin", "libsqlite3", "mysql", "postgres", "redis")
 def default_state_dir() -> Path:
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "geartrain"
+
+
+def default_queue_file(state_dir: Path, port: int) -> Path:
+    """The default SQLite file: one per port, so that two servers on one host keep apart (and a second server on
+    the same port is refused by the file's lock). ``queue.db``, the name before there was one per port, is still
+    the file of the server on 4730 when it exists and the new name does not."""
+    path = state_dir / f"queue-{port}.db"
+    legacy = state_dir / "queue.db"
+    if port == DEFAULT_PORT and not path.exists() and legacy.exists():
+        return legacy
+    return path
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, *, gearmand_defaults: bool) -> None:
@@ -85,7 +97,7 @@ def store_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Que
         if gearmand_defaults:
             return None
         state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
-        return open_store(f"sqlite://{state_dir / 'queue.db'}", sqlite_sync=args.store_sync)
+        return open_store(f"sqlite://{default_queue_file(state_dir, args.port)}", sqlite_sync=args.store_sync)
     if queue_type == "libsqlite3":
         if not args.libsqlite3_db:
             raise StoreError("-q libsqlite3 needs --libsqlite3-db FILE")

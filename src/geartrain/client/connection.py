@@ -16,7 +16,7 @@ from typing import ClassVar, Protocol
 from geartrain.client.events import WorkComplete, WorkData, WorkException, WorkFail, WorkStatus, WorkWarning, to_int
 from geartrain.client.job import Job
 from geartrain.client.transport import Address, PacketConnection
-from geartrain.errors import ConnectionLost, PeerProtocolError, PermissionDenied, UnknownOption, server_error
+from geartrain.errors import ConnectionLost, ErrorCode, PeerProtocolError, PermissionDenied, UnknownOption, server_error
 from geartrain.protocol.codec import encode_request
 from geartrain.protocol.packets import PacketType
 
@@ -167,7 +167,9 @@ class ClientConnection(PacketConnection):
             return
         head = pending.popleft()
         if head.expect != ptype:
-            error = PeerProtocolError("UNEXPECTED_PACKET", f"expected {PacketType(head.expect).name}, got {ptype}")
+            error = PeerProtocolError(
+                ErrorCode.UNEXPECTED_PACKET, f"expected {PacketType(head.expect).name}, got {ptype}"
+            )
             head._fail(error)
             self._desync(str(error))
             return
@@ -198,7 +200,7 @@ class ClientConnection(PacketConnection):
 
     def _desync(self, what: str) -> None:
         log.error("%s: reply out of step (%s); closing the connection", self.name, what)
-        self.lost_reason = PeerProtocolError("UNEXPECTED_PACKET", what)
+        self.lost_reason = PeerProtocolError(ErrorCode.UNEXPECTED_PACKET, what)
         self.abort()
 
     # ------------------------------------------------------------------ job packets

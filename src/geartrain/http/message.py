@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from geartrain.errors import GearmanError
+
 MAX_HEAD_SIZE = 64 * 1024
 # A chunk-size line (hex size and extensions) longer than this is not a real client's.
 MAX_CHUNK_LINE = 1024
@@ -35,7 +37,7 @@ REASONS = {
 }
 
 
-class BadRequest(Exception):
+class BadRequest(GearmanError):
     """The request cannot be understood: answered with ``status`` and the connection closed."""
 
     def __init__(self, status: int, reason: str) -> None:

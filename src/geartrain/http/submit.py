@@ -18,6 +18,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from geartrain.errors import ErrorCode
 from geartrain.http.message import Request, chunk, last_chunk
 from geartrain.protocol.codec import Decoder
 from geartrain.protocol.packets import RES, Packet, PacketType
@@ -41,8 +42,8 @@ ENDINGS: dict[int, str] = {
     P.WORK_FAIL: "WORK_FAIL",
     P.WORK_EXCEPTION: "WORK_EXCEPTION",
 }
-# Errors that mean "try again later" rather than "your request is wrong".
-UNAVAILABLE_ERRORS = {b"QUEUE_ERROR", b"SERVER_ERROR"}  # QUEUE_ERROR: queue full or store down
+# Errors that mean "try again later" rather than "your request is wrong" (QUEUE_ERROR: queue full or store down).
+UNAVAILABLE_ERRORS = {ErrorCode.QUEUE_ERROR.encode(), ErrorCode.SERVER_ERROR.encode()}
 
 
 def submit_job(server: GearmanServer, connection: HttpConnection, request: Request, function: str) -> None:

@@ -21,8 +21,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from geartrain.cli.security_args import SECRET_ENV, libgearman_tls_from_environment, ssl_from_environment
 from geartrain.client.loopthread import new_event_loop
+from geartrain.security.environment import (
+    libgearman_tls_from_environment,
+    secret_from_environment,
+    ssl_from_environment,
+)
 from geartrain.worker import Worker
 
 EXIT_IMPORT = 3
@@ -54,7 +58,7 @@ class ChildWorker:
             concurrency=options.concurrency,
             client_id=options.client_id,
             tls=tls,
-            secret=os.environ.get(SECRET_ENV) or None,
+            secret=secret_from_environment(),
         )
         self.started = 0
         self.reason = "stopped"

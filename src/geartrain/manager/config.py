@@ -33,6 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from geartrain.errors import GearmanError
+
 DEFAULT_SERVERS = ("localhost:4730",)
 
 _MANAGER_KEYS = {"stop_timeout", "backoff_initial", "backoff_max", "stable_after"}
@@ -52,7 +54,7 @@ _GROUP_KEYS = {
 _TOP_KEYS = {"servers", "manager", "groups"}
 
 
-class ConfigError(ValueError):
+class ConfigError(GearmanError, ValueError):  # ValueError: what it was before, for callers that catch that
     """The configuration cannot be used; the message says where (``file: groups.wc.processes: ...``) and why."""
 
 

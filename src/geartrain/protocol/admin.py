@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from geartrain.errors import GearmanError
+
 MAX_TOKENS = 5
 _SPACES = re.compile(b" +")
 
@@ -49,7 +51,7 @@ def incomplete_arguments(word: bytes) -> bytes:
 JSON_COMMANDS = frozenset({"status", "prioritystatus", "workers"})
 
 
-class TooManyTokens(Exception):
+class TooManyTokens(GearmanError):
     """The line has more tokens than any command takes: the connection is closed."""
 
 

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from geartrain.errors import PeerProtocolError, ProtocolError
+from geartrain.errors import ErrorCode, PeerProtocolError, ProtocolError
 from geartrain.protocol.packets import (
     ARG_COUNT,
     HEADER_SIZE,
@@ -231,11 +231,11 @@ class Decoder:
                     break
             if buf[pos] != 0:
                 if not self._admin:
-                    return self._fatal(out, "INVALID_MAGIC", "Text received where a packet was expected")
+                    return self._fatal(out, ErrorCode.INVALID_MAGIC, "Text received where a packet was expected")
                 nl = buf.find(b"\n", pos)
                 # The limit applies whether or not the newline came in the same read: any split decodes the same.
                 if (nl if nl >= 0 else end_of_data) - pos > MAX_ADMIN_LINE:
-                    return self._fatal(out, "ARGUMENT_TOO_LARGE", "Admin command line too long")
+                    return self._fatal(out, ErrorCode.ARGUMENT_TOO_LARGE, "Admin command line too long")
                 if nl < 0:
                     break
                 line = bytes(buf[pos:nl])
@@ -248,10 +248,10 @@ class Decoder:
                 break
             magic, ptype, size = unpack_header(buf, pos)
             if magic != accept and magic != self._other:
-                return self._fatal(out, "INVALID_MAGIC", "Invalid magic in packet header")
+                return self._fatal(out, ErrorCode.INVALID_MAGIC, "Invalid magic in packet header")
             if size > self._max_size:
                 return self._fatal(
-                    out, "ARGUMENT_TOO_LARGE", f"Packet of {size} bytes exceeds the limit of {self._max_size}"
+                    out, ErrorCode.ARGUMENT_TOO_LARGE, f"Packet of {size} bytes exceeds the limit of {self._max_size}"
                 )
             end = pos + HEADER_SIZE + size
             if end > end_of_data:
@@ -260,19 +260,19 @@ class Decoder:
             pos = end
             if magic != accept:
                 expected = "Request" if accept == REQ else "Response"
-                out.append(PeerProtocolError("INVALID_MAGIC", f"{expected} magic expected"))
+                out.append(PeerProtocolError(ErrorCode.INVALID_MAGIC, f"{expected} magic expected"))
             elif ptype == 0 or ptype > MAX_PACKET_TYPE:
-                out.append(PeerProtocolError("INVALID_COMMAND", f"Unknown packet type {ptype}"))
+                out.append(PeerProtocolError(ErrorCode.INVALID_COMMAND, f"Unknown packet type {ptype}"))
             else:
                 args = split_args(ptype, body)
                 if args is None:
                     name = PacketType(ptype).name
-                    out.append(PeerProtocolError("INVALID_PACKET", f"Too few arguments for {name}"))
+                    out.append(PeerProtocolError(ErrorCode.INVALID_PACKET, f"Too few arguments for {name}"))
                 else:
                     out.append(Packet(ptype, args))
         return pos
 
-    def _fatal(self, out: list[Item], code: str, text: str) -> int:
+    def _fatal(self, out: list[Item], code: ErrorCode, text: str) -> int:
         self._dead = True
         self._buf.clear()
         out.append(PeerProtocolError(code, text, fatal=True))

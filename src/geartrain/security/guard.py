@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from geartrain.errors import ErrorCode
 from geartrain.protocol.admin import AdminCommand
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
@@ -34,7 +35,7 @@ log = logging.getLogger("geartrain.access")
 
 AUTH_OPTION = b"auth="
 DECISION_CACHE_SIZE = 4096
-DENIED_CODE = "PERMISSION_DENIED"
+DENIED_CODE = ErrorCode.PERMISSION_DENIED
 
 SUBMIT_PACKETS = (
     P.SUBMIT_JOB,

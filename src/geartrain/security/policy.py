@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from geartrain.errors import GearmanError
+
 SUBMIT = "submit"
 WORK = "work"
 ADMIN_READ = "admin_read"
@@ -36,7 +38,7 @@ ALL_FUNCTIONS = "*"
 _CACHE_LIMIT = 4096
 
 
-class PolicyError(ValueError):
+class PolicyError(GearmanError, ValueError):  # ValueError: what it was before, for callers that catch that
     """The ACL file is not valid; the message says where."""
 
 

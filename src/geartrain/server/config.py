@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
@@ -69,3 +70,8 @@ class ServerConfig:
     http_port: int | None = None
     http_hosts: tuple[str, ...] = ("127.0.0.1",)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    # This server's name where servers meet: the owner record of its store (later, its cluster). host:port if unset.
+    node_id: str | None = None
+
+    def node_name(self) -> str:
+        return self.node_id or f"{socket.gethostname()}:{self.port}"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from time import time as wall_clock
 from typing import TYPE_CHECKING, cast
 
-from geartrain.errors import ProtocolError
+from geartrain.errors import ErrorCode, ProtocolError
 from geartrain.protocol.codec import Decoder, deliver
 from geartrain.protocol.packets import AdminLine
 from geartrain.server.core.replies import error_packet
@@ -88,7 +88,9 @@ class GearmanConnection(asyncio.Protocol):
         except Exception:
             # A bug of ours must cost this connection, never the server and everyone else on it.
             log.exception("internal error handling input from %s; closing that connection", peer.address)
-            self._server.engine.reply(peer, error_packet("SERVER_ERROR", "Internal server error; see the server log"))
+            self._server.engine.reply(
+                peer, error_packet(ErrorCode.SERVER_ERROR, "Internal server error; see the server log")
+            )
             peer.close_after_flush = True
         self._flush(peer)
 

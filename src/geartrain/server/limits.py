@@ -11,12 +11,13 @@ import logging
 import resource
 from typing import Protocol, cast
 
+from geartrain.errors import ErrorCode
 from geartrain.server.config import LimitsConfig
 from geartrain.server.core.replies import error_packet
 
 log = logging.getLogger("geartrain.limits")
 
-TOO_MANY_CONNECTIONS = error_packet("SERVER_ERROR", "Too many connections (--max-connections); try again later")
+TOO_MANY_CONNECTIONS = error_packet(ErrorCode.SERVER_ERROR, "Too many connections (--max-connections); try again later")
 # File descriptors kept free beyond --max-connections: listening sockets, the store, logs, the event loop.
 SPARE_FILE_DESCRIPTORS = 256
 

@@ -6,6 +6,9 @@ else on the store thread; while that runs, later turns accumulate, so under load
 When the store is down, submits are refused at once (QUEUE_ERROR) rather than queued behind it; the store is
 tried again after a backoff (0.1 s doubling to 5 s), removals are kept and retried, and jobs already in memory keep
 flowing to workers.
+
+The server holds its store alone (:meth:`Persistence.replay` takes the hold, a timer renews it); a server that finds
+another has taken it stops, for that server now runs the queue.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.engine import Engine
+from geartrain.server.core.records import Removal, StoredJob, storage_key
 from geartrain.server.core.stats import STORE_BUCKETS, Histogram
-from geartrain.store.base import QueueStore, Removal, StoredJob, StoreError, StoreUnavailable, storage_key
+from geartrain.store.base import QueueStore, StoreError, StoreUnavailable
+from geartrain.store.holder import Holder
 
 log = logging.getLogger("geartrain.store")
 
@@ -49,16 +54,25 @@ class Persistence:
         self._next_attempt = 0.0
         self._retry_removes: list[Removal] = []
         self._retry_timer: asyncio.TimerHandle | None = None
+        self._holder: Holder | None = None
+        self._renewal: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
+        self._renewal_failing = False
+        self._on_lost: Callable[[str], None] | None = None
         self.commits = 0
         self.commit_latency = Histogram(STORE_BUCKETS)  # for /metrics: transaction start to result
 
-    def replay(self, keep: bool = True) -> int:
-        """Open the store and queue every job it holds (before the port opens). Returns the count.
+    def replay(self, keep: bool = True, holder: Holder | None = None) -> int:
+        """Open the store, take it for ``holder`` and queue every job it holds (before the port opens). Returns the
+        count; raises StoreHeld when another server holds the store.
 
         ``keep=False`` (store-on-shutdown mode) empties the store once the jobs are in memory; they are written
         back by :meth:`write_queue` at the stop.
         """
         self.store.open()
+        if holder is not None:
+            self.store.hold(holder)
+            self._holder = holder
         started = time.monotonic()
         count = 0
         now = time.time()
@@ -74,9 +88,48 @@ class Persistence:
             self.store.apply((), removes)
             for job in self.engine.jobs.values():
                 job.store_key = None
-        elif self._writer is not None:
+        elif self._writer is not None and self._holder is None:
             self.store.close()  # the writer's connections take every batch from here: this one would only idle
         return count
+
+    def keep_holding(self, on_lost: Callable[[str], None]) -> None:
+        """Renew the hold on the store from now on; ``on_lost(message)`` when another server has taken it."""
+        if self._holder is None or self.store.hold_renewal is None:
+            return
+        self._on_lost = on_lost
+        self._loop = self._loop or asyncio.get_running_loop()
+        self._renewal = self._loop.call_later(self.store.hold_renewal, self._renew_soon)
+
+    def _renew_soon(self) -> None:
+        assert self._loop is not None
+        self._renewal = None
+        self._renewing = self._loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        # On the store thread and its own connection: the writer's connections stay with the batches.
+        loop = asyncio.get_running_loop()
+        try:
+            if self._renewal_failing:
+                await loop.run_in_executor(self._executor, self.store.open)
+            held = await loop.run_in_executor(self._executor, self.store.renew_hold)
+        except StoreError as error:
+            if not self._renewal_failing:
+                log.error("store %s: cannot renew this server's hold (%s); retrying", self.store.description, error)
+            self._renewal_failing = True
+        else:
+            if self._renewal_failing:
+                log.warning("store %s: hold renewed", self.store.description)
+            self._renewal_failing = False
+            if not held:
+                self._holder = None
+                if self._on_lost is not None:
+                    self._on_lost(
+                        f"store {self.store.description}: another server has taken it (this server's hold lapsed)"
+                    )
+                return
+        interval = self.store.hold_renewal
+        if interval is not None:
+            self._renewal = loop.call_later(interval, self._renew_soon)
 
     async def write_queue(self) -> None:
         """Store every background job still wanted (store-on-shutdown mode, at the stop)."""
@@ -239,9 +292,12 @@ class Persistence:
         await self._idle.wait()
 
     def close(self) -> None:
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
+        for handle in (self._retry_timer, self._renewal, self._renewing):
+            if handle is not None:
+                handle.cancel()
         if self._writer is not None:
             self._writer.close()
         self._executor.shutdown(wait=True)
+        if self._holder is not None:
+            self.store.release_hold()
         self.store.close()

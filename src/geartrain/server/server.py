@@ -26,6 +26,7 @@ from geartrain.server.limits import ConnectionGuard, file_descriptors_for, raise
 from geartrain.server.persistence import Persistence
 from geartrain.server.tls_listener import TlsListener, bind
 from geartrain.store.base import QueueStore
+from geartrain.store.holder import Holder
 
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpListener
@@ -77,6 +78,7 @@ class GearmanServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self.tls_context: ssl.SSLContext | None = None  # set by start() when serving TLS
         self.handshaking = 0  # TLS connections accepted whose handshake is under way (they count as connections)
+        self.exit_status = 0
 
     # ------------------------------------------------------------------ life cycle
 
@@ -85,7 +87,9 @@ class GearmanServer:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         if self.persistence is not None:
-            self.persistence.replay(keep=not self.store_on_shutdown)  # the queue is back before the port opens
+            # The queue is back before the port opens; StoreHeld if another server runs it.
+            self.persistence.replay(keep=not self.store_on_shutdown, holder=Holder(self.config.node_name()))
+            self.persistence.keep_holding(self._lost_store)
         tls = self.config.security.tls
         context = self.config.security.tls_context or (server_context(tls) if tls is not None else None)
         self.tls_context = context  # the HTTP listener serves HTTPS with it
@@ -126,6 +130,11 @@ class GearmanServer:
             listener.start()
             self._servers.append(listener)
             self.sockets.append(sock)
+
+    def _lost_store(self, message: str) -> None:
+        log.error("%s: stopping", message)
+        self.exit_status = 1
+        self.stop()
 
     @property
     def port(self) -> int:
@@ -411,4 +420,4 @@ def run_server(
             with contextlib.suppress(OSError):
                 os.unlink(config.pid_file)
         loop.close()
-    return 0
+    return server.exit_status

@@ -8,22 +8,22 @@ reconnects with backoff by calling :meth:`QueueStore.open` again.
 Names and keys are bytes, as on the wire; a store keeps UTF-8 ones as text (gearmand's columns are text) and
 others in a form it can give back unchanged.
 
-Keys: gearmand keys a record by (unique, function), so background jobs without a unique overwrite each other (sqlite)
-or are refused (MySQL, PostgreSQL). geartrain gives such a job a key of its own, ``gt:empty:<uuid>``, and ``-``
-uniques (coalesce on the payload) ``gt:dash:<uuid>``; both map back on replay.
+The records (:class:`StoredJob`, :class:`Removal`) belong to the engine (:mod:`geartrain.server.core.records`).
+
+A server holds its store alone (:meth:`QueueStore.hold`): two servers replaying one queue would each run the other's
+jobs. SQLite by an OS lock on the database file; the network stores by an owner record that the holder renews.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from geartrain.errors import GearmanError
+from geartrain.server.core.records import Removal, StoredJob
 
-EMPTY_UNIQUE_PREFIX = b"gt:empty:"
-DASH_UNIQUE_PREFIX = b"gt:dash:"
+if TYPE_CHECKING:
+    from geartrain.store.holder import Holder
 
 
 class StoreError(GearmanError):
@@ -38,43 +38,8 @@ class StoreMissingDriver(StoreError):
     """The Python package a store needs is not installed."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredJob:
-    """One background job as stored: the key is (``key``, ``function``)."""
-
-    key: bytes
-    function: bytes
-    unique: bytes
-    priority: int
-    data: bytes
-    when: int = 0
-    reducer: bytes | None = None
-
-
-def storage_key(unique: bytes) -> bytes:
-    """The key a new job is stored under: its unique, or a fresh one where gearmand's key would collide."""
-    if not unique:
-        return EMPTY_UNIQUE_PREFIX + uuid.uuid4().hex.encode()
-    if unique == b"-":
-        return DASH_UNIQUE_PREFIX + uuid.uuid4().hex.encode()
-    return unique
-
-
-def unique_from_key(key: bytes) -> bytes:
-    """The unique a stored key stands for (inverse of :func:`storage_key`)."""
-    if key.startswith(EMPTY_UNIQUE_PREFIX):
-        return b""
-    if key.startswith(DASH_UNIQUE_PREFIX):
-        return b"-"
-    return key
-
-
-@dataclass(frozen=True, slots=True)
-class Removal:
-    """A stored job to delete: its (key, function)."""
-
-    key: bytes
-    function: bytes
+class StoreHeld(StoreError):
+    """Another server holds the store (its queue would be replayed and run twice)."""
 
 
 class QueueStore(Protocol):
@@ -94,6 +59,19 @@ class QueueStore(Protocol):
 
     def close(self) -> None:
         """Release the connection; the store may be opened again."""
+
+    @property
+    def hold_renewal(self) -> float | None:
+        """Seconds between :meth:`renew_hold` calls, or ``None`` when the hold needs no renewing (an OS lock)."""
+
+    def hold(self, holder: Holder) -> None:
+        """Take the store for this server alone (after :meth:`open`). Raises StoreHeld naming the holder."""
+
+    def renew_hold(self) -> bool:
+        """Renew the hold; ``False`` when another server has taken the store. Raises StoreUnavailable."""
+
+    def release_hold(self) -> None:
+        """Give the store up (at a clean stop; a dead holder's hold lapses by itself)."""
 
     def batch_writer(self) -> BatchWriter | None:
         """A writer of batches on the event loop, or ``None``: the server then calls :meth:`apply` on its thread."""

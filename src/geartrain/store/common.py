@@ -8,14 +8,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from geartrain.store.base import (
-    Removal,
-    StoredJob,
-    StoreError,
-    StoreMissingDriver,
-    StoreUnavailable,
-    unique_from_key,
-)
+from geartrain.server.core.records import Removal, StoredJob, unique_from_key
+from geartrain.store.base import StoreError, StoreMissingDriver, StoreUnavailable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 T = TypeVar("T")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from geartrain.store.base import Removal, StoredJob, StoreUnavailable
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import StoreHeld, StoreUnavailable
+from geartrain.store.holder import Holder, held_message
 
 
 class MemoryStore:
     """Keeps records in a dict (insertion order is submission order). ``available`` simulates an outage."""
+
+    hold_renewal: float | None = None
 
     description = "memory"
 
@@ -17,6 +21,7 @@ class MemoryStore:
         self.available = True
         self.opened = False
         self.transactions = 0
+        self.holder: Holder | None = None
 
     def open(self) -> None:
         self._check()
@@ -37,6 +42,19 @@ class MemoryStore:
 
     def close(self) -> None:
         self.opened = False
+
+    def hold(self, holder: Holder) -> None:
+        self._check()
+        if self.holder is not None and self.holder != holder:
+            raise StoreHeld(held_message(self.description, self.holder.encode(), None))
+        self.holder = holder
+
+    def renew_hold(self) -> bool:
+        self._check()
+        return self.holder is not None
+
+    def release_hold(self) -> None:
+        self.holder = None
 
     def batch_writer(self) -> None:
         return None  # nothing to wait for: applied where it is called

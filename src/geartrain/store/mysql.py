@@ -35,7 +35,8 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geartrain.store.base import Removal, StoredJob, StoreUnavailable
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import (
     check_identifier,
     chunks,
@@ -44,6 +45,8 @@ from geartrain.store.common import (
     require_driver,
     translate_errors,
 )
+from geartrain.store.holder import RENEWAL, Holder, renew, take
+from geartrain.store.owner_sql import MYSQL, SqlOwnerRecords
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 
 if TYPE_CHECKING:
@@ -64,6 +67,8 @@ IO_TIMEOUT = 120  # seconds a read or write may block before the connection coun
 class MySQLStore:
     """One MySQL or MariaDB table; one connection, used by one thread at a time."""
 
+    hold_renewal = RENEWAL
+
     def __init__(
         self, host: str, port: int, user: str, password: str, database: str, table: str = "gearman_queue"
     ) -> None:
@@ -73,6 +78,7 @@ class MySQLStore:
         self.table = f"`{table}`"
         self.description = f"mysql://{user}@{host}:{port}/{database}?table={table}"
         self._conn: Connection[Any] | None = None
+        self._holder: Holder | None = None
 
     def open(self) -> None:
         self.close()
@@ -137,6 +143,7 @@ class MySQLStore:
                 changes.append("ADD COLUMN seq BIGINT NOT NULL AUTO_INCREMENT, ADD UNIQUE KEY seq (seq)")
             if changes:
                 cur.execute(f"ALTER TABLE {self.table} " + ", ".join(changes))
+        self._owner(conn).create()
 
     def load(self) -> Iterator[StoredJob]:
         import pymysql.cursors
@@ -215,6 +222,30 @@ class MySQLStore:
             + " ON DUPLICATE KEY UPDATE priority = VALUES(priority), data = VALUES(data), "
             "when_to_run = VALUES(when_to_run), reducer = VALUES(reducer), seq = VALUES(seq)"
         )
+
+    def hold(self, holder: Holder) -> None:
+        with self._errors():
+            take(self._owner(self._connection()), holder, self.description)
+        self._holder = holder
+
+    def renew_hold(self) -> bool:
+        assert self._holder is not None, "renew_hold before hold"
+        with self._errors():
+            return renew(self._owner(self._connection()), self._holder)
+
+    def release_hold(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None and self._conn is not None:
+            with contextlib.suppress(StoreError), self._errors():  # else the record lapses by itself
+                self._owner(self._conn).delete_owner(holder.encode())
+
+    def _owner(self, conn: Connection[Any]) -> SqlOwnerRecords:
+        def run(sql: str, params: Sequence[Any]) -> tuple[int, list[tuple[Any, ...]]]:
+            with conn.cursor() as cur:
+                affected = cur.execute(sql, tuple(params))
+                return affected, list(cur.fetchall())
+
+        return SqlOwnerRecords(run, MYSQL, self.table_name)
 
     def batch_writer(self) -> MySQLWriter:
         from geartrain.store.mysql_wire import MySQLWriter

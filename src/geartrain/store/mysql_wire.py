@@ -17,7 +17,8 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import net_batch
 from geartrain.store.wire import ConnectionLost, ConnectionPool, OrderedReplies, open_protocol
 
@@ -30,7 +31,7 @@ MAX_PAYLOAD = 0xFFFFFF  # a longer payload is split into packets of this size
 SERVER_MORE_RESULTS_EXISTS = 0x0008
 
 
-class ServerError(Exception):
+class MySQLServerError(StoreError):
     """An ERR packet: its payload, for PyMySQL to turn into its exception class."""
 
     def __init__(self, payload: bytes) -> None:
@@ -101,7 +102,7 @@ class QueryChannel(OrderedReplies[None]):
     def _packet(self, packet: bytes) -> None:
         kind = packet[0] if packet else -1
         if kind == 0xFF:
-            self.answer(ServerError(packet))  # the statements after the failed one were not run
+            self.answer(MySQLServerError(packet))  # the statements after the failed one were not run
         elif kind == 0x00 or (kind == 0xFE and len(packet) >= 7):
             if not more_results(packet):
                 self.answer(None)
@@ -157,9 +158,9 @@ class MySQLWriter:
         try:
             for sql in queries:
                 await channel.query(sql)
-        except ServerError as error:
+        except MySQLServerError as error:
             if queries[0].startswith("BEGIN"):  # the transaction is still open on this connection
-                with contextlib.suppress(ServerError):
+                with contextlib.suppress(MySQLServerError):
                     await channel.query("ROLLBACK")
             pymysql.err.raise_mysql_exception(error.payload)  # its class says whose fault (translate_errors)
         except ConnectionLost as exc:

@@ -26,8 +26,11 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import check_identifier, job_from_row, net_batch, require_driver, translate_errors
+from geartrain.store.holder import RENEWAL, Holder, renew, take
+from geartrain.store.owner_sql import POSTGRES, SqlOwnerRecords
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 from geartrain.store.wire import ConnectionPool
 
@@ -45,6 +48,8 @@ CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "geartrain", "k
 class PostgresStore:
     """One PostgreSQL table; one connection, used by one thread at a time."""
 
+    hold_renewal = RENEWAL
+
     def __init__(self, conninfo: str, table: str = "queue") -> None:
         require_driver("psycopg", "postgres")
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -61,6 +66,7 @@ class PostgresStore:
         user = f"{params['user']}@" if "user" in params else ""
         self.description = f"postgresql://{user}{where}/{params.get('dbname', '')}?table={table}"  # no password
         self._conn: Connection[Any] | None = None
+        self._holder: Holder | None = None
 
     def open(self) -> None:
         import psycopg
@@ -96,6 +102,7 @@ class PostgresStore:
             # column exists. The index lets replay walk the table in order instead of sorting every payload.
             conn.execute(f"ALTER TABLE {t} ADD COLUMN seq BIGSERIAL")
             conn.execute(f'CREATE INDEX IF NOT EXISTS "{self.table_name[:55]}_seq_idx" ON {t} (seq)')
+        self._owner(conn).create()
 
     def load(self) -> Iterator[StoredJob]:
         conn = self._connection()
@@ -160,6 +167,29 @@ class PostgresStore:
         if delete or insert:
             return delete or insert, params
         return None
+
+    def hold(self, holder: Holder) -> None:
+        with self._errors():
+            take(self._owner(self._connection()), holder, self.description)
+        self._holder = holder
+
+    def renew_hold(self) -> bool:
+        assert self._holder is not None, "renew_hold before hold"
+        with self._errors():
+            return renew(self._owner(self._connection()), self._holder)
+
+    def release_hold(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None and self._conn is not None:
+            with contextlib.suppress(StoreError), self._errors():  # else the record lapses by itself
+                self._owner(self._conn).delete_owner(holder.encode())
+
+    def _owner(self, conn: Connection[Any]) -> SqlOwnerRecords:
+        def run(sql: str, params: Sequence[Any]) -> tuple[int, list[tuple[Any, ...]]]:
+            cursor = conn.execute(sql, params)
+            return cursor.rowcount, cursor.fetchall() if cursor.description else []
+
+        return SqlOwnerRecords(run, POSTGRES, self.table_name)
 
     def batch_writer(self) -> PostgresWriter:
         return PostgresWriter(self)

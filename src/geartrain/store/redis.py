@@ -33,8 +33,10 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable, unique_from_key
+from geartrain.server.core.records import Removal, StoredJob, unique_from_key
+from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import chunks, net_batch, require_driver, translate_errors
+from geartrain.store.holder import LEASE, RENEWAL, Holder, renew, take
 from geartrain.store.resp import Arg, RespConnection, RespError
 from geartrain.store.wire import ConnectionLost
 
@@ -74,6 +76,23 @@ end
 return records
 """
 
+# The owner record (geartrain.store.holder): a key that expires unless its holder renews it. Swapped and deleted
+# only while it still names the expected holder, in one step.
+READ_OWNER = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then return nil end
+return {holder, redis.call('PTTL', KEYS[1])}
+"""
+REPLACE_OWNER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+DELETE_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def _pairs(fields: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(fields[::2], fields[1::2], strict=True))
@@ -93,13 +112,17 @@ def glob_escape(value: bytes) -> bytes:
 class RedisStore:
     """Jobs under one key prefix of one Redis database."""
 
+    hold_renewal = RENEWAL
+
     def __init__(self, host: str, port: int, password: str | None, db: int, prefix: str = "_gear_") -> None:
         require_driver("redis", "redis")
         self.host, self.port, self.password, self.db = host, port, password, db
         self.prefix = prefix.encode("utf-8")
         self.seq_key = SIDE_PREFIX + self.prefix + b":seq"
         self.description = f"redis://{host}:{port}/{db}?prefix={prefix}"  # no password
+        self.owner_key = SIDE_PREFIX + self.prefix + b":owner"
         self._client: Redis | None = None
+        self._holder: Holder | None = None
 
     def job_key(self, function: bytes, key: bytes) -> bytes:
         """gearmand's key for a job."""
@@ -227,6 +250,22 @@ class RedisStore:
             commands.append(gone)
         return commands
 
+    def hold(self, holder: Holder) -> None:
+        with self._errors():
+            take(RedisOwnerRecords(self._connection(), self.owner_key), holder, self.description)
+        self._holder = holder
+
+    def renew_hold(self) -> bool:
+        assert self._holder is not None, "renew_hold before hold"
+        with self._errors():
+            return renew(RedisOwnerRecords(self._connection(), self.owner_key), self._holder)
+
+    def release_hold(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None and self._client is not None:
+            with contextlib.suppress(StoreError), self._errors():  # else the record expires by itself
+                RedisOwnerRecords(self._client, self.owner_key).delete_owner(holder.encode())
+
     def batch_writer(self) -> RedisWriter:
         return RedisWriter(self)
 
@@ -250,6 +289,32 @@ class RedisStore:
             unavailable=(redis.ConnectionError, redis.TimeoutError, OSError),
             failed=(redis.RedisError, ValueError, TypeError),
         )
+
+
+class RedisOwnerRecords:
+    """:class:`~geartrain.store.holder.OwnerRecords` as one key that expires :data:`LEASE` seconds after its last
+    renewal (so a record found is never older than the lease)."""
+
+    def __init__(self, client: Redis, key: bytes) -> None:
+        self._client = client
+        self._key = key
+        self._lease_ms = int(LEASE * 1000)
+
+    def read_owner(self) -> tuple[str, float] | None:
+        found = self._client.eval(READ_OWNER, 1, self._key)
+        if not found:
+            return None
+        holder, left_ms = found
+        return holder.decode("utf-8", "replace"), max(0.0, (self._lease_ms - int(left_ms)) / 1000)
+
+    def insert_owner(self, text: str) -> bool:
+        return bool(self._client.set(self._key, text.encode(), nx=True, px=self._lease_ms))
+
+    def replace_owner(self, old: str, new: str) -> bool:
+        return bool(self._client.eval(REPLACE_OWNER, 1, self._key, old.encode(), new.encode(), self._lease_ms))
+
+    def delete_owner(self, text: str) -> None:
+        self._client.eval(DELETE_OWNER, 1, self._key, text.encode())
 
 
 class RedisWriter:

@@ -12,10 +12,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Union
 
+from geartrain.errors import GearmanError
+from geartrain.store.base import StoreError
 from geartrain.store.wire import ConnectionLost, OrderedReplies, open_protocol
 
 
-class RespError(Exception):
+class RespError(StoreError):
     """An error reply (``-ERR ...``); inside EXEC's array it stands for the command that failed."""
 
 
@@ -31,7 +33,7 @@ def encode_command(args: Sequence[Arg]) -> bytes:
     return b"".join(parts)
 
 
-class _Incomplete(Exception):
+class _Incomplete(GearmanError):
     """The buffer ends inside a reply: wait for more bytes."""
 
 

@@ -4,16 +4,25 @@ The table is gearmand's (``unique_key, function_name, priority, data, when_to_ru
 so a queue the C server wrote is taken over as it is; geartrain adds a ``reducer`` column when it is missing (gearmand
 ignores it). WAL mode; ``sync`` is SQLite's ``synchronous`` setting (``full`` syncs the WAL at every commit, so an
 acknowledged job survives a power cut; ``normal`` survives a crash of the process; ``off`` leaves it to the OS).
+
+The server holding the queue holds an OS lock (``flock``) on ``<file>.lock`` beside it, which names the holder; the
+lock dies with the process. Not on the database file itself: closing any descriptor of a file drops every POSIX lock
+the process holds on it, SQLite's own included.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from geartrain.store.base import Removal, StoredJob, StoreError, StoreUnavailable
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import StoreError, StoreHeld, StoreUnavailable
 from geartrain.store.common import check_identifier, job_from_row
+from geartrain.store.holder import Holder, held_message
 
 SYNC_MODES = ("full", "normal", "off")
 
@@ -38,6 +47,8 @@ def from_text(value: str | bytes) -> bytes:
 class SQLiteStore:
     """One SQLite database file; one connection, used by one thread at a time."""
 
+    hold_renewal = None  # an OS lock: nothing to renew
+
     def __init__(self, path: str | Path, table: str = "gearman_queue", sync: str = "full") -> None:
         if sync not in SYNC_MODES:
             raise StoreError(f"invalid sync mode {sync!r} (choose from {', '.join(SYNC_MODES)})")
@@ -51,7 +62,9 @@ class SQLiteStore:
             "(unique_key, function_name, priority, data, when_to_run, reducer) VALUES (?, ?, ?, ?, ?, ?)"
         )
         self.delete_sql = f"DELETE FROM {self.table} WHERE unique_key = ? AND function_name = ?"
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._db: sqlite3.Connection | None = None
+        self._lock: int | None = None  # the lock file's descriptor while held
 
     def open(self) -> None:
         self.close()
@@ -116,6 +129,36 @@ class SQLiteStore:
         if self._db is not None:
             db, self._db = self._db, None
             db.close()
+
+    def hold(self, holder: Holder) -> None:
+        if self._lock is not None:
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreUnavailable(f"{self.description}: cannot open its lock file {self.lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            os.close(fd)
+            raise StoreHeld(held_message(self.description, text, None)) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreUnavailable(f"{self.description}: cannot lock {self.lock_path}: {exc}") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode().encode(), 0)
+        self._lock = fd
+
+    def renew_hold(self) -> bool:
+        return self._lock is not None
+
+    def release_hold(self) -> None:
+        if self._lock is not None:
+            fd, self._lock = self._lock, None
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # the lock goes with the descriptor
 
     def batch_writer(self) -> None:
         return None  # a local file: the store thread keeps the fsync off the loop

@@ -22,7 +22,7 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 C = TypeVar("C")
 
 
-class ConnectionLost(ConnectionError):
+class ConnectionLost(StoreUnavailable, ConnectionError):
     """The connection closed, timed out, or sent something its protocol does not allow."""
 
 

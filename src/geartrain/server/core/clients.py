@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
@@ -94,7 +95,7 @@ class ClientRules(DurableRules):
         name, unique, raw_when, data = args
         when = leading_integer(raw_when)  # like gearmand's strtoll: no number is 0, a past time runs at once
         if when > INT64_MAX:  # gearmand hangs up on an overflow; an ERROR says why
-            self._error(peer, "INVALID_ARGUMENT", "SUBMIT_JOB_EPOCH time out of range")
+            self._error(peer, ErrorCode.INVALID_ARGUMENT, "SUBMIT_JOB_EPOCH time out of range")
             return
         self.submit(peer, name, unique, data, NORMAL, True, now, when=max(when, 0))
 

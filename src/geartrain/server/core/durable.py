@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from geartrain.errors import ErrorCode
 from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
 from geartrain.server.core.peers import Peer, PendingAck
+from geartrain.server.core.records import Removal, StoredJob, storage_key
 from geartrain.server.core.state import EngineState, log
-from geartrain.store.base import Removal, StoredJob, storage_key
 
 
 @dataclass(slots=True)
@@ -113,7 +114,7 @@ class DurableRules(EngineState):
             self._refuse(job, fresh, reason)
 
     def _refuse(self, job: Job, fresh: bool, reason: str) -> None:
-        error = replies.error_packet("QUEUE_ERROR", f"Job not stored: {reason}")
+        error = replies.error_packet(ErrorCode.QUEUE_ERROR, f"Job not stored: {reason}")
         acks, job.acks = job.acks, None
         job.store_key = None
         for ack in acks or ():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import RES, PacketType
 
@@ -38,12 +39,14 @@ def error_packet(code: str, text: str) -> bytes:
     return encode(P.ERROR, code.encode(), text.encode())
 
 
-NOT_EXPECTED = error_packet("INVALID_COMMAND", "Command not expected")
-NOT_FOUND_RESULT = error_packet("JOB_NOT_FOUND", "Job given in work result not found")
-NOT_FOUND_DATA = error_packet("JOB_NOT_FOUND", "Job does not exist on server")
-NOT_FOUND_EXCEPTION = error_packet("JOB_NOT_FOUND", "An exception was received for a job that does not exist")
-UNIQUE_TOO_LARGE = error_packet("ARGUMENT_TOO_LARGE", "Unique value too large")
-QUEUE_FULL = error_packet("QUEUE_ERROR", "Job queue is full")
-SERVER_QUEUE_FULL = error_packet("QUEUE_ERROR", "Server queue is full: queued workloads reached --max-queued-bytes")
-DRAINING = error_packet("QUEUE_ERROR", "Server is shutting down (graceful drain): job not accepted")
-UNKNOWN_OPTION = error_packet("UNKNOWN_OPTION", "Server does not recognize given option")
+NOT_EXPECTED = error_packet(ErrorCode.INVALID_COMMAND, "Command not expected")
+NOT_FOUND_RESULT = error_packet(ErrorCode.JOB_NOT_FOUND, "Job given in work result not found")
+NOT_FOUND_DATA = error_packet(ErrorCode.JOB_NOT_FOUND, "Job does not exist on server")
+NOT_FOUND_EXCEPTION = error_packet(ErrorCode.JOB_NOT_FOUND, "An exception was received for a job that does not exist")
+UNIQUE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large")
+QUEUE_FULL = error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full")
+SERVER_QUEUE_FULL = error_packet(
+    ErrorCode.QUEUE_ERROR, "Server queue is full: queued workloads reached --max-queued-bytes"
+)
+DRAINING = error_packet(ErrorCode.QUEUE_ERROR, "Server is shutting down (graceful drain): job not accepted")
+UNKNOWN_OPTION = error_packet(ErrorCode.UNKNOWN_OPTION, "Server does not recognize given option")

@@ -18,8 +18,8 @@ from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
+from geartrain.server.core.records import Removal, StoredJob
 from geartrain.server.core.stats import EngineStats
-from geartrain.store.base import Removal, StoredJob
 
 log = logging.getLogger("geartrain.engine")
 

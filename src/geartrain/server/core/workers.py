@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 
+from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
@@ -26,7 +27,7 @@ class WorkerRules(EngineState):
     def _can_do_timeout(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name, raw_timeout = args
         if len(raw_timeout) > 20:  # gearmand hangs up on these; an ERROR says why
-            self._error(peer, "INVALID_ARGUMENT", "CAN_DO_TIMEOUT needs a timeout in milliseconds")
+            self._error(peer, ErrorCode.INVALID_ARGUMENT, "CAN_DO_TIMEOUT needs a timeout in milliseconds")
             return
         function = self.function(name)
         self._register(peer, function)

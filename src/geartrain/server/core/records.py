@@ -1,0 +1,55 @@
+"""The records the engine hands to a store: a background job as stored, a deletion, and the key it is stored under.
+
+They belong to the core (the engine produces them); every store in :mod:`geartrain.store` implements the storing.
+
+Keys: gearmand keys a record by (unique, function), so background jobs without a unique overwrite each other (sqlite)
+or are refused (MySQL, PostgreSQL). geartrain gives such a job a key of its own, ``gt:empty:<uuid>``, and ``-``
+uniques (coalesce on the payload) ``gt:dash:<uuid>``; both map back on replay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+EMPTY_UNIQUE_PREFIX = b"gt:empty:"
+DASH_UNIQUE_PREFIX = b"gt:dash:"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """One background job as stored: the key is (``key``, ``function``)."""
+
+    key: bytes
+    function: bytes
+    unique: bytes
+    priority: int
+    data: bytes
+    when: int = 0
+    reducer: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """A stored job to delete: its (key, function)."""
+
+    key: bytes
+    function: bytes
+
+
+def storage_key(unique: bytes) -> bytes:
+    """The key a new job is stored under: its unique, or a fresh one where gearmand's key would collide."""
+    if not unique:
+        return EMPTY_UNIQUE_PREFIX + uuid.uuid4().hex.encode()
+    if unique == b"-":
+        return DASH_UNIQUE_PREFIX + uuid.uuid4().hex.encode()
+    return unique
+
+
+def unique_from_key(key: bytes) -> bytes:
+    """The unique a stored key stands for (inverse of :func:`storage_key`)."""
+    if key.startswith(EMPTY_UNIQUE_PREFIX):
+        return b""
+    if key.startswith(DASH_UNIQUE_PREFIX):
+        return b"-"
+    return key
