@@ -12,17 +12,20 @@ from dataclasses import replace
 
 from geartrain.server.config import ServerConfig
 from geartrain.server.core.config import EngineConfig
-from geartrain.server.server import GearmanServer, new_event_loop
+from geartrain.server.node import build_node
+from geartrain.server.server import new_event_loop
 from geartrain.store.base import QueueStore
 
 
 class InProcessServer:
-    """Runs :class:`GearmanServer` on a background thread; ``address`` is ``127.0.0.1:<port>``."""
+    """Runs a node (:func:`build_node`) on a background thread; ``address`` is ``127.0.0.1:<port>``; ``server`` is
+    its Gearman side, ``node.http`` its HTTP listener (with ``http_port`` in the config)."""
 
     def __init__(self, config: ServerConfig, store: QueueStore | None = None) -> None:
         self.config = config
         self.loop = new_event_loop(use_uvloop=False)
-        self.server = GearmanServer(config, store)
+        self.node = build_node(config, store)
+        self.server = self.node.gearman
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="geartrain-test-server", daemon=True)
@@ -31,9 +34,9 @@ class InProcessServer:
         asyncio.set_event_loop(self.loop)
 
         async def main() -> None:
-            await self.server.start()
+            await self.node.start()
             self._ready.set()
-            await self.server.serve()
+            await self.node.serve()
 
         try:
             self.loop.run_until_complete(main())

@@ -20,8 +20,8 @@ def server() -> Iterator[InProcessServer]:
 
 
 def _http(server: InProcessServer) -> socket.socket:
-    assert server.server.http is not None
-    return socket.create_connection(("127.0.0.1", server.server.http.port), timeout=10)
+    assert server.node.http is not None
+    return socket.create_connection(("127.0.0.1", server.node.http.port), timeout=10)
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -32,7 +32,7 @@ def _read_all(sock: socket.socket) -> bytes:
 
 
 def test_connections_beyond_the_cap_get_503(server: InProcessServer) -> None:
-    listener = server.server.http
+    listener = server.node.http
     assert listener is not None
     listener.max_connections = 2
     held = [_http(server) for _ in range(2)]
@@ -49,7 +49,7 @@ def test_connections_beyond_the_cap_get_503(server: InProcessServer) -> None:
 
 
 def test_a_request_that_does_not_arrive_in_time_is_answered_408(server: InProcessServer) -> None:
-    listener = server.server.http
+    listener = server.node.http
     assert listener is not None
     listener.request_timeout = 0.3
     with _http(server) as slow, _http(server) as idle, _http(server) as kept_alive:

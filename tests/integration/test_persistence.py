@@ -11,7 +11,7 @@ import pytest
 
 from geartrain.protocol.packets import PacketType as P
 from geartrain.server.core.records import Removal, StoredJob
-from geartrain.server.server import GearmanServer
+from geartrain.server.node import build_node
 from geartrain.store.base import StoreError
 from geartrain.store.memory import MemoryStore
 from geartrain.store.sqlite import SQLiteStore
@@ -41,7 +41,8 @@ def start_with_store() -> Iterator[Callable[..., InProcessServer]]:
 
     def start(store: object, **options: object) -> InProcessServer:
         server = InProcessServer(make_config())
-        server.server = GearmanServer(server.config, store, **options)  # type: ignore[arg-type]
+        server.node = build_node(server.config, store, **options)  # type: ignore[arg-type]
+        server.server = server.node.gearman
         started.append(server.start())
         return server
 

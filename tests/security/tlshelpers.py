@@ -52,8 +52,8 @@ class SecureServer(InProcessServer):
 
     @property
     def http_port(self) -> int:
-        assert self.server.http is not None
-        return self.server.http.port
+        assert self.node.http is not None
+        return self.node.http.port
 
     def denials(self) -> dict[str, int]:
         return dict(self.server.access.denials)

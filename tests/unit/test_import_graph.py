@@ -226,6 +226,31 @@ def test_the_manager_and_security_do_not_import_the_cli() -> None:
     assert offending == []
 
 
+COMPOSITION_ROOT = "geartrain.server.node"
+
+
+def test_only_the_composition_root_puts_the_server_and_http_together() -> None:
+    """The Gearman server does not build the HTTP listener, and the HTTP side sees the node only through the views
+    of ``http/node.py``: it may use the pure core (snapshots, the engine's types), never the server's transport.
+    Type-only imports count too: a view that names ``GearmanServer`` is not narrow."""
+    offending = [
+        edge.describe()
+        for edge in import_edges()
+        if (
+            _in_package(edge.source, "geartrain.server")
+            and edge.source != COMPOSITION_ROOT
+            and _in_package(edge.target, "geartrain.http")
+        )
+        or (
+            _in_package(edge.source, "geartrain.http")
+            and _in_package(edge.target, "geartrain.server")
+            and not _in_package(edge.target, "geartrain.server.core")
+            and edge.target != "geartrain.server"
+        )
+    ]
+    assert offending == [], "server and HTTP meet outside the composition root:\n" + "\n".join(offending)
+
+
 # ---------------------------------------------------------------------- the checker itself
 
 

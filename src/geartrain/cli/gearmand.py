@@ -12,7 +12,7 @@ from geartrain.cli.server_args import build_parser, config_from_args, parse_args
 from geartrain.cli.store_args import store_from_args
 from geartrain.errors import GearmanError
 from geartrain.server.config import ServerConfig
-from geartrain.server.server import run_server
+from geartrain.server.node import run_node
 from geartrain.store.base import StoreError
 
 # gearmand's levels onto Python's (NOTICE, between WARNING and INFO in syslog terms, logs like INFO here).
@@ -113,7 +113,7 @@ def run(argv: Sequence[str], prog: str, *, gearmand_defaults: bool) -> int:
                 args.port,
             )
     try:
-        return run_server(config, reopen_log, store, store_on_shutdown=args.store_queue_on_shutdown)
+        return run_node(config, reopen_log, store, store_on_shutdown=args.store_queue_on_shutdown)
     except StoreError as exc:  # at start: held by another server, unreachable, refused
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
 """The HTTP side of the server: gearmand-compatible job submission, a JSON API, ``/metrics`` and the dashboard.
 
-Standard library only; started by :class:`geartrain.server.server.GearmanServer` when ``--http-port`` is given.
+Standard library only; built by the node's composition root
+(:mod:`geartrain.server.node`) when ``--http-port`` is given, and given a view of the node, not the server.
 """

@@ -14,54 +14,47 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from geartrain.http.message import Request
-from geartrain.server.connection import GearmanConnection
-from geartrain.server.core import operations
 from geartrain.server.core.snapshot import function_view, functions_view, job_view, jobs_view, totals_view, workers_view
 
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpConnection, HttpListener
-    from geartrain.server.server import GearmanServer
+    from geartrain.http.node import NodeView
 
 MAX_JOBS_LISTED = 5000
 
 
-def gearman_connection_count(server: GearmanServer) -> int:
-    """Gearman protocol connections only (HTTP submissions are internal peers and not counted)."""
-    return sum(1 for connection in server.connections.values() if isinstance(connection, GearmanConnection))
-
-
-def ready(server: GearmanServer) -> tuple[bool, str]:
+def ready(node: NodeView) -> tuple[bool, str]:
     """Ready: the Gearman port listens (so store replay is done), no drain is under way, the store is up."""
-    if not server.addresses:
+    if not node.gearman_addresses:
         return False, "not listening yet"
-    if server.draining:
+    if node.draining:
         return False, "draining"
-    if server.persistence is not None and not server.persistence.up:
+    if node.store is not None and not node.store.up:
         return False, "the persistent store is unavailable"
     return True, "ready"
 
 
 def server_view(listener: HttpListener, now: float) -> dict[str, Any]:
-    server = listener.server
-    engine = server.engine
+    node = listener.view
+    engine = node.engine
     config = engine.config
-    persistence = server.persistence
-    is_ready, why = ready(server)
+    store = node.store
+    is_ready, why = ready(node)
     return {
         "version": config.version,
         "pid": os.getpid(),
         "hostname": socket.gethostname(),
         "started": listener.started,
         "uptime": round(now - listener.started, 3),
-        "gearman": [f"{host}:{port}" for host, port in server.addresses],
+        "gearman": [f"{host}:{port}" for host, port in node.gearman_addresses],
         "http": [f"{host}:{port}" for host, port in listener.addresses],
         "ready": is_ready,
         "status": why,
-        "connections": gearman_connection_count(server),
+        "connections": node.gearman_connection_count(),
         "http_connections": len(listener.connections),
         "store": None
-        if persistence is None
-        else {"description": persistence.store.description, "up": persistence.up, "commits": persistence.commits},
+        if store is None
+        else {"description": store.description, "up": store.up, "commits": store.commits},
         "settings": {
             "job_retries": config.job_retries,
             "round_robin": config.round_robin,
@@ -78,7 +71,8 @@ class Api:
 
     def __init__(self, listener: HttpListener) -> None:
         self.listener = listener
-        self.server = listener.server
+        self.view = listener.view
+        self.actions = listener.actions
 
     def __call__(self, connection: HttpConnection, request: Request, path: str) -> None:
         method = request.method
@@ -93,7 +87,7 @@ class Api:
     # ------------------------------------------------------------------ reads
 
     def _read(self, connection: HttpConnection, request: Request, path: str, head: bool) -> None:
-        engine = self.server.engine
+        engine = self.view.engine
         now = time.time()
         data: object
         if path == "server":
@@ -133,22 +127,20 @@ class Api:
     # ------------------------------------------------------------------ actions
 
     def _act(self, connection: HttpConnection, request: Request, path: str) -> None:
-        engine = self.server.engine
+        actions = self.actions
         if path.startswith("jobs/") and (request.method == "DELETE" or path.endswith("/cancel")):
             handle = path.removeprefix("jobs/").removesuffix("/cancel").encode()
-            if not engine.cancel(handle):
+            if not actions.cancel(handle):
                 connection.respond_json({"error": "no such job"}, 404)
                 return
-            self.server.flush()
             connection.respond_json({"cancelled": handle.decode("utf-8", "backslashreplace")})
             return
         if path.startswith("functions/") and path.endswith("/purge") and request.method == "POST":
             name = path.removeprefix("functions/").removesuffix("/purge")
-            removed = operations.purge(engine, name.encode())
+            removed = actions.purge(name.encode())
             if removed is None:
                 connection.respond_json({"error": "no such function"}, 404)
                 return
-            self.server.flush()
             connection.respond_json({"function": name, "purged": removed})
             return
         if path.startswith("functions/") and path.endswith("/maxqueue") and request.method in ("POST", "PUT"):
@@ -158,7 +150,7 @@ class Api:
                 message = 'send {"limit": N} or {"high": N, "normal": N, "low": N} (0 = unlimited)'
                 connection.respond_json({"error": message}, 400)
                 return
-            if not operations.set_max_queue(engine, name.encode(), limits):
+            if not actions.set_max_queue(name.encode(), limits):
                 connection.respond_json({"error": "no such function"}, 404)
                 return
             connection.respond_json(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 from geartrain.http.message import MAX_HEAD_SIZE, BadRequest, ChunkedBody, Request, parse_head, response_head
 
 if TYPE_CHECKING:
-    from geartrain.server.server import GearmanServer
+    from geartrain.http.node import NodeActions, NodeView
 
 log = logging.getLogger("geartrain.http")
 
@@ -213,12 +213,14 @@ class HttpConnection(asyncio.Protocol):
 
 
 class HttpListener:
-    """Listening sockets and shared state of the HTTP side of one Gearman server."""
+    """Listening sockets and shared state of the HTTP side of one node: it reads the node through ``view`` and
+    acts on it through ``actions`` (:mod:`geartrain.http.node`)."""
 
-    def __init__(self, server: GearmanServer, hosts: tuple[str, ...], port: int) -> None:
+    def __init__(self, view: NodeView, actions: NodeActions, hosts: tuple[str, ...], port: int) -> None:
         from geartrain.http.routes import Router  # the router imports the features; keep this module small
 
-        self.server = server
+        self.view = view
+        self.actions = actions
         self.hosts = hosts
         self.port_wanted = port
         self.started = time.time()
@@ -228,15 +230,14 @@ class HttpListener:
         self.refused = 0  # connections answered 503 for MAX_CONNECTIONS
         self._sweeper: asyncio.TimerHandle | None = None
         self.addresses: list[tuple[str, int]] = []
-        self.max_body_size = server.config.max_packet_size
+        self.max_body_size = view.max_packet_size
         self._servers: list[asyncio.AbstractServer] = []
         self.router = Router(self)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        tls_context = self.server.tls_context
-        tls = self.server.config.security.tls
-        handshake_timeout = tls.handshake_timeout if tls is not None and tls_context is not None else None
+        tls_context = self.view.tls_context
+        handshake_timeout = self.view.tls_handshake_timeout
         for host in self.hosts:
             server = await loop.create_server(
                 lambda: HttpConnection(self),

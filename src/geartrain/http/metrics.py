@@ -94,10 +94,8 @@ def _number(value: float) -> str:
 
 def render_metrics(listener: HttpListener, now: float) -> bytes:
     """The whole exposition for one scrape."""
-    from geartrain.http.api import gearman_connection_count
-
-    server = listener.server
-    engine = server.engine
+    node = listener.view
+    engine = node.engine
     out = Exposition()
     for name, stats in sorted(engine.stats.functions.items()):
         fn = name.decode("utf-8", "backslashreplace")
@@ -122,21 +120,22 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
         out.add("geartrain_workers", function.worker_count, labels(function=fn))
         sleeping = sum(1 for p in function.sleepers if p.sleeping and not p.woken and not p.closed)
         out.add("geartrain_workers_sleeping", sleeping, labels(function=fn))
-    out.add("geartrain_connections", gearman_connection_count(server))
+    out.add("geartrain_connections", node.gearman_connection_count())
     out.add("geartrain_http_connections", len(listener.connections))
     out.add("geartrain_jobs", len(engine.jobs))
     out.add("geartrain_queued_bytes", engine.queued_bytes)
-    guard = server.guard
+    guard = node.connection_counters
     out.add("geartrain_connections_refused_total", guard.refused)
     out.add("geartrain_connections_cut_total", guard.cut_for_output)
     out.add("geartrain_connections_idle_closed_total", guard.closed_idle)
     out.add("geartrain_uptime_seconds", round(now - listener.started, 3))
-    persistence = server.persistence
-    if persistence is not None:
-        out.add("geartrain_store_up", 1 if persistence.up else 0)
-        out.add("geartrain_store_commits_total", persistence.commits)
-        out.histogram("geartrain_store_commit_seconds", persistence.commit_latency)
-    if server.access.active:  # docs/security.md
+    store = node.store
+    if store is not None:
+        out.add("geartrain_store_up", 1 if store.up else 0)
+        out.add("geartrain_store_commits_total", store.commits)
+        out.histogram("geartrain_store_commit_seconds", store.commit_latency)
+    access = node.access
+    if access.active:  # docs/security.md
         for action in ("submit", "work", "admin_read", "admin_write", "auth"):
-            out.add("geartrain_access_denied_total", server.access.denials[action], labels(action=action))
+            out.add("geartrain_access_denied_total", access.denials[action], labels(action=action))
     return out.render()

@@ -51,7 +51,7 @@ class Router:
 
     def __init__(self, listener: HttpListener) -> None:
         self.listener = listener
-        self.server = listener.server
+        self.view = listener.view
         self.api = Api(listener)
         self.history = History()
         self.subscribers: set[HttpConnection] = set()
@@ -65,7 +65,7 @@ class Router:
         method = request.method
         head = method == "HEAD"
         authorization = request.header("authorization")
-        access = self.server.access
+        access = self.view.access
         verdict = http_verdict(access, method, path, authorization, connection.ssl_object, connection.peer_address)
         if verdict.status:  # refused by the access policy (docs/security.md)
             connection.respond(verdict.status, (verdict.reason + "\n").encode(), head_only=head)
@@ -74,7 +74,7 @@ class Router:
         if path == "/healthz":
             connection.respond(200, b"ok\n", head_only=head)
         elif path == "/readyz":
-            is_ready, why = ready(self.server)
+            is_ready, why = ready(self.view)
             connection.respond(200 if is_ready else 503, (why + "\n").encode(), head_only=head)
         elif path == "/metrics":
             connection.respond(200, render_metrics(self.listener, time.time()), METRICS_CONTENT_TYPE, head_only=head)
@@ -103,10 +103,10 @@ class Router:
         if request.method == "HEAD":  # gearmand answers HEAD without a job; a HEAD must not run anything
             connection.respond(200, headers=[("X-Gearman-Job-Handle", "")], head_only=True)
             return
-        if self.server.draining:
+        if self.view.draining:
             connection.respond(503, b"the server is draining: no new jobs\n")
             return
-        submit_job(self.server, connection, request, function)
+        submit_job(self.listener.actions, connection, request, function)
 
     def _serve_static(self, connection: HttpConnection, name: str, head: bool) -> None:
         found = self._static.get(name)
@@ -130,7 +130,7 @@ class Router:
         """Record one history sample and push the live view to every subscriber; then re-arm."""
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.history.interval, self._sample)
-        engine = self.server.engine
+        engine = self.view.engine
         now = time.time()
         functions = {}
         for name, stats in engine.stats.functions.items():
@@ -147,7 +147,7 @@ class Router:
             self._publish(sample, now)
 
     def _publish(self, sample: dict[str, Any], now: float) -> None:
-        engine = self.server.engine
+        engine = self.view.engine
         live = {
             "sample": sample,
             "server": server_view(self.listener, now),

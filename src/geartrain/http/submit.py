@@ -15,7 +15,6 @@ response carries a ``Content-Length``, as gearmand's does.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 from geartrain.errors import ErrorCode
@@ -25,7 +24,7 @@ from geartrain.protocol.packets import RES, Packet, PacketType
 
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpConnection
-    from geartrain.server.server import GearmanServer
+    from geartrain.http.node import NodeActions
 
 P = PacketType
 
@@ -46,7 +45,7 @@ ENDINGS: dict[int, str] = {
 UNAVAILABLE_ERRORS = {ErrorCode.QUEUE_ERROR.encode(), ErrorCode.SERVER_ERROR.encode()}
 
 
-def submit_job(server: GearmanServer, connection: HttpConnection, request: Request, function: str) -> None:
+def submit_job(actions: NodeActions, connection: HttpConnection, request: Request, function: str) -> None:
     """Submit the request's job and answer when the engine says how it went."""
     priority = (request.header("x-gearman-priority") or "normal").strip().lower()
     if priority not in ("high", "normal", "low"):
@@ -56,22 +55,22 @@ def submit_job(server: GearmanServer, connection: HttpConnection, request: Reque
     unique = request.header("x-gearman-unique")
     unique_bytes = b"-" if unique is None else unique.encode("latin-1")
     workload = request.body if request.method != "GET" else b""
-    gateway = HttpClientPeer(server, connection, background)
+    gateway = HttpClientPeer(actions, connection, background)
     gateway.submit(SUBMIT_TYPES[priority, background], function.encode("utf-8"), unique_bytes, workload)
 
 
 class HttpClientPeer:
     """Stands where a client socket would: the server writes engine output here, and it becomes the response.
 
-    Registered in ``server.connections`` under its peer's id, so the server's flush reaches it like any connection.
+    The node's flush writes the peer's output here as it writes to a socket (``actions.open_peer``).
     """
 
-    def __init__(self, server: GearmanServer, connection: HttpConnection, background: bool) -> None:
-        self.server = server
+    def __init__(self, actions: NodeActions, connection: HttpConnection, background: bool) -> None:
+        self.actions = actions
         self.connection = connection
         self.background = background
-        self.decoder = Decoder(accept=RES, admin=False, max_packet_size=server.config.max_packet_size)
-        self.peer = server.engine.connect(-1, f"http:{connection.peer_address}")
+        self.decoder = Decoder(accept=RES, admin=False, max_packet_size=connection.listener.max_body_size)
+        self.peer = actions.open_peer(f"http:{connection.peer_address}", self)
         self.peer.identity = connection.identity  # the access policy judges the submit as the HTTP request's
         self.peer.exceptions = True  # the response carries the exception's data
         self.handle = ""
@@ -80,11 +79,8 @@ class HttpClientPeer:
         self.done = False
 
     def submit(self, ptype: int, function: bytes, unique: bytes, workload: bytes) -> None:
-        server = self.server
-        server.connections[self.peer.id] = self  # type: ignore[assignment]
         self.connection.on_lost = self._client_gone
-        server.engine.handle(self.peer, ptype, (function, unique, workload), time.time())
-        server.flush()
+        self.actions.submit(self.peer, ptype, (function, unique, workload))
 
     # ------------------------------------------------------------------ what the server's flush calls
 
@@ -177,7 +173,4 @@ class HttpClientPeer:
         asyncio.get_running_loop().call_soon(self._disconnect)
 
     def _disconnect(self) -> None:
-        server = self.server
-        server.connections.pop(self.peer.id, None)
-        server.engine.disconnect(self.peer, time.time())
-        server.flush()
+        self.actions.close_peer(self.peer)

@@ -282,6 +282,10 @@ class Persistence:
     def up(self) -> bool:
         return self._up
 
+    @property
+    def description(self) -> str:
+        return self.store.description
+
     async def flush(self) -> None:
         """Wait until everything recorded so far has been tried (for shutdown)."""
         for _ in range(3):

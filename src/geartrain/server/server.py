@@ -1,11 +1,12 @@
-"""The server process: listening sockets, the flush after each input, timers, signals and shutdown."""
+"""The Gearman side of a node: listening sockets, the flush after each input, timers, signals and shutdown.
+
+The node around it (HTTP listener, and later the cluster) is put together in :mod:`geartrain.server.node`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import socket
 import ssl
@@ -21,15 +22,13 @@ from geartrain.server.config import ServerConfig
 from geartrain.server.connection import GearmanConnection
 from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.engine import Engine
-from geartrain.server.gc_policy import CollectionPolicy
-from geartrain.server.limits import ConnectionGuard, file_descriptors_for, raise_open_file_limit
+from geartrain.server.limits import ConnectionGuard
 from geartrain.server.persistence import Persistence
 from geartrain.server.tls_listener import TlsListener, bind
 from geartrain.store.base import QueueStore
 from geartrain.store.holder import Holder
 
 if TYPE_CHECKING:
-    from geartrain.http.listener import HttpListener
     from geartrain.server.core.peers import Peer
 
 log = logging.getLogger("geartrain.server")
@@ -71,9 +70,6 @@ class GearmanServer:
         self._timer_at: float | None = None
         self._stopped: asyncio.Event | None = None
         self._draining = False
-        # Set by run_server, which owns the process: an embedded server leaves the host's collector alone.
-        self.gc_policy: CollectionPolicy | None = None
-        self.http: HttpListener | None = None
         self._drain_deadline: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.tls_context: ssl.SSLContext | None = None  # set by start() when serving TLS
@@ -111,11 +107,6 @@ class GearmanServer:
             log.info("listening on %s%s", address, " (TLS)" if tls else "")
         if self.config.security.acl is not None:
             log.info("access control: %s", self.config.security.acl_file or "policy given")
-        if self.config.http_port is not None:
-            from geartrain.http.listener import HttpListener  # only servers that ask for HTTP load it
-
-            self.http = HttpListener(self, self.config.http_hosts, self.config.http_port)
-            await self.http.start()
         self._schedule_sweep()
 
     def _start_tls_listeners(self, context: ssl.SSLContext, handshake_timeout: float | None) -> None:
@@ -141,13 +132,21 @@ class GearmanServer:
         """The port actually bound (useful with port 0)."""
         return int(self.addresses[0][1])
 
+    @property
+    def started(self) -> bool:
+        return self._stopped is not None
+
     async def serve(self) -> None:
         """Run until stopped (admin `shutdown`, a signal, or :meth:`stop`)."""
-        if not self._servers:
+        if not self.started:
             await self.start()
-        assert self._stopped is not None
+        await self.stop_requested()
+        await self.close()
+
+    async def stop_requested(self) -> None:
+        """Return once a stop has been asked for (admin `shutdown`, a signal, a drain's end, :meth:`stop`)."""
+        assert self._stopped is not None, "not started"
         await self._stopped.wait()
-        await self._close()
 
     def stop(self) -> None:
         """Stop now: close the listeners and every connection."""
@@ -203,11 +202,10 @@ class GearmanServer:
         else:
             self.stop()
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
+        """Close the listeners, store what is recorded, close every connection, release the store."""
         for server in self._servers:
             server.close()
-        if self.http is not None:
-            await self.http.close()
         for handle in (self._drain_deadline, self._sweeper):
             if handle is not None:
                 handle.cancel()
@@ -387,37 +385,3 @@ def new_event_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     else:
         log.info("event loop: asyncio's (--no-uvloop)")
     return asyncio.new_event_loop()
-
-
-def run_server(
-    config: ServerConfig,
-    reopen_log: Callable[[], None] | None = None,
-    store: QueueStore | None = None,
-    *,
-    store_on_shutdown: bool = False,
-) -> int:
-    """Run a server in this process until it stops; returns the exit status."""
-    raise_open_file_limit(file_descriptors_for(config.limits))
-    loop = new_event_loop(config.use_uvloop)
-    server = GearmanServer(config, store, store_on_shutdown=store_on_shutdown)
-
-    async def main() -> None:
-        await server.start()
-        server.gc_policy = CollectionPolicy(config.gc)
-        server.gc_policy.start(asyncio.get_running_loop())
-        server.install_signal_handlers(reopen_log)
-        if config.pid_file:
-            with open(config.pid_file, "w") as pid_file:
-                pid_file.write(f"{os.getpid()}\n")
-        await server.serve()
-
-    try:
-        loop.run_until_complete(main())
-    finally:
-        if server.gc_policy is not None:
-            server.gc_policy.stop()
-        if config.pid_file:
-            with contextlib.suppress(OSError):
-                os.unlink(config.pid_file)
-        loop.close()
-    return server.exit_status

@@ -1,0 +1,104 @@
+"""The composition root: the one place where the parts of a node are built and wired together.
+
+A node is the Gearman side (engine, store and persistence, the Gearman and TLS listeners: :class:`GearmanServer`)
+and the parts around it, each handed the narrow view it needs: the HTTP listener gets a read-only
+:class:`~geartrain.server.view.ServerView` and a :class:`~geartrain.server.view.ServerActions`, never the server
+itself. Later parts (the cluster adapter, policies) are wired here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from geartrain.server.config import ServerConfig
+from geartrain.server.gc_policy import CollectionPolicy
+from geartrain.server.limits import file_descriptors_for, raise_open_file_limit
+from geartrain.server.server import GearmanServer, new_event_loop
+from geartrain.server.view import ServerActions, ServerView
+from geartrain.store.base import QueueStore
+
+if TYPE_CHECKING:
+    from geartrain.http.listener import HttpListener
+
+
+class Node:
+    """One running node: starts its parts in order, and stops them in the reverse order."""
+
+    def __init__(self, gearman: GearmanServer, http: HttpListener | None = None) -> None:
+        self.gearman = gearman
+        self.http = http
+
+    async def start(self) -> None:
+        """Replay the store, open the Gearman port, then the HTTP one (so /readyz is never ahead of the port)."""
+        await self.gearman.start()
+        if self.http is not None:
+            await self.http.start()
+
+    async def serve(self) -> None:
+        """Run until stopped (admin ``shutdown``, a signal, :meth:`stop`), then close every part."""
+        if not self.gearman.started:
+            await self.start()
+        await self.gearman.stop_requested()
+        if self.http is not None:
+            await self.http.close()
+        await self.gearman.close()
+
+    def stop(self) -> None:
+        self.gearman.stop()
+
+    @property
+    def exit_status(self) -> int:
+        return self.gearman.exit_status
+
+
+def build_node(config: ServerConfig, store: QueueStore | None = None, *, store_on_shutdown: bool = False) -> Node:
+    """Build a node's parts from its configuration (nothing is opened or bound until :meth:`Node.start`)."""
+    gearman = GearmanServer(config, store, store_on_shutdown=store_on_shutdown)
+    http = None
+    if config.http_port is not None:
+        from geartrain.http.listener import HttpListener  # only nodes that serve HTTP load it
+
+        view, actions = ServerView(gearman), ServerActions(gearman)
+        http = HttpListener(view, actions, config.http_hosts, config.http_port)
+    return Node(gearman, http)
+
+
+def run_node(
+    config: ServerConfig,
+    reopen_log: Callable[[], None] | None = None,
+    store: QueueStore | None = None,
+    *,
+    store_on_shutdown: bool = False,
+) -> int:
+    """Run a node in this process until it stops; returns the exit status."""
+    raise_open_file_limit(file_descriptors_for(config.limits))
+    loop = new_event_loop(config.use_uvloop)
+    node = build_node(config, store, store_on_shutdown=store_on_shutdown)
+    gc_policy: CollectionPolicy | None = None
+
+    async def main() -> None:
+        nonlocal gc_policy
+        await node.start()
+        # This process is the node's alone: tune its collector (an embedded server leaves the host's alone).
+        gc_policy = CollectionPolicy(config.gc)
+        gc_policy.start(asyncio.get_running_loop())
+        node.gearman.install_signal_handlers(reopen_log)
+        if config.pid_file:
+            with open(config.pid_file, "w") as pid_file:
+                pid_file.write(f"{os.getpid()}\n")
+        await node.serve()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        if gc_policy is not None:
+            gc_policy.stop()
+        if config.pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(config.pid_file)
+        loop.close()
+    return node.exit_status

@@ -1,0 +1,115 @@
+"""The narrow faces of a running :class:`~geartrain.server.server.GearmanServer` that other parts are given.
+
+:class:`ServerView` is read-only (what the HTTP API, the dashboard and /metrics show); :class:`ServerActions` is
+what they may do (cancel, purge, maxqueue, an HTTP submission's engine peer). Both satisfy the protocols of
+:mod:`geartrain.http.node` by shape; this module does not import the HTTP package.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from geartrain.server.connection import GearmanConnection
+from geartrain.server.core import operations
+
+if TYPE_CHECKING:
+    from geartrain.security.guard import AccessGuard
+    from geartrain.server.core.engine import Engine
+    from geartrain.server.core.peers import Peer
+    from geartrain.server.limits import ConnectionGuard
+    from geartrain.server.persistence import Persistence
+    from geartrain.server.server import GearmanServer
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class ServerView:
+    """Read-only view of one server."""
+
+    def __init__(self, server: GearmanServer) -> None:
+        self._server = server
+
+    @property
+    def engine(self) -> Engine:
+        return self._server.engine
+
+    @property
+    def gearman_addresses(self) -> Sequence[tuple[str, int]]:
+        return self._server.addresses
+
+    @property
+    def draining(self) -> bool:
+        return self._server.draining
+
+    @property
+    def store(self) -> Persistence | None:
+        return self._server.persistence
+
+    @property
+    def access(self) -> AccessGuard:
+        return self._server.access
+
+    @property
+    def connection_counters(self) -> ConnectionGuard:
+        return self._server.guard
+
+    @property
+    def max_packet_size(self) -> int:
+        return self._server.config.max_packet_size
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self._server.tls_context
+
+    @property
+    def tls_handshake_timeout(self) -> float | None:
+        tls = self._server.config.security.tls
+        return tls.handshake_timeout if tls is not None and self._server.tls_context is not None else None
+
+    def gearman_connection_count(self) -> int:
+        """Gearman protocol connections only (HTTP submissions are internal peers and not counted)."""
+        return sum(1 for c in self._server.connections.values() if isinstance(c, GearmanConnection))
+
+
+class ServerActions:
+    """What other parts may do to one server; the server's flush follows each action."""
+
+    def __init__(self, server: GearmanServer) -> None:
+        self._server = server
+
+    def cancel(self, handle: bytes) -> bool:
+        cancelled = self._server.engine.cancel(handle)
+        if cancelled:
+            self._server.flush()
+        return cancelled
+
+    def purge(self, function: bytes) -> int | None:
+        removed = operations.purge(self._server.engine, function)
+        if removed is not None:
+            self._server.flush()
+        return removed
+
+    def set_max_queue(self, function: bytes, limits: list[int]) -> bool:
+        return operations.set_max_queue(self._server.engine, function, limits)
+
+    def open_peer(self, address: str, sink: Sink) -> Peer:
+        """An engine peer whose output the server's flush writes to ``sink``, as it writes to a socket."""
+        peer = self._server.engine.connect(-1, address)
+        self._server.connections[peer.id] = sink  # type: ignore[assignment]  # written like a connection
+        return peer
+
+    def submit(self, peer: Peer, ptype: int, args: tuple[bytes, bytes, bytes]) -> None:
+        self._server.engine.handle(peer, ptype, args, time.time())
+        self._server.flush()
+
+    def close_peer(self, peer: Peer) -> None:
+        self._server.connections.pop(peer.id, None)
+        self._server.engine.disconnect(peer, time.time())
+        self._server.flush()
