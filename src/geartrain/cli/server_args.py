@@ -17,6 +17,7 @@ from geartrain import __version__
 from geartrain.cli.limit_args import add_limit_arguments, limits_from_args
 from geartrain.cli.security_args import add_server_security_arguments, security_from_args
 from geartrain.cli.store_args import add_store_arguments
+from geartrain.errors import GearmanError
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.server.config import DEFAULT_PORT, KeepaliveConfig, ServerConfig
 from geartrain.server.core.config import VERBOSE_LEVELS, EngineConfig
@@ -65,6 +66,19 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
         f"(default: {'all addresses' if gearmand_defaults else '127.0.0.1'})",
     )
     net.add_argument("-b", "--backlog", type=int, default=32, help="listen backlog")
+    net.add_argument(
+        "--cluster",
+        action="store_true",
+        help="be a node of a cluster: every server started with --cluster on the same PostgreSQL store (URL and "
+        "table) shares its queue (docs/cluster.md)",
+    )
+    net.add_argument(
+        "--lease",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="--cluster: a node's jobs go to the others when it has not renewed its lease for this long",
+    )
     net.add_argument(
         "--node-id",
         default=None,
@@ -229,6 +243,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
 def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> ServerConfig:
     """Validate the flags and build the frozen configuration (:class:`GearmanError` for bad security flags)."""
     hosts = tuple(args.listen) if args.listen else (("",) if gearmand_defaults else ("127.0.0.1",))
+    if args.lease <= 0:
+        raise GearmanError(f"--lease must be more than 0 seconds, not {args.lease:g}")
     prefix = args.job_handle_prefix
     handle_prefix = prefix.encode() if prefix else b"H:" + socket.gethostname().encode()
     engine = EngineConfig(
@@ -244,6 +260,7 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         hashtable_buckets=max(args.hashtable_buckets, 1),
         max_queued_bytes=max(args.max_queued_bytes, 0),
         hold_after_result=args.store_ack == "all",
+        cluster=args.cluster,
     )
     return ServerConfig(
         hosts=hosts,
@@ -263,6 +280,8 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         http_hosts=tuple(args.http_listen) if args.http_listen else ("127.0.0.1",),
         security=security_from_args(args),
         node_id=args.node_id,
+        cluster=args.cluster,
+        lease=args.lease,
     )
 
 

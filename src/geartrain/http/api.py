@@ -7,12 +7,14 @@ job's foreground clients get WORK_FAIL).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from geartrain.errors import GearmanError
 from geartrain.http.message import Request
 from geartrain.server.core.snapshot import function_view, functions_view, job_view, jobs_view, totals_view, workers_view
 
@@ -31,6 +33,8 @@ def ready(node: NodeView) -> tuple[bool, str]:
         return False, "draining"
     if node.store is not None and not node.store.up:
         return False, "the persistent store is unavailable"
+    if node.cluster is not None:
+        return node.cluster.ready
     return True, "ready"
 
 
@@ -117,12 +121,31 @@ class Api:
                 connection.respond_json({"error": "no such job"}, 404, head_only=head)
                 return
             data = job_view(job, now)
+        elif path == "cluster":
+            asyncio.get_running_loop().create_task(self._cluster(connection, head))
+            return
         elif path == "history":
             data = {"interval": self.listener.router.history.interval, "samples": list(self.listener.router.history)}
         else:
             connection.respond_json({"error": "not found"}, 404, head_only=head)
             return
         connection.respond_json(data, head_only=head)
+
+    async def _cluster(self, connection: HttpConnection, head: bool) -> None:
+        """``/api/cluster``: this node's part, and every node as the database lists them."""
+        cluster = self.view.cluster
+        if cluster is None:
+            connection.respond_json(
+                {"error": "this server is not a node of a cluster (--cluster)"}, 404, head_only=head
+            )
+            return
+        try:
+            nodes = await cluster.nodes()
+        except GearmanError as error:
+            connection.respond_json({"error": f"cannot read the cluster: {error}"}, 503, head_only=head)
+            return
+        this = {"node": cluster.node, "leader": cluster.leader, "claimed": cluster.claimed, "rescued": cluster.rescued}
+        connection.respond_json({"this": this, "nodes": nodes}, head_only=head)
 
     # ------------------------------------------------------------------ actions
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from geartrain.security.guard import AccessGuard
@@ -39,11 +39,29 @@ class ConnectionCounters(Protocol):
     def closed_idle(self) -> int: ...
 
 
+class ClusterState(Protocol):
+    """This node's part in a cluster."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def leader(self) -> bool: ...
+    @property
+    def claimed(self) -> int: ...
+    @property
+    def rescued(self) -> int: ...
+    @property
+    def ready(self) -> tuple[bool, str]: ...
+    async def nodes(self) -> list[dict[str, Any]]: ...
+
+
 class NodeView(Protocol):
     """Read-only: what the API, the dashboard and /metrics show. ``engine`` is read, never changed, through it."""
 
     @property
     def engine(self) -> Engine: ...
+    @property
+    def cluster(self) -> ClusterState | None: ...
     @property
     def gearman_addresses(self) -> Sequence[tuple[str, int]]: ...
     @property

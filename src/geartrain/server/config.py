@@ -72,6 +72,9 @@ class ServerConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     # This server's name where servers meet: the owner record of its store (later, its cluster). host:port if unset.
     node_id: str | None = None
+    # A node of a cluster on its store's table (--cluster), and the lease its jobs are held under.
+    cluster: bool = False
+    lease: float = 15.0
 
     def node_name(self) -> str:
         return self.node_id or f"{socket.gethostname()}:{self.port}"

@@ -19,22 +19,30 @@ from geartrain.server.gc_policy import CollectionPolicy
 from geartrain.server.limits import file_descriptors_for, raise_open_file_limit
 from geartrain.server.server import GearmanServer, new_event_loop
 from geartrain.server.view import ServerActions, ServerView
-from geartrain.store.base import QueueStore
+from geartrain.store.base import QueueStore, StoreError
 
 if TYPE_CHECKING:
+    from geartrain.cluster.node import ClusterDb, ClusterNode
     from geartrain.http.listener import HttpListener
 
 
 class Node:
     """One running node: starts its parts in order, and stops them in the reverse order."""
 
-    def __init__(self, gearman: GearmanServer, http: HttpListener | None = None) -> None:
+    def __init__(
+        self, gearman: GearmanServer, http: HttpListener | None = None, cluster: ClusterNode | None = None
+    ) -> None:
         self.gearman = gearman
         self.http = http
+        self.cluster = cluster
 
     async def start(self) -> None:
-        """Replay the store, open the Gearman port, then the HTTP one (so /readyz is never ahead of the port)."""
+        """Replay the store, open the Gearman port, join the cluster, then open the HTTP port (so /readyz is never
+        ahead of the rest)."""
         await self.gearman.start()
+        if self.cluster is not None:
+            host, port = self.gearman.addresses[0]
+            await self.cluster.start(f"{host}:{port}")
         if self.http is not None:
             await self.http.start()
 
@@ -46,6 +54,8 @@ class Node:
         if self.http is not None:
             await self.http.close()
         await self.gearman.close()
+        if self.cluster is not None:
+            await self.cluster.stop()  # after the workers are gone: every job this node held goes back
 
     def stop(self) -> None:
         self.gearman.stop()
@@ -57,14 +67,38 @@ class Node:
 
 def build_node(config: ServerConfig, store: QueueStore | None = None, *, store_on_shutdown: bool = False) -> Node:
     """Build a node's parts from its configuration (nothing is opened or bound until :meth:`Node.start`)."""
+    cluster = None
+    if config.cluster:
+        cluster_db = join_cluster(config, store, store_on_shutdown)
     gearman = GearmanServer(config, store, store_on_shutdown=store_on_shutdown)
+    if config.cluster:
+        from geartrain.cluster.node import ClusterNode
+
+        cluster = ClusterNode(cluster_db, gearman.engine, gearman.flush, config.node_name(), config.lease)
+        gearman.on_hungry = cluster.kick
     http = None
     if config.http_port is not None:
         from geartrain.http.listener import HttpListener  # only nodes that serve HTTP load it
 
-        view, actions = ServerView(gearman), ServerActions(gearman)
+        view, actions = ServerView(gearman, cluster), ServerActions(gearman)
         http = HttpListener(view, actions, config.http_hosts, config.http_port)
-    return Node(gearman, http)
+    return Node(gearman, http, cluster)
+
+
+def join_cluster(config: ServerConfig, store: QueueStore | None, store_on_shutdown: bool) -> ClusterDb:
+    """The cluster's database side for ``store`` (PostgreSQL only, for now); StoreError with one line otherwise."""
+    from geartrain.store.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore) or store_on_shutdown:
+        where = store.description if store is not None else "memory"
+        raise StoreError(
+            f"--cluster needs a PostgreSQL store (--store postgresql://...), not {where}: the nodes share its table"
+        )
+    from geartrain.cluster.postgres import PostgresClusterDb, PostgresClusterSql
+
+    sql = PostgresClusterSql(store, config.node_name(), config.lease)
+    store.cluster = sql
+    return PostgresClusterDb(sql)
 
 
 def run_node(

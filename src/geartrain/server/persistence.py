@@ -70,6 +70,8 @@ class Persistence:
         back by :meth:`write_queue` at the stop.
         """
         self.store.open()
+        if self.engine.config.cluster:
+            return 0  # the table is the cluster's queue: jobs come to this node by claims, not by replay
         if holder is not None:
             self.store.hold(holder)
             self._holder = holder
@@ -185,11 +187,11 @@ class Persistence:
 
     async def _run(self, batch: StoreBatch, started: float) -> None:
         try:
-            refused = await self._apply(batch, self._reconnect)
+            refused, elsewhere = await self._apply(batch, self._reconnect)
         except Exception as error:  # every failure refuses the batch; the store is tried again after a backoff
             self._failed(batch, error)
         else:
-            self._committed(batch, refused, started)
+            self._committed(batch, refused, elsewhere, started)
         finally:
             task = asyncio.current_task()
             if task is not None:
@@ -199,12 +201,13 @@ class Persistence:
                 self._idle.set()
         self._on_result()
 
-    async def _apply(self, batch: StoreBatch, reconnect: bool) -> frozenset[int]:
-        """Returns the positions of adds the store refused (bad values)."""
+    async def _apply(self, batch: StoreBatch, reconnect: bool) -> tuple[frozenset[int], frozenset[int]]:
+        """Returns the positions of adds the store refused (bad values), and of those it already held under the
+        same key (in a cluster: another node stored that job first)."""
         if reconnect:
             await self._open()
         try:
-            await self._write(batch.adds, batch.removes)
+            held = await self._write(batch.adds, batch.removes)
         except StoreUnavailable:
             if reconnect:
                 raise
@@ -213,11 +216,13 @@ class Persistence:
             # and connects afresh by itself; reopening it would also cut the batches running beside this one.
             if self._writer is None:
                 await self._open()
-            await self._write(batch.adds, batch.removes)
+            held = await self._write(batch.adds, batch.removes)
         except StoreError as exc:
             log.error("store %s refused a batch (%s); storing its jobs one by one", self.store.description, exc)
-            return await self._apply_one_by_one(batch)
-        return frozenset()
+            return await self._apply_one_by_one(batch), frozenset()
+        if not held:
+            return frozenset(), frozenset()
+        return frozenset(), frozenset(i for i, add in enumerate(batch.adds) if (add.key, add.function) in held)
 
     async def _open(self) -> None:
         if self._writer is not None:
@@ -225,11 +230,13 @@ class Persistence:
         else:
             await asyncio.get_running_loop().run_in_executor(self._executor, self.store.open)
 
-    async def _write(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+    async def _write(
+        self, adds: Sequence[StoredJob], removes: Sequence[Removal]
+    ) -> frozenset[tuple[bytes, bytes]] | None:
         if self._writer is not None:
-            await self._writer.apply(adds, removes)
-        else:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.apply, adds, removes)
+            return await self._writer.apply(adds, removes)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.store.apply, adds, removes)
+        return None
 
     async def _apply_one_by_one(self, batch: StoreBatch) -> frozenset[int]:
         """Find the records the store refuses, so one bad job does not cost the others their place."""
@@ -245,13 +252,13 @@ class Persistence:
                 refused.add(position)
         return frozenset(refused)
 
-    def _committed(self, batch: StoreBatch, refused: frozenset[int], started: float) -> None:
+    def _committed(self, batch: StoreBatch, refused: frozenset[int], elsewhere: frozenset[int], started: float) -> None:
         if not self._up:
             log.warning("store %s is back", self.store.description)
         self._up, self._reconnect, self._backoff = True, False, MIN_BACKOFF
         self.commits += 1
         self.commit_latency.observe(time.monotonic() - started)
-        self.engine.store_committed(batch, time.time(), refused=refused)
+        self.engine.store_committed(batch, time.time(), refused=refused, elsewhere=elsewhere)
 
     def _failed(self, batch: StoreBatch, error: Exception) -> None:
         if self._up:

@@ -56,6 +56,8 @@ class GearmanServer:
         self._dirty = self.engine.dirty
         self._epoch_heap = self.engine.epoch_heap
         self._timeout_heap = self.engine.timeout_heap
+        self._hungry = self.engine.hungry  # a cluster node's functions whose workers sleep (None outside one)
+        self.on_hungry: Callable[[], None] | None = None  # set by the composition root: claim jobs for them
         self.persistence = Persistence(store, self.engine, self.flush) if store is not None else None
         self.admin = AdminCommands(self.engine, time.time)
         self.guard = ConnectionGuard(config.limits)
@@ -312,6 +314,8 @@ class GearmanServer:
             dirty.clear()
         if self.persistence is not None:
             self.persistence.kick()
+        if self._hungry and self.on_hungry is not None:
+            self.on_hungry()
         if self._epoch_heap or self._timeout_heap:
             deadline = self.engine.next_deadline()
             if deadline is not None and (self._timer_at is None or deadline < self._timer_at):

@@ -16,6 +16,7 @@ from geartrain.server.connection import GearmanConnection
 from geartrain.server.core import operations
 
 if TYPE_CHECKING:
+    from geartrain.cluster.node import ClusterNode
     from geartrain.security.guard import AccessGuard
     from geartrain.server.core.engine import Engine
     from geartrain.server.core.peers import Peer
@@ -33,8 +34,13 @@ class Sink(Protocol):
 class ServerView:
     """Read-only view of one server."""
 
-    def __init__(self, server: GearmanServer) -> None:
+    def __init__(self, server: GearmanServer, cluster: ClusterNode | None = None) -> None:
         self._server = server
+        self._cluster = cluster
+
+    @property
+    def cluster(self) -> ClusterNode | None:
+        return self._cluster
 
     @property
     def engine(self) -> Engine:

@@ -94,8 +94,13 @@ class BatchWriter(Protocol):
     async def open(self) -> None:
         """Drop every connection and connect one (raises StoreUnavailable)."""
 
-    async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
-        """Store ``adds`` and delete ``removes`` in one transaction (adds first; a key in both ends up deleted)."""
+    async def apply(
+        self, adds: Sequence[StoredJob], removes: Sequence[Removal]
+    ) -> frozenset[tuple[bytes, bytes]] | None:
+        """Store ``adds`` and delete ``removes`` in one transaction (adds first; a key in both ends up deleted).
+
+        In a cluster, returns the (key, function) of adds the store already held: another node stored a job under
+        that unique first, and this node's copy must not run."""
 
     def close(self) -> None:
         """Drop every connection."""

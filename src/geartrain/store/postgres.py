@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from psycopg import AsyncConnection, Connection
 
+    from geartrain.cluster.postgres import PostgresClusterSql
+
 # Set unless the conninfo says otherwise: fail fast on a dead host, name ourselves in pg_stat_activity, and notice
 # a silently vanished server through TCP keepalives rather than blocking forever.
 WRITER_CONNECTIONS = 4  # batches of deletions in flight at once, a connection each
@@ -67,6 +69,7 @@ class PostgresStore:
         self.description = f"postgresql://{user}{where}/{params.get('dbname', '')}?table={table}"  # no password
         self._conn: Connection[Any] | None = None
         self._holder: Holder | None = None
+        self.cluster: PostgresClusterSql | None = None  # set when this server is a node of a cluster on the table
 
     def open(self) -> None:
         import psycopg
@@ -84,6 +87,9 @@ class PostgresStore:
 
     def _upgrade_table(self, conn: Connection[Any]) -> None:
         t = self.table
+        # Servers starting together (a cluster's nodes) would race on CREATE TABLE IF NOT EXISTS, which is not safe
+        # against a concurrent creation; the lock lasts until this transaction ends.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"geartrain:{self.table_name}",))
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARCHAR(64), function_name VARCHAR(255), "
             "priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))"
@@ -103,6 +109,8 @@ class PostgresStore:
             conn.execute(f"ALTER TABLE {t} ADD COLUMN seq BIGSERIAL")
             conn.execute(f'CREATE INDEX IF NOT EXISTS "{self.table_name[:55]}_seq_idx" ON {t} (seq)')
         self._owner(conn).create()
+        if self.cluster is not None:
+            self.cluster.upgrade(conn)
 
     def load(self) -> Iterator[StoredJob]:
         conn = self._connection()
@@ -125,6 +133,12 @@ class PostgresStore:
 
     def batch_statement(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> tuple[str, list[Any]] | None:
         """The one statement (and its parameters) that applies a batch, or ``None`` for an empty batch."""
+        if self.cluster is not None and adds:
+            return self.cluster.batch_statement(adds, removes)
+        return self.plain_statement(adds, removes)
+
+    def plain_statement(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> tuple[str, list[Any]] | None:
+        """:meth:`batch_statement` outside a cluster (and for a cluster's batches without adds)."""
         adds, removes = net_batch(adds, removes)
         params: list[Any] = []
         delete = insert = ""
@@ -236,13 +250,18 @@ class PostgresWriter:
         with self._store._errors():
             return await psycopg.AsyncConnection.connect(self._store.conninfo, autocommit=True)
 
-    async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+    async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> frozenset[tuple[bytes, bytes]]:
+        """Returns, in a cluster, the keys of the adds the table already held (another node stored them)."""
         statement = self._store.batch_statement(adds, removes)
         if statement is None:
-            return
+            return frozenset()
         async with self._pool.borrow() as conn:
             with self._store._errors():
-                await conn.execute(*statement, prepare=True)
+                cursor = await conn.execute(*statement, prepare=True)
+                if self._store.cluster is None or not adds or cursor.description is None:
+                    return frozenset()
+                stored = {(text_to_bytes(key), text_to_bytes(name)) for key, name in await cursor.fetchall()}
+        return frozenset((j.key, j.function) for j in adds if (j.key, j.function) not in stored)
 
     def close(self) -> None:
         self._pool.close()

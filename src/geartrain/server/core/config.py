@@ -39,3 +39,6 @@ class EngineConfig:
     persistent: bool = False
     max_queued_bytes: int = 0
     hold_after_result: bool = True
+    #: In a cluster the store is the queue of record: a background job enters this node's queues only when this
+    #: node claims it (or keeps it at submit, for an idle worker of its own). See geartrain.server.core.cluster.
+    cluster: bool = False

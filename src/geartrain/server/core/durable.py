@@ -53,10 +53,23 @@ class DurableRules(EngineState):
         job.store_key = storage_key(job.unique)
         if self.store_removed:
             self._cancel_removal(Removal(job.store_key, job.function.name))
+        owned = self.hungry is not None and self._keep_here(job)
         self.store_adds.append(
-            StoredJob(job.store_key, job.function.name, job.unique, job.priority, job.data, job.when, job.reducer)
+            StoredJob(
+                job.store_key, job.function.name, job.unique, job.priority, job.data, job.when, job.reducer, owned
+            )
         )
         self.store_jobs.append((job, fresh))
+
+    def _keep_here(self, job: Job) -> bool:
+        """Cluster mode: keep a new job on this node when one of its workers sleeps for it (no claim round trip),
+        at most one per sleeping worker; the others are left in the store for whichever node claims them."""
+        function = job.function
+        pending = self.owned_pending.get(function, 0)
+        if job.when or pending >= len(function.sleepers) or function.has_runnable():
+            return False
+        self.owned_pending[function] = pending + 1
+        return True
 
     def _cancel_removal(self, removal: Removal) -> None:
         """A job finished and a new one under the same key was submitted within one batch: the store replaces the
@@ -85,14 +98,24 @@ class DurableRules(EngineState):
         self.store_removed = set()
         return batch
 
-    def store_committed(self, batch: StoreBatch, now: float, refused: frozenset[int] = frozenset()) -> None:
+    def store_committed(
+        self,
+        batch: StoreBatch,
+        now: float,
+        refused: frozenset[int] = frozenset(),
+        elsewhere: frozenset[int] = frozenset(),
+    ) -> None:
         """The store holds the batch: acknowledge its jobs and let workers have them.
 
         ``refused`` lists the positions (in ``batch.jobs``) of jobs the store would not take: those are answered
-        like a failed batch.
+        like a failed batch. ``elsewhere`` (a cluster) lists those the store already held under their key: another
+        node stored the job first, so it is acknowledged here and left to the cluster, as a coalesced submit.
         """
         self._release(batch)
+        cluster = self.hungry is not None
         for position, (job, fresh) in enumerate(batch.jobs):
+            if cluster:
+                self._owned_settled(batch.adds[position])
             if position in refused:
                 self._refuse(job, fresh, "the store refused the record")
                 continue
@@ -104,13 +127,27 @@ class DurableRules(EngineState):
                 continue  # a foreground job turned background is already queued or running
             if job.ignore:
                 self._free(job)  # cancelled while being stored
+            elif cluster and (not batch.adds[position].owned or position in elsewhere):
+                job.store_key = None  # the store keeps it for whichever node claims it; this node forgets it
+                self._free(job)
             else:
                 self._enqueue(job, now)
+
+    def _owned_settled(self, add: StoredJob) -> None:
+        if add.owned:
+            function = self.function(add.function)
+            left = self.owned_pending.get(function, 0) - 1
+            if left > 0:
+                self.owned_pending[function] = left
+            else:
+                self.owned_pending.pop(function, None)
 
     def store_failed(self, batch: StoreBatch, reason: str) -> None:
         """The store could not take the batch: its submits get QUEUE_ERROR and its new jobs are forgotten."""
         self._release(batch)  # removals are retried by the transport; the workers need not wait for that
-        for job, fresh in batch.jobs:
+        for position, (job, fresh) in enumerate(batch.jobs):
+            if self.hungry is not None:
+                self._owned_settled(batch.adds[position])
             self._refuse(job, fresh, reason)
 
     def _refuse(self, job: Job, fresh: bool, reason: str) -> None:

@@ -27,6 +27,9 @@ class StoredJob:
     data: bytes
     when: int = 0
     reducer: bytes | None = None
+    #: In a cluster: the submitting node keeps the job (it has an idle worker for it) instead of leaving it to
+    #: whichever node claims it first.
+    owned: bool = False
 
 
 @dataclass(frozen=True, slots=True)

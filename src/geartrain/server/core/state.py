@@ -56,6 +56,10 @@ class EngineState:
         self.store_removed: set[Removal] = set()  # store_removes as a set: a re-add of one of them cancels it
         self.store_jobs: list[tuple[Job, bool]] = []
         self.store_barriers: list[PendingAck] = []
+        # Cluster mode: functions whose workers went to sleep with nothing to do (the node should claim jobs for
+        # them), and per function the jobs being stored as this node's own (see DurableRules._record_add).
+        self.hungry: set[Function] | None = set() if self.config.cluster else None
+        self.owned_pending: dict[Function, int] = {}
 
     # ------------------------------------------------------------------ output
 

@@ -73,6 +73,8 @@ class WorkerRules(EngineState):
                 return
         for function in peer.abilities:
             function.sleepers[peer] = None
+        if self.hungry is not None:  # in a cluster, jobs for them may wait in the store
+            self.hungry.update(peer.abilities)
 
     # ------------------------------------------------------------------ grabbing
 

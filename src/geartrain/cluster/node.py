@@ -1,0 +1,206 @@
+"""One node's part in a cluster: claiming jobs, renewing its lease, waking up, and the leader's housekeeping.
+
+It runs on the node's event loop beside the Gearman server and talks to the database through a
+:class:`ClusterDb` (PostgreSQL: :mod:`geartrain.cluster.postgres`). What the engine decides stays in the engine
+(:mod:`geartrain.server.core.cluster`): this module only moves jobs between it and the database.
+
+* **Claims.** When the node's workers want jobs (a worker went to sleep, a job was announced on the channel, or the
+  slow safety poll) it claims, per function, up to what :func:`~geartrain.server.core.cluster.wanted` says, and
+  claims again at once while claims come back full (a burn-down runs in batches).
+* **Lease.** Every ``lease / 3`` seconds it renews the lease of every job it holds. A node that could not renew for
+  ``lease * 2 / 3`` seconds stops handing out jobs (its ``/readyz`` says why): after ``lease`` seconds the leader
+  gives them to others, and it must not run them too. When the database answers again it hands back the queued jobs
+  it held (others may have them now) and carries on.
+* **Leader.** One node at a time (a lease in the database) sends the jobs of lapsed leases back to the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
+
+from geartrain.server.core import cluster as rules
+from geartrain.server.core.engine import Engine
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.base import StoreError
+
+log = logging.getLogger("geartrain.cluster")
+
+DEFAULT_LEASE = 15.0
+SAFETY_POLL = 1.0  # seconds: claims also happen this often without a wake-up, in case one was missed
+CLAIM_LIMIT = 500  # jobs per claim statement
+RETRY = 1.0  # seconds before listening again after the listening connection was lost
+
+
+class ClusterDb(Protocol):
+    """What a node needs of the cluster's database."""
+
+    @property
+    def description(self) -> str: ...
+    async def register(self, address: str) -> int: ...
+    async def claim(self, function: bytes, limit: int) -> list[StoredJob]: ...
+    async def renew(self, jobs_held: int) -> None: ...
+    async def release(self, keys: Sequence[Removal]) -> None: ...
+    async def release_all(self) -> int: ...
+    async def lead(self) -> bool: ...
+    async def rescue(self) -> int: ...
+    async def nodes(self) -> list[dict[str, Any]]: ...
+    def notifications(self) -> AsyncIterator[bytes]: ...
+    async def close(self) -> None: ...
+
+
+class ClusterNode:
+    """Moves jobs between one node's engine and the cluster's database."""
+
+    def __init__(self, db: ClusterDb, engine: Engine, flush: Callable[[], None], node: str, lease: float) -> None:
+        self.db = db
+        self.engine = engine
+        self.flush = flush
+        self.node = node
+        self.lease = lease
+        self.leader = False
+        self.suspended = False  # cannot renew its lease: hands out nothing
+        self.claimed = 0  # jobs claimed from the cluster (counters for /metrics and the API)
+        self.rescued = 0  # jobs this node, as leader, sent back after their node's lease lapsed
+        self._wanted = asyncio.Event()
+        self._last_renewal = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, address: str) -> None:
+        """Join: enter the node table (handing back what an earlier run of this node held), then run."""
+        handed_back = await self.db.register(address)
+        if handed_back:
+            log.warning("cluster: handed back %d jobs an earlier run of node %s held", handed_back, self.node)
+        loop = asyncio.get_running_loop()
+        for work in (self._claims(), self._listen(), self._housekeeping(), self._poll()):
+            self._tasks.append(loop.create_task(work))
+        log.warning("cluster: node %s joined on %s (lease %.0f s)", self.node, self.db.description, self.lease)
+
+    def kick(self) -> None:
+        """Some worker here wants a job: claim soon."""
+        self._wanted.set()
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every node of the cluster (from the database)."""
+        return await self.db.nodes()
+
+    @property
+    def ready(self) -> tuple[bool, str]:
+        if self.suspended:
+            return False, "cluster: cannot renew this node's lease; handing out nothing"
+        return True, "ready"
+
+    async def stop(self) -> None:
+        """Leave: hand the queued jobs this node holds back to the cluster, at once rather than after the lease."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        rules.release_queued(self.engine)
+        with contextlib.suppress(StoreError):
+            handed_back = await self.db.release_all()
+            if handed_back:
+                log.warning("cluster: handed %d jobs back to the cluster", handed_back)
+        await self.db.close()
+
+    # ------------------------------------------------------------------ claims
+
+    async def _claims(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                full = await self._claim_once()
+            except StoreError as error:
+                log.error("cluster: claim failed: %s", error)
+                await asyncio.sleep(RETRY)
+                continue
+            if full:
+                self._wanted.set()  # more may be waiting: claim again without waiting for a wake-up
+
+    async def _claim_once(self) -> bool:
+        full = False
+        for function, want in rules.wanted(self.engine).items():
+            limit = min(want, CLAIM_LIMIT)
+            jobs = await self.db.claim(function, limit)
+            if not jobs:
+                continue
+            now = time.time()
+            if self.suspended:  # lost the lease while claiming: these go back at once
+                await self.db.release([Removal(job.key, job.function) for job in jobs])
+                return False
+            for job in jobs:
+                self.engine.restore(job, now)
+            self.claimed += len(jobs)
+            self.flush()
+            full = full or len(jobs) == limit
+        return full
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for function in self.db.notifications():
+                    known = self.engine.functions.get(function)
+                    if known is not None and known.worker_count:
+                        self._wanted.set()
+            except StoreError as error:
+                log.error("cluster: lost the wake-up channel (%s); listening again", error)
+            await asyncio.sleep(RETRY)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(SAFETY_POLL)
+            self._wanted.set()
+
+    # ------------------------------------------------------------------ lease and leader
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await self._renew()
+            if not self.suspended:
+                await self._lead()
+            await asyncio.sleep(self.lease / 3)
+
+    async def _renew(self) -> None:
+        engine = self.engine
+        held = sum(1 for job in engine.jobs.values() if job.store_key is not None)
+        try:
+            await self.db.renew(held)
+        except StoreError as error:
+            silent_for = time.monotonic() - self._last_renewal
+            if not self.suspended and silent_for >= self.lease * 2 / 3:
+                self.suspended = True
+                engine.hold_queued = True  # workers get NO_JOB: the leader will give these jobs to others
+                log.error("cluster: no lease renewal for %.0f s (%s): handing out nothing", silent_for, error)
+            return
+        self._last_renewal = time.monotonic()
+        if self.suspended:
+            released = rules.release_queued(engine)
+            try:
+                await self.db.release(released)  # those still ours; others may already run the rest
+            except StoreError:
+                return
+            self.suspended = False
+            engine.hold_queued = engine.refuse_submits is not None  # a drain under way keeps holding them
+            log.warning("cluster: lease renewed; handed back %d queued jobs and rejoined", len(released))
+            self.flush()
+            self._wanted.set()
+
+    async def _lead(self) -> None:
+        try:
+            leading = await self.db.lead()
+            if leading != self.leader:
+                log.warning("cluster: node %s %s the leader", self.node, "is now" if leading else "is no longer")
+            self.leader = leading
+            if leading:
+                rescued = await self.db.rescue()
+                if rescued:
+                    self.rescued += rescued
+                    log.warning("cluster: %d jobs of lapsed leases sent back to the cluster", rescued)
+        except StoreError as error:
+            log.error("cluster: housekeeping failed: %s", error)

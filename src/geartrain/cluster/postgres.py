@@ -1,0 +1,263 @@
+"""A cluster on one PostgreSQL table: the statements, and the connections that run them from the event loop.
+
+The queue table is the store's (gearmand's columns, plus ``reducer`` and ``seq``), with three more columns when a
+cluster uses it: ``owner`` (the node holding the job, NULL while it waits for any node), ``lease_until`` (the owner
+must renew by then) and ``reruns`` (times a lapsed lease sent it back). Beside it:
+
+* ``geartrain_nodes``: a row per node (address, start, last heartbeat, jobs held), for ``/api/cluster``;
+* ``geartrain_leader``: which node does the housekeeping, under a lease of its own.
+
+Claims take the oldest waiting jobs of a function, by priority, with ``FOR UPDATE SKIP LOCKED``: two nodes never
+get the same row, and neither waits for the other. New jobs left for any node are announced with ``pg_notify`` in
+the transaction that stores them (delivered at its commit) on the channel ``gt_<table>``, its payload the function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.store.common import job_from_row, net_batch
+from geartrain.store.textcodec import bytes_to_text, text_to_bytes
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection, Connection
+
+    from geartrain.store.postgres import PostgresStore
+
+NODES_TABLE = "geartrain_nodes"
+LEADER_TABLE = "geartrain_leader"
+
+
+class PostgresClusterSql:
+    """The statements of one node of a cluster on the store's table."""
+
+    def __init__(self, store: PostgresStore, node: str, lease: float) -> None:
+        self.store = store
+        self.node = node
+        self.lease = lease
+        self.channel = f"gt_{store.table_name}"[:63]
+        self.table = store.table
+
+    def upgrade(self, conn: Connection[Any]) -> None:
+        """Add the cluster's columns, indexes and tables (idempotent; runs in the store's upgrade transaction)."""
+        t, name = self.table, self.store.table_name[:50]
+        conn.execute(
+            f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS owner TEXT, ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ, "
+            "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0"
+        )
+        # Claims walk the waiting jobs of one function in order; renewals and releases find a node's own.
+        conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{name}_claim_idx" ON {t} (function_name, priority, seq) WHERE owner IS NULL'
+        )
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_owner_idx" ON {t} (owner) WHERE owner IS NOT NULL')
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {NODES_TABLE} (queue TEXT, node TEXT, address TEXT, started TIMESTAMPTZ, "
+            "heartbeat TIMESTAMPTZ, jobs INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (queue, node))"
+        )
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {LEADER_TABLE} (queue TEXT PRIMARY KEY, node TEXT, lease_until TIMESTAMPTZ)"
+        )
+
+    def batch_statement(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> tuple[str, list[Any]] | None:
+        """One statement for a batch: deletes, then inserts that keep a row another node stored under the same key
+        (the cluster's unique), announcing the jobs left for any node. Returns the keys of the rows it inserted."""
+        adds, removes = net_batch(adds, removes)
+        if not adds:
+            return self.store.plain_statement(adds, removes)
+        params: list[Any] = []
+        parts: list[str] = []
+        if removes:
+            parts.append(
+                f"removed AS (DELETE FROM {self.table} WHERE (unique_key, function_name) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::text[])) RETURNING 1)"
+            )
+            params += [[bytes_to_text(r.key) for r in removes], [bytes_to_text(r.function) for r in removes]]
+        parts.append(
+            f"ins AS (INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run, reducer, "
+            "owner, lease_until) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
+            "CASE WHEN o THEN clock_timestamp() + %s * interval '1 second' END "
+            "FROM unnest(%s::text[], %s::text[], %s::int4[], %s::bytea[], %s::int4[], %s::bytea[], %s::bool[]) "
+            "WITH ORDINALITY AS batch(k, f, p, d, w, r, o, n) ORDER BY n "
+            "ON CONFLICT (unique_key, function_name) DO NOTHING RETURNING unique_key, function_name, owner)"
+        )
+        params += [
+            self.node,
+            self.lease,
+            [bytes_to_text(j.key) for j in adds],
+            [bytes_to_text(j.function) for j in adds],
+            [j.priority for j in adds],
+            [j.data for j in adds],
+            [j.when for j in adds],
+            [j.reducer for j in adds],
+            [j.owned for j in adds],
+        ]
+        parts.append(
+            "announced AS (SELECT count(pg_notify(%s, f)) AS n FROM "
+            "(SELECT DISTINCT function_name AS f FROM ins WHERE owner IS NULL) AS waiting)"
+        )
+        params.append(self.channel)
+        where = "(SELECT n FROM announced) >= 0" + (" AND (SELECT count(*) FROM removed) >= 0" if removes else "")
+        return f"WITH {', '.join(parts)} SELECT unique_key, function_name FROM ins WHERE {where}", params
+
+
+class PostgresClusterDb:
+    """The database side of :class:`~geartrain.cluster.node.ClusterNode` on PostgreSQL: claims, leases, the leader
+    and wake-ups, on asynchronous connections of its own (one for statements, one listening)."""
+
+    def __init__(self, sql: PostgresClusterSql) -> None:
+        self.sql = sql
+        self._conn: AsyncConnection[Any] | None = None
+        self._listener: AsyncConnection[Any] | None = None
+
+    @property
+    def description(self) -> str:
+        return self.sql.store.description
+
+    async def _connection(self) -> AsyncConnection[Any]:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            with self.sql.store._errors():
+                self._conn = await psycopg.AsyncConnection.connect(self.sql.store.conninfo, autocommit=True)
+        return self._conn
+
+    async def _run(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        conn = await self._connection()
+        try:
+            with self.sql.store._errors():
+                cursor = await conn.execute(query, params, prepare=True)
+                return await cursor.fetchall() if cursor.description else []
+        except BaseException:
+            if conn.closed or conn.broken:
+                self._conn = None
+            raise
+
+    async def register(self, address: str) -> int:
+        """Enter this node in the node table; hand back the jobs an earlier run of this node held. Returns that
+        count."""
+        sql = self.sql
+        await self._run(
+            f"INSERT INTO {NODES_TABLE} (queue, node, address, started, heartbeat) VALUES (%s, %s, %s, "
+            "clock_timestamp(), clock_timestamp()) ON CONFLICT (queue, node) DO UPDATE SET address = EXCLUDED.address, "
+            "started = EXCLUDED.started, heartbeat = EXCLUDED.heartbeat, jobs = 0",
+            (sql.store.table_name, sql.node, address),
+        )
+        return await self.release_all()
+
+    async def claim(self, function: bytes, limit: int) -> list[StoredJob]:
+        """Up to ``limit`` waiting jobs of ``function`` for this node, in priority and submission order."""
+        sql = self.sql
+        rows = await self._run(
+            f"WITH picked AS (SELECT ctid FROM {sql.table} WHERE owner IS NULL AND function_name = %s "
+            "AND (when_to_run IS NULL OR when_to_run <= extract(epoch FROM clock_timestamp())) "
+            "ORDER BY priority, seq LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {sql.table} AS t SET owner = %s, lease_until = clock_timestamp() + %s * interval '1 second' "
+            "FROM picked WHERE t.ctid = picked.ctid "
+            "RETURNING t.unique_key, t.function_name, t.priority, t.data, t.when_to_run, t.reducer, t.seq",
+            (bytes_to_text(function), limit, sql.node, sql.lease),
+        )
+        rows.sort(key=lambda row: (row[2], row[6]))
+        return [
+            job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer)
+            for key, name, priority, data, when, reducer, _ in rows
+        ]
+
+    async def renew(self, jobs_held: int) -> None:
+        """Extend the lease of every job this node holds, and its heartbeat (raises StoreUnavailable)."""
+        sql = self.sql
+        await self._run(
+            f"WITH renewed AS (UPDATE {sql.table} SET lease_until = clock_timestamp() + %s * interval '1 second' "
+            f"WHERE owner = %s RETURNING 1) UPDATE {NODES_TABLE} SET heartbeat = clock_timestamp(), jobs = %s "
+            "WHERE queue = %s AND node = %s AND (SELECT count(*) FROM renewed) >= 0",
+            (sql.lease, sql.node, jobs_held, sql.store.table_name, sql.node),
+        )
+
+    async def release(self, keys: Sequence[Removal]) -> None:
+        """Hand these jobs of this node back to the cluster (announced, so a sleeping node claims them)."""
+        if not keys:
+            return
+        sql = self.sql
+        await self._run(
+            f"WITH freed AS (UPDATE {sql.table} SET owner = NULL, lease_until = NULL WHERE owner = %s AND "
+            "(unique_key, function_name) IN (SELECT * FROM unnest(%s::text[], %s::text[])) RETURNING function_name) "
+            "SELECT count(pg_notify(%s, f)) FROM (SELECT DISTINCT function_name AS f FROM freed) AS waiting",
+            (sql.node, [bytes_to_text(k.key) for k in keys], [bytes_to_text(k.function) for k in keys], sql.channel),
+        )
+
+    async def release_all(self) -> int:
+        """Hand every job this node holds back to the cluster; returns how many."""
+        sql = self.sql
+        rows = await self._run(
+            f"WITH freed AS (UPDATE {sql.table} SET owner = NULL, lease_until = NULL WHERE owner = %s "
+            "RETURNING function_name) SELECT coalesce(sum(n), 0)::int, count(pg_notify(%s, f)) FROM "
+            "(SELECT function_name AS f, count(*) AS n FROM freed GROUP BY function_name) AS waiting",
+            (sql.node, sql.channel),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def lead(self) -> bool:
+        """Take or keep the leader's lease; ``True`` while this node leads."""
+        sql = self.sql
+        rows = await self._run(
+            f"INSERT INTO {LEADER_TABLE} (queue, node, lease_until) VALUES (%s, %s, clock_timestamp() + "
+            "%s * interval '1 second') ON CONFLICT (queue) DO UPDATE SET node = EXCLUDED.node, "
+            f"lease_until = EXCLUDED.lease_until WHERE {LEADER_TABLE}.node = EXCLUDED.node "
+            f"OR {LEADER_TABLE}.lease_until < clock_timestamp() RETURNING node",
+            (sql.store.table_name, sql.node, sql.lease),
+        )
+        return bool(rows)
+
+    async def rescue(self) -> int:
+        """Send the jobs of every lapsed lease back to the cluster (their node died or lost the database)."""
+        sql = self.sql
+        rows = await self._run(
+            f"WITH lapsed AS (UPDATE {sql.table} SET owner = NULL, lease_until = NULL, reruns = reruns + 1 "
+            "WHERE owner IS NOT NULL AND lease_until < clock_timestamp() RETURNING function_name) "
+            "SELECT n, pg_notify(%s, f) FROM (SELECT function_name AS f, count(*) AS n FROM lapsed "
+            "GROUP BY function_name) AS waiting",
+            (sql.channel,),
+        )
+        return sum(int(row[0]) for row in rows)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's nodes as the API shows them."""
+        sql = self.sql
+        rows = await self._run(
+            f"SELECT n.node, n.address, extract(epoch FROM n.started)::float8, "
+            "extract(epoch FROM clock_timestamp() - n.heartbeat)::float8, n.jobs, l.node IS NOT NULL "
+            f"FROM {NODES_TABLE} n LEFT JOIN {LEADER_TABLE} l ON l.queue = n.queue AND l.node = n.node "
+            "AND l.lease_until >= clock_timestamp() WHERE n.queue = %s ORDER BY n.node",
+            (sql.store.table_name,),
+        )
+        return [
+            {"node": node, "address": address, "started": started, "heartbeat_age": age, "jobs": jobs, "leader": lead}
+            for node, address, started, age, jobs, lead in rows
+        ]
+
+    async def notifications(self) -> AsyncIterator[bytes]:
+        """The functions announced on the cluster's channel, as they come (raises StoreUnavailable when the
+        listening connection is lost; the caller listens again)."""
+        import psycopg
+
+        with self.sql.store._errors():
+            conn = await psycopg.AsyncConnection.connect(self.sql.store.conninfo, autocommit=True)
+        self._listener = conn
+        try:
+            with self.sql.store._errors():
+                await conn.execute(f'LISTEN "{self.sql.channel}"')
+                async for notice in conn.notifies():
+                    yield text_to_bytes(notice.payload)
+        finally:
+            self._listener = None
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        for conn in (self._conn, self._listener):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self._conn = self._listener = None

@@ -1,0 +1,61 @@
+"""The engine's side of a cluster (pure): which jobs this node wants from the store, and letting go of the ones it
+holds. The database work (claims, leases, wake-ups) is :mod:`geartrain.cluster`'s.
+
+In a cluster the store is the queue of record. A background job enters a node's queues when the node claims it
+(:func:`wanted` says how many, per function) or keeps it at submit for a sleeping worker of its own
+(``DurableRules._keep_here``); it leaves them when a worker finishes it (the store deletes it), or when the node
+lets go of it (:func:`release_queued`: the node lost its lease, or stops), and then any node may claim it again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from geartrain.server.core.engine import Engine
+from geartrain.server.core.jobs import Job
+from geartrain.server.core.queues import PRIORITIES
+from geartrain.server.core.records import Removal
+
+PREFETCH = 2  # jobs held per registered worker: a worker finishing one finds the next here, not in the database
+
+
+def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:
+    """Per function with workers here: how many more jobs this node should claim (nothing while it holds them
+    back, as when it cannot renew its lease)."""
+    if engine.hold_queued:
+        return {}
+    if engine.hungry:
+        engine.hungry.clear()
+    wants: dict[bytes, int] = {}
+    for name, function in engine.functions.items():
+        workers = function.worker_count
+        if not workers:
+            continue
+        held = sum(function.queued)
+        if function.sleepers or held < workers:
+            want = workers * prefetch - held
+            if want > 0:
+                wants[name] = want
+    return wants
+
+
+def release_queued(engine: Engine) -> list[Removal]:
+    """Take every queued job this node holds for the store off its queues, without deleting it from the store;
+    returns their keys, for the store to hand them back to the cluster. Jobs with a foreground client here stay
+    (their client waits on this node); running jobs stay with their workers."""
+    released: list[Removal] = []
+    for function in engine.functions.values():
+        for priority in PRIORITIES:
+            queue = function.queues[priority]
+            kept: deque[Job] = deque()
+            while queue:
+                job = queue.popleft()
+                if job.store_key is None or job.ignore or job.clients:
+                    kept.append(job)
+                    continue
+                function.queued[priority] -= 1
+                released.append(Removal(job.store_key, function.name))
+                job.store_key = None  # gone from here, not from the store
+                engine._free(job)
+            queue.extend(kept)
+    return released
