@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.engine import Engine
+from geartrain.server.core.peers import PendingAck
 from geartrain.server.core.records import Removal, StoredJob, storage_key
 from geartrain.server.core.stats import STORE_BUCKETS, Histogram
 from geartrain.store.base import QueueStore, StoreError, StoreUnavailable
@@ -53,6 +54,10 @@ class Persistence:
         self._backoff = MIN_BACKOFF
         self._next_attempt = 0.0
         self._retry_removes: list[Removal] = []
+        # In a cluster a worker's next reply waits until its finished job is deleted, however long the database is
+        # away: another node may run the job once its lease lapses, and this worker must not have been told
+        # anything after its result by then. Its barrier goes with the retried deletion.
+        self._retry_barriers: list[PendingAck] = []
         self._retry_timer: asyncio.TimerHandle | None = None
         self._holder: Holder | None = None
         self._renewal: asyncio.TimerHandle | None = None
@@ -178,6 +183,8 @@ class Persistence:
             added = {Removal(add.key, add.function) for add in batch.adds}
             batch.removes[:0] = [r for r in self._retry_removes if r not in added]
             self._retry_removes = []
+            batch.barriers[:0] = self._retry_barriers
+            self._retry_barriers = []
         self._running_adds = bool(batch.adds)
         self._idle.clear()
         loop = self._loop or asyncio.get_running_loop()
@@ -270,8 +277,11 @@ class Persistence:
         self._refuse(batch, str(error) or type(error).__name__)
 
     def _refuse(self, batch: StoreBatch, reason: str) -> None:
-        self.engine.store_failed(batch, reason)
+        hold = self.engine.config.cluster
+        self.engine.store_failed(batch, reason, release_barriers=not hold)
         self._retry_removes.extend(batch.removes)
+        if hold:
+            self._retry_barriers.extend(batch.barriers)
 
     def _schedule_retry(self, delay: float) -> None:
         if self._loop is None or self._retry_timer is not None:

@@ -142,9 +142,13 @@ class DurableRules(EngineState):
             else:
                 self.owned_pending.pop(function, None)
 
-    def store_failed(self, batch: StoreBatch, reason: str) -> None:
-        """The store could not take the batch: its submits get QUEUE_ERROR and its new jobs are forgotten."""
-        self._release(batch)  # removals are retried by the transport; the workers need not wait for that
+    def store_failed(self, batch: StoreBatch, reason: str, release_barriers: bool = True) -> None:
+        """The store could not take the batch: its submits get QUEUE_ERROR and its new jobs are forgotten.
+
+        Removals are retried by the transport; the workers need not wait for that, unless ``release_barriers`` is
+        false (a cluster: the transport keeps their barriers until the retried deletion commits)."""
+        if release_barriers:
+            self._release(batch)
         for position, (job, fresh) in enumerate(batch.jobs):
             if self.hungry is not None:
                 self._owned_settled(batch.adds[position])

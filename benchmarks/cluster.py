@@ -1,0 +1,260 @@
+"""A geartrain cluster of two nodes on PostgreSQL against gearmand on its own PostgreSQL queue, in one run.
+
+Two figures each (issue 14): background submits from ``--connections`` connections spread over the servers, and the
+burn-down of the queue they filled by ``--workers`` workers spread over them (for gearmand, one server takes them
+all). Then, for the cluster: the time from kill -9 of a node holding jobs to the first of its jobs running on the
+other. Repetitions alternate (gearmand, geartrain, gearmand, ...); the ratio of each pair is reported.
+
+    python benchmarks/cluster.py --jobs 200000 --reps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import geartrain.bench.packets as packets
+from geartrain.bench.stores import POSTGRES_URL, StoreKind
+
+FUNCTION = b"burn"
+PAYLOAD = b"x" * 100
+WINDOW = 500  # submits in flight per connection
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on {port} did not start")
+
+
+# ---------------------------------------------------------------------- load (child processes)
+
+
+def submitter(port: int, start: int, count: int, prefix: bytes, ready: Any, go: Any, done: Any) -> None:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = packets.FrameReader()
+    ready.wait()
+    go.wait()
+    sent = acked = 0
+    while acked < count:
+        if sent < count and sent - acked < WINDOW:
+            batch = min(WINDOW - (sent - acked), count - sent)
+            sock.sendall(packets.bg_submits(FUNCTION, PAYLOAD, batch, prefix, start + sent))
+            sent += batch
+        for packet_type, body in reader.feed(sock.recv(1 << 16)):
+            if packet_type != packets.JOB_CREATED:
+                raise SystemExit(f"submit answered {packet_type}: {body!r}")
+            acked += 1
+    with done.get_lock():
+        done.value += acked
+
+
+def worker(port: int, total: int, completed: Any, go: Any) -> None:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = packets.FrameReader()
+    sock.sendall(packets.request(packets.CAN_DO, FUNCTION))
+    go.wait()
+    sock.sendall(packets.request(packets.GRAB_JOB))
+    sock.settimeout(0.2)
+    mine = 0
+    while completed.value < total:
+        try:
+            data = sock.recv(1 << 16)
+        except TimeoutError:
+            continue
+        out = []
+        for packet_type, body in reader.feed(data):
+            if packet_type == packets.JOB_ASSIGN:
+                out.append(packets.request(packets.WORK_COMPLETE, body.partition(b"\0")[0], b""))
+                out.append(packets.request(packets.GRAB_JOB))
+                mine += 1
+            elif packet_type == packets.NO_JOB:
+                out.append(packets.request(packets.PRE_SLEEP))
+            elif packet_type == packets.NOOP:
+                out.append(packets.request(packets.GRAB_JOB))
+        if mine:
+            with completed.get_lock():
+                completed.value += mine
+            mine = 0
+        if out:
+            sock.sendall(b"".join(out))
+
+
+def timed(targets: list[tuple[Callable[..., None], tuple[Any, ...]]], go: Any, until: Callable[[], bool]) -> float:
+    processes = [multiprocessing.Process(target=target, args=args) for target, args in targets]
+    for process in processes:
+        process.start()
+    time.sleep(0.5)  # connected and waiting at the gate
+    started = time.perf_counter()
+    go.set()
+    while not until():
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+    return elapsed
+
+
+def submit_and_burn(ports: list[int], jobs: int, connections: int, workers: int) -> tuple[float, float]:
+    """Jobs per second of the submits, then of the burn-down of what they queued."""
+    done = multiprocessing.Value("q", 0)
+    ready, go = multiprocessing.Event(), multiprocessing.Event()
+    ready.set()
+    share = jobs // connections
+    prefix = uuid.uuid4().hex[:8].encode() + b"-"
+    targets = [
+        (submitter, (ports[i % len(ports)], i * share, share, prefix, ready, go, done)) for i in range(connections)
+    ]
+    submit_time = timed(targets, go, lambda: done.value >= share * connections)
+    total = share * connections
+    completed = multiprocessing.Value("q", 0)
+    go = multiprocessing.Event()
+    targets = [(worker, (ports[i % len(ports)], total, completed, go)) for i in range(workers)]
+    burn_time = timed(targets, go, lambda: completed.value >= total)
+    return total / submit_time, total / burn_time
+
+
+# ---------------------------------------------------------------------- servers
+
+
+def start_geartrain_cluster(table: str, workdir: Path) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    ports, procs = [free_port(), free_port()], []
+    for index, port in enumerate(ports):
+        command = [sys.executable, "-m", "geartrain", "server", "--port", str(port), "--cluster", "--node-id"]
+        command += [f"bench{index}", "--store", f"{POSTGRES_URL}?table={table}", "--verbose", "ERROR"]
+        log = (workdir / f"node{index}.log").open("ab")
+        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
+    for port, proc in zip(ports, procs, strict=True):
+        wait_port(port, proc)
+    return procs, ports
+
+
+def start_gearmand(gearmand: str, table: str, workdir: Path) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    port = free_port()
+    command = [gearmand, "-p", str(port), "-L", "127.0.0.1", "-t", "1", "--log-file", str(workdir / "gearmand.log")]
+    command += ["--config-file", "/dev/null", *StoreKind("postgres").gearmand_args(table)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return [proc], [port]
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def drop(table: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        for side in ("geartrain_nodes", "geartrain_leader"):
+            if conn.execute("SELECT to_regclass(%s)", (side,)).fetchone()[0] is not None:  # type: ignore[index]
+                conn.execute(f"DELETE FROM {side} WHERE queue = %s", (table,))
+
+
+def takeover_seconds(workdir: Path, jobs: int = 2000) -> float:
+    """kill -9 of the node holding jobs; seconds until a worker on the other node gets one of them."""
+    table = f"gt_bench_{uuid.uuid4().hex[:10]}"
+    procs, ports = start_geartrain_cluster(table, workdir)
+    try:
+        done = multiprocessing.Value("q", 0)
+        ready, go = multiprocessing.Event(), multiprocessing.Event()
+        ready.set()
+        prefix = b"takeover-"
+        timed([(submitter, (ports[0], 0, jobs, prefix, ready, go, done))], go, lambda: done.value >= jobs)
+        victim = socket.create_connection(("127.0.0.1", ports[0]))  # a worker that claims and never finishes
+        victim.sendall(packets.request(packets.CAN_DO, FUNCTION) + packets.request(packets.PRE_SLEEP))
+        time.sleep(2)  # woken, claimed its prefetch: the node holds jobs under its lease
+        victim.sendall(packets.request(packets.GRAB_JOB))
+        time.sleep(0.5)
+        procs[0].send_signal(signal.SIGKILL)
+        killed = time.perf_counter()
+        survivor = socket.create_connection(("127.0.0.1", ports[1]))
+        survivor.sendall(packets.request(packets.CAN_DO, FUNCTION))
+        # Drain what was never claimed, then wait for the first of the dead node's jobs.
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            while conn.execute(f"SELECT count(*) FROM \"{table}\" WHERE owner = 'bench0'").fetchone()[0]:  # type: ignore[index]
+                time.sleep(0.05)
+        return time.perf_counter() - killed
+    finally:
+        stop(procs)
+        drop(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=200_000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--gearmand", default=shutil.which("gearmand") or "/usr/sbin/gearmand")
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results/cluster"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, list[tuple[float, float]]] = {"gearmand": [], "geartrain": []}
+    for rep in range(args.reps):
+        for name, start in (("gearmand", start_gearmand), ("geartrain", start_geartrain_cluster)):
+            table = f"gt_bench_{uuid.uuid4().hex[:10]}"
+            procs, ports = (
+                start_gearmand(args.gearmand, table, args.workdir)
+                if name == "gearmand"
+                else start_geartrain_cluster(table, args.workdir)
+            )
+            try:
+                submits, burn = submit_and_burn(ports, args.jobs, args.connections, args.workers)
+            finally:
+                stop(procs)
+                drop(table)
+            figures[name].append((submits, burn))
+            print(f"rep {rep + 1} {name:9}: submits {submits:9,.0f}/s  burn-down {burn:9,.0f}/s", flush=True)
+    for index, label in ((0, "submits"), (1, "burn-down")):
+        ratios = [t[index] / g[index] for g, t in zip(figures["gearmand"], figures["geartrain"], strict=True)]
+        ours = statistics.median(t[index] for t in figures["geartrain"])
+        theirs = statistics.median(g[index] for g in figures["gearmand"])
+        print(
+            f"{label:10}: geartrain 2 nodes {ours:9,.0f}/s, gearmand {theirs:9,.0f}/s, paired ratio median "
+            f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
+        )
+    print(f"takeover after kill -9 (default lease 15 s): {takeover_seconds(args.workdir):.1f} s")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,99 @@
+"""The engine's cluster rules, without a database: which new jobs a node keeps, which it leaves to the cluster, how
+many it wants to claim, and letting go of what it holds."""
+
+from __future__ import annotations
+
+from conversation import Conversation, P
+
+from geartrain.server.core import cluster
+from geartrain.server.core.config import EngineConfig
+from geartrain.server.core.peers import Peer
+from geartrain.server.core.records import Removal, StoredJob
+
+
+def node() -> Conversation:
+    return Conversation(EngineConfig(handle_prefix=b"H:test", persistent=True, cluster=True))
+
+
+def commit(talk: Conversation, elsewhere: frozenset[int] = frozenset()) -> list[StoredJob]:
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    talk.engine.store_committed(batch, talk.now, elsewhere=elsewhere)
+    return batch.adds
+
+
+def acknowledged(client: Peer) -> bool:
+    """The client got its JOB_CREATED (the placeholder it waited behind is resolved)."""
+    output = client.take_output()
+    return output.startswith(b"\0RES\0\0\0\x08") and b"H:test" in output
+
+
+def test_without_a_sleeping_worker_a_new_job_is_left_to_the_cluster() -> None:
+    talk = node()
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u1", b"data")
+    adds = commit(talk)
+    assert [add.owned for add in adds] == [False]
+    assert acknowledged(client)  # acknowledged: the store holds it
+    assert talk.engine.jobs == {}  # and this node forgets it: whichever node claims it runs it
+    assert talk.engine.take_store_batch() is None  # forgetting is not deleting
+
+
+def test_a_sleeping_worker_keeps_one_new_job_here_and_the_rest_go_to_the_cluster() -> None:
+    talk = node()
+    worker, client = talk.worker(b"f"), talk.connect()
+    talk.send(worker, P.PRE_SLEEP)
+    for unique in (b"u1", b"u2", b"u3"):
+        talk.send(client, P.SUBMIT_JOB_BG, b"f", unique, b"data")
+    adds = commit(talk)
+    assert [add.owned for add in adds] == [True, False, False]
+    assert [job.unique for job in talk.engine.jobs.values()] == [b"u1"]
+    assert [r[0] for r in talk.replies(worker)] == [P.NOOP]
+    assert talk.engine.owned_pending == {}
+
+
+def test_a_job_another_node_stored_first_is_not_run_here() -> None:
+    talk = node()
+    worker, client = talk.worker(b"f"), talk.connect()
+    talk.send(worker, P.PRE_SLEEP)
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"same", b"data")
+    adds = commit(talk, elsewhere=frozenset({0}))
+    assert adds[0].owned
+    assert acknowledged(client)  # coalesced, as on one server
+    assert talk.engine.jobs == {}
+    assert talk.engine.take_store_batch() is None  # and the other node's record stays
+
+
+def test_a_sleeping_worker_makes_its_functions_hungry_and_wanted() -> None:
+    talk = node()
+    worker = talk.worker(b"f", b"g")
+    talk.worker(b"g")
+    assert talk.engine.hungry == set()
+    talk.send(worker, P.PRE_SLEEP)
+    assert {f.name for f in talk.engine.hungry or ()} == {b"f", b"g"}
+    wants = cluster.wanted(talk.engine, prefetch=2)
+    assert wants == {b"f": 2, b"g": 4}  # two per registered worker
+    assert talk.engine.hungry == set()  # taken
+
+
+def test_a_node_holding_back_wants_nothing() -> None:
+    talk = node()
+    worker = talk.worker(b"f")
+    talk.send(worker, P.PRE_SLEEP)
+    talk.engine.hold_queued = True
+    assert cluster.wanted(talk.engine) == {}
+
+
+def test_claimed_jobs_are_queued_and_released_ones_leave_without_a_deletion() -> None:
+    talk = node()
+    worker = talk.worker(b"f")
+    for key in (b"a", b"b", b"c"):
+        talk.engine.restore(StoredJob(key, b"f", key, 1, b"data"), talk.now)
+    assert cluster.wanted(talk.engine, prefetch=2) == {}  # three held, two wanted per worker
+    talk.send(worker, P.GRAB_JOB_UNIQ)
+    assert [r[0] for r in talk.replies(worker)] == [P.JOB_ASSIGN_UNIQ]
+    released = cluster.release_queued(talk.engine)
+    assert released == [Removal(b"b", b"f"), Removal(b"c", b"f")]  # the running one stays with its worker
+    assert len(talk.engine.jobs) == 1
+    assert talk.engine.functions[b"f"].queued == [0, 0, 0]
+    assert talk.engine.take_store_batch() is None
