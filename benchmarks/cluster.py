@@ -146,11 +146,13 @@ def submit_and_burn(ports: list[int], jobs: int, connections: int, workers: int)
 # ---------------------------------------------------------------------- servers
 
 
-def start_geartrain_cluster(table: str, workdir: Path) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+def start_geartrain_cluster(
+    table: str, workdir: Path, flags: tuple[str, ...] = ()
+) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     ports, procs = [free_port(), free_port()], []
     for index, port in enumerate(ports):
         command = [sys.executable, "-m", "geartrain", "server", "--port", str(port), "--cluster", "--node-id"]
-        command += [f"bench{index}", "--store", f"{POSTGRES_URL}?table={table}", "--verbose", "ERROR"]
+        command += [f"bench{index}", "--store", f"{POSTGRES_URL}?table={table}", "--verbose", "ERROR", *flags]
         log = (workdir / f"node{index}.log").open("ab")
         procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
     for port, proc in zip(ports, procs, strict=True):
@@ -226,16 +228,17 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--gearmand", default=shutil.which("gearmand") or "/usr/sbin/gearmand")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results/cluster"))
+    parser.add_argument("--flag", action="append", default=[], help="a flag for the geartrain nodes (repeat)")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     figures: dict[str, list[tuple[float, float]]] = {"gearmand": [], "geartrain": []}
     for rep in range(args.reps):
-        for name, start in (("gearmand", start_gearmand), ("geartrain", start_geartrain_cluster)):
+        for name in ("gearmand", "geartrain"):
             table = f"gt_bench_{uuid.uuid4().hex[:10]}"
             procs, ports = (
                 start_gearmand(args.gearmand, table, args.workdir)
                 if name == "gearmand"
-                else start_geartrain_cluster(table, args.workdir)
+                else start_geartrain_cluster(table, args.workdir, tuple(args.flag))
             )
             try:
                 submits, burn = submit_and_burn(ports, args.jobs, args.connections, args.workers)

@@ -89,7 +89,8 @@ def test_claimed_jobs_are_queued_and_released_ones_leave_without_a_deletion() ->
     worker = talk.worker(b"f")
     for key in (b"a", b"b", b"c"):
         talk.engine.restore(StoredJob(key, b"f", key, 1, b"data"), talk.now)
-    assert cluster.wanted(talk.engine, prefetch=2) == {}  # three held, two wanted per worker
+    assert cluster.wanted(talk.engine, prefetch=4) == {}  # three held: more than half of four per worker
+    assert cluster.wanted(talk.engine, prefetch=6) == {b"f": 3}  # at half: fill up
     talk.send(worker, P.GRAB_JOB_UNIQ)
     assert [r[0] for r in talk.replies(worker)] == [P.JOB_ASSIGN_UNIQ]
     released = cluster.release_queued(talk.engine)

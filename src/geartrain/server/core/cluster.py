@@ -16,7 +16,10 @@ from geartrain.server.core.jobs import Job
 from geartrain.server.core.queues import PRIORITIES
 from geartrain.server.core.records import Removal
 
-PREFETCH = 2  # jobs held per registered worker: a worker finishing one finds the next here, not in the database
+# Jobs held per registered worker: a worker finishing one finds the next here, not in the database, and one claim
+# serves many jobs. A node refills when its queue is down to half of that (a worker taking a job marks the function
+# hungry); what it holds but has not started goes back to the cluster if it dies, without having run.
+PREFETCH = 16
 
 
 def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:
@@ -32,8 +35,9 @@ def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:
         if not workers:
             continue
         held = sum(function.queued)
-        if function.sleepers or held < workers:
-            want = workers * prefetch - held
+        target = workers * prefetch
+        if function.sleepers or held <= target // 2:
+            want = target - held
             if want > 0:
                 wants[name] = want
     return wants

@@ -155,6 +155,8 @@ class WorkerRules(EngineState):
         job.since = now
         if self.config.round_robin:
             peer.abilities.append(peer.abilities.pop(position))
+        if self.hungry is not None and job.store_key is not None:  # a cluster node: refill before the queue runs dry
+            self.hungry.add(function)
         timeout = peer.timeouts.get(function)
         if timeout is not None:
             self._seq += 1
