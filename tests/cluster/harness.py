@@ -28,6 +28,7 @@ class Node:
 
     def __init__(self, url: str, name: str, workdir: Path, lease: float, *flags: str) -> None:
         self.url, self.name, self.lease, self.flags = url, name, lease, flags
+        self.host = "127.0.0.1"
         self.port, self.http_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"

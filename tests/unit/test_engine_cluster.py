@@ -98,3 +98,73 @@ def test_claimed_jobs_are_queued_and_released_ones_leave_without_a_deletion() ->
     assert len(talk.engine.jobs) == 1
     assert talk.engine.functions[b"f"].queued == [0, 0, 0]
     assert talk.engine.take_store_batch() is None
+
+
+# ---------------------------------------------------------------------- foreground jobs across nodes
+
+
+def with_relay(talk: Conversation) -> Peer:
+    relay = talk.connect("cluster")
+    talk.engine.cluster_relay = relay
+    return relay
+
+
+def test_a_foreground_job_without_a_worker_here_is_stored_for_another_node_and_its_packets_come_back() -> None:
+    talk = node()
+    relay = with_relay(talk)
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB, b"f", b"u", b"data")
+    [add] = commit(talk)
+    assert add.waiting and not add.owned
+    output = client.take_output()
+    assert output.startswith(b"\0RES\0\0\0\x08")  # JOB_CREATED once stored
+    [job] = talk.engine.jobs.values()
+    assert job.worker is relay and relay.assigned == {job.handle: job}
+    cluster.relayed(talk.engine, b"u", b"f", P.WORK_DATA, (b"part",), talk.now)
+    cluster.relayed(talk.engine, b"u", b"f", P.WORK_STATUS, (b"1", b"2"), talk.now)
+    cluster.relayed(talk.engine, b"u", b"f", P.WORK_COMPLETE, (b"done",), talk.now)
+    assert talk.replies(client) == [
+        (P.WORK_DATA, (job.handle, b"part")),
+        (P.WORK_STATUS, (job.handle, b"1", b"2")),
+        (P.WORK_COMPLETE, (job.handle, b"done")),
+    ]
+    assert talk.engine.jobs == {} and talk.engine.remote_jobs == {}
+    assert talk.engine.take_store_batch() is None  # the runner deleted the record
+
+
+def test_a_job_run_for_another_nodes_client_sends_its_packets_to_that_nodes_relay() -> None:
+    talk = node()
+    relay = talk.connect("cluster:other")
+    worker = talk.worker(b"f")
+    job = talk.engine.restore(StoredJob(b"u", b"f", b"u", 1, b"data"), talk.now)
+    cluster.run_for(talk.engine, job, relay)
+    talk.send(worker, P.GRAB_JOB)
+    talk.replies(worker)
+    talk.send(worker, P.WORK_COMPLETE, job.handle, b"done")
+    assert talk.replies(relay) == [(P.WORK_COMPLETE, (job.handle, b"done"))]
+    batch = talk.engine.take_store_batch()
+    assert batch is not None and batch.removes == [Removal(b"u", b"f")]  # the runner deletes the record
+
+
+def test_a_waiting_job_whose_client_leaves_is_deleted_from_the_store() -> None:
+    talk = node()
+    relay = with_relay(talk)
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB, b"f", b"u", b"data")
+    commit(talk)
+    talk.disconnect(client)
+    assert talk.engine.jobs == {} and relay.assigned == {}
+    batch = talk.engine.take_store_batch()
+    assert batch is not None and batch.removes == [Removal(b"u", b"f")]
+    cluster.relayed(talk.engine, b"u", b"f", P.WORK_COMPLETE, (b"late",), talk.now)  # ignored
+    assert talk.engine.jobs == {}
+
+
+def test_with_a_worker_here_a_foreground_job_stays_here() -> None:
+    talk = node()
+    with_relay(talk)
+    talk.worker(b"f")
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB, b"f", b"u", b"data")
+    assert talk.engine.take_store_batch() is None
+    assert [r[0] for r in talk.replies(client)] == [P.JOB_CREATED]

@@ -12,6 +12,10 @@ It runs on the node's event loop beside the Gearman server and talks to the data
   gives them to others, and it must not run them too. When the database answers again it hands back the queued jobs
   it held (others may have them now) and carries on.
 * **Leader.** One node at a time (a lease in the database) sends the jobs of lapsed leases back to the cluster.
+* **Foreground jobs across nodes.** A node stores a foreground job for which it has no worker, for the cluster;
+  the node that claims it runs it for a relay peer standing for the waiting node's clients, and the packets its
+  worker sends (WORK_DATA ... WORK_COMPLETE) go back through the database (an events table and a channel) to the
+  client's node, whose engine takes them from its own relay peer as if a worker there had sent them.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
+from geartrain.protocol.codec import Decoder
+from geartrain.protocol.packets import RES, Packet
 from geartrain.server.core import cluster as rules
 from geartrain.server.core.engine import Engine
+from geartrain.server.core.peers import Peer
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.base import StoreError
 
@@ -42,24 +49,83 @@ class ClusterDb(Protocol):
     @property
     def description(self) -> str: ...
     async def register(self, address: str) -> int: ...
-    async def claim(self, function: bytes, limit: int) -> list[StoredJob]: ...
+    async def claim(self, function: bytes, limit: int) -> list[tuple[StoredJob, str | None]]: ...
     async def renew(self, jobs_held: int) -> None: ...
     async def release(self, keys: Sequence[Removal]) -> None: ...
     async def release_all(self) -> int: ...
     async def lead(self) -> bool: ...
     async def rescue(self) -> int: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
-    def notifications(self) -> AsyncIterator[bytes]: ...
+    def notifications(self) -> AsyncIterator[tuple[bool, bytes]]: ...
+    async def send_events(self, events: Sequence[tuple[str, bytes, bytes, int, bytes]]) -> None: ...
+    async def take_events(self) -> list[tuple[bytes, bytes, int, bytes]]: ...
     async def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+OpenPeer = Callable[[str, Sink], Peer]
+
+
+class Discard:
+    """Where the output of the relay peer standing for other nodes' workers goes: nowhere (nobody reads it)."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    abort = close
+
+
+class RelaySink:
+    """The output of the relay peer standing for one node's clients: the packets of the jobs run for them, turned
+    into events for that node (by stored key, since handles are each node's own)."""
+
+    def __init__(self, cluster: ClusterNode, node: str, max_packet_size: int) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.decoder = Decoder(accept=RES, admin=False, max_packet_size=max_packet_size)
+
+    def write(self, data: bytes) -> None:
+        for item in self.decoder.feed(data):
+            if isinstance(item, Packet) and item.args:
+                self.cluster.relay(self.node, item.type, item.args)
+
+    def close(self) -> None:
+        pass
+
+    abort = close
 
 
 class ClusterNode:
     """Moves jobs between one node's engine and the cluster's database."""
 
-    def __init__(self, db: ClusterDb, engine: Engine, flush: Callable[[], None], node: str, lease: float) -> None:
+    def __init__(
+        self,
+        db: ClusterDb,
+        engine: Engine,
+        flush: Callable[[], None],
+        open_peer: OpenPeer,
+        node: str,
+        lease: float,
+        max_packet_size: int,
+    ) -> None:
         self.db = db
         self.engine = engine
         self.flush = flush
+        self.open_peer = open_peer
+        self.max_packet_size = max_packet_size
+        self._relays: dict[str, Peer] = {}  # per node whose clients wait for jobs run here
+        self._relayed: dict[bytes, tuple[bytes, bytes, str]] = {}  # handle here -> (key, function, client's node)
+        self._outgoing: list[tuple[str, bytes, bytes, int, bytes]] = []
+        self._sending: asyncio.Task[None] | None = None
+        self._incoming = asyncio.Event()
         self.node = node
         self.lease = lease
         self.leader = False
@@ -75,8 +141,9 @@ class ClusterNode:
         handed_back = await self.db.register(address)
         if handed_back:
             log.warning("cluster: handed back %d jobs an earlier run of node %s held", handed_back, self.node)
+        self.engine.cluster_relay = self.open_peer("cluster", Discard())
         loop = asyncio.get_running_loop()
-        for work in (self._claims(), self._listen(), self._housekeeping(), self._poll()):
+        for work in (self._claims(), self._listen(), self._housekeeping(), self._poll(), self._receive()):
             self._tasks.append(loop.create_task(work))
         log.warning("cluster: node %s joined on %s (lease %.0f s)", self.node, self.db.description, self.lease)
 
@@ -132,10 +199,13 @@ class ClusterNode:
                 continue
             now = time.time()
             if self.suspended:  # lost the lease while claiming: these go back at once
-                await self.db.release([Removal(job.key, job.function) for job in jobs])
+                await self.db.release([Removal(job.key, job.function) for job, _ in jobs])
                 return False
-            for job in jobs:
-                self.engine.restore(job, now)
+            for stored, client_node in jobs:
+                job = self.engine.restore(stored, now)
+                if client_node is not None:
+                    rules.run_for(self.engine, job, self._relay_for(client_node))
+                    self._relayed[job.handle] = (stored.key, stored.function, client_node)
             self.claimed += len(jobs)
             self.flush()
             full = full or len(jobs) == limit
@@ -144,8 +214,12 @@ class ClusterNode:
     async def _listen(self) -> None:
         while True:
             try:
-                async for function in self.db.notifications():
-                    known = self.engine.functions.get(function)
+                async for is_event, name in self.db.notifications():
+                    if is_event:
+                        if name == self.node.encode():
+                            self._incoming.set()
+                        continue
+                    known = self.engine.functions.get(name)
                     if known is not None and known.worker_count:
                         self._wanted.set()
             except StoreError as error:
@@ -156,6 +230,60 @@ class ClusterNode:
         while True:
             await asyncio.sleep(SAFETY_POLL)
             self._wanted.set()
+            if self.engine.remote_jobs:
+                self._incoming.set()
+
+    # ------------------------------------------------------------------ foreground jobs across nodes
+
+    def _relay_for(self, node: str) -> Peer:
+        relay = self._relays.get(node)
+        if relay is None or relay.closed:
+            relay = self.open_peer(f"cluster:{node}", RelaySink(self, node, self.max_packet_size))
+            relay.exceptions = True  # the client's node decides who hears of an exception
+            self._relays[node] = relay
+        return relay
+
+    def relay(self, node: str, ptype: int, args: Sequence[bytes]) -> None:
+        """A packet the engine sent to the relay of ``node``'s clients: queue it for that node."""
+        handle = args[0]
+        entry = self._relayed.get(handle)
+        if entry is None:
+            return
+        if ptype in rules.ENDINGS:
+            del self._relayed[handle]
+        key, function, _ = entry
+        self._outgoing.append((node, key, function, ptype, b"\0".join(args[1:])))
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._outgoing:
+            events, self._outgoing = self._outgoing, []
+            for attempt in range(30):
+                try:
+                    await self.db.send_events(events)
+                    break
+                except StoreError as error:
+                    log.error("cluster: cannot send results to the clients' nodes (%s); retrying", error)
+                    await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+
+    async def _receive(self) -> None:
+        while True:
+            await self._incoming.wait()
+            self._incoming.clear()
+            try:
+                events = await self.db.take_events()
+            except StoreError as error:
+                log.error("cluster: cannot read results for this node's clients (%s)", error)
+                await asyncio.sleep(RETRY)
+                self._incoming.set()
+                continue
+            now = time.time()
+            for key, function, ptype, data in events:
+                rest = tuple(data.split(b"\0", 1)) if ptype in rules.SPLIT_TWICE else (data,)
+                rules.relayed(self.engine, key, function, ptype, rest, now)
+            if events:
+                self.flush()
 
     # ------------------------------------------------------------------ lease and leader
 

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 NODES_TABLE = "geartrain_nodes"
 LEADER_TABLE = "geartrain_leader"
+EVENTS_TABLE = "geartrain_events"
+#: A node whose heartbeat is this many leases old is gone for good: its clients' jobs and events are dropped.
+GONE_AFTER_LEASES = 4
 
 
 class PostgresClusterSql:
@@ -39,6 +42,7 @@ class PostgresClusterSql:
         self.node = node
         self.lease = lease
         self.channel = f"gt_{store.table_name}"[:63]
+        self.events_channel = f"gte_{store.table_name}"[:63]  # payload: the node that has packets to read
         self.table = store.table
 
     def upgrade(self, conn: Connection[Any]) -> None:
@@ -46,7 +50,7 @@ class PostgresClusterSql:
         t, name = self.table, self.store.table_name[:50]
         conn.execute(
             f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS owner TEXT, ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ, "
-            "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0"
+            "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS client_node TEXT"
         )
         # Claims walk the waiting jobs of one function in order; renewals and releases find a node's own.
         conn.execute(
@@ -60,6 +64,12 @@ class PostgresClusterSql:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {LEADER_TABLE} (queue TEXT PRIMARY KEY, node TEXT, lease_until TIMESTAMPTZ)"
         )
+        # Packets of foreground jobs on their way back to the node whose client waits (read and deleted by it).
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (seq BIGSERIAL PRIMARY KEY, queue TEXT NOT NULL, "
+            "node TEXT NOT NULL, unique_key TEXT, function_name TEXT, type INTEGER, data BYTEA)"
+        )
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_node_idx ON {EVENTS_TABLE} (queue, node, seq)")
 
     def batch_statement(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> tuple[str, list[Any]] | None:
         """One statement for a batch: deletes, then inserts that keep a row another node stored under the same key
@@ -77,15 +87,16 @@ class PostgresClusterSql:
             params += [[bytes_to_text(r.key) for r in removes], [bytes_to_text(r.function) for r in removes]]
         parts.append(
             f"ins AS (INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run, reducer, "
-            "owner, lease_until) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
-            "CASE WHEN o THEN clock_timestamp() + %s * interval '1 second' END "
-            "FROM unnest(%s::text[], %s::text[], %s::int4[], %s::bytea[], %s::int4[], %s::bytea[], %s::bool[]) "
-            "WITH ORDINALITY AS batch(k, f, p, d, w, r, o, n) ORDER BY n "
+            "owner, lease_until, client_node) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
+            "CASE WHEN o THEN clock_timestamp() + %s * interval '1 second' END, CASE WHEN c THEN %s END "
+            "FROM unnest(%s::text[], %s::text[], %s::int4[], %s::bytea[], %s::int4[], %s::bytea[], %s::bool[], "
+            "%s::bool[]) WITH ORDINALITY AS batch(k, f, p, d, w, r, o, c, n) ORDER BY n "
             "ON CONFLICT (unique_key, function_name) DO NOTHING RETURNING unique_key, function_name, owner)"
         )
         params += [
             self.node,
             self.lease,
+            self.node,
             [bytes_to_text(j.key) for j in adds],
             [bytes_to_text(j.function) for j in adds],
             [j.priority for j in adds],
@@ -93,6 +104,7 @@ class PostgresClusterSql:
             [j.when for j in adds],
             [j.reducer for j in adds],
             [j.owned for j in adds],
+            [j.waiting for j in adds],
         ]
         parts.append(
             "announced AS (SELECT count(pg_notify(%s, f)) AS n FROM "
@@ -145,10 +157,14 @@ class PostgresClusterDb:
             "started = EXCLUDED.started, heartbeat = EXCLUDED.heartbeat, jobs = 0",
             (sql.store.table_name, sql.node, address),
         )
+        # The clients of an earlier run of this node are gone: their jobs nobody runs yet, and packets for them.
+        await self._run(f"DELETE FROM {sql.table} WHERE client_node = %s AND owner IS NULL", (sql.node,))
+        await self._run(f"DELETE FROM {EVENTS_TABLE} WHERE queue = %s AND node = %s", (sql.store.table_name, sql.node))
         return await self.release_all()
 
-    async def claim(self, function: bytes, limit: int) -> list[StoredJob]:
-        """Up to ``limit`` waiting jobs of ``function`` for this node, in priority and submission order."""
+    async def claim(self, function: bytes, limit: int) -> list[tuple[StoredJob, str | None]]:
+        """Up to ``limit`` waiting jobs of ``function`` for this node, in priority and submission order, each with
+        the node whose client waits for it (``None`` for a background job)."""
         sql = self.sql
         rows = await self._run(
             f"WITH picked AS (SELECT ctid FROM {sql.table} WHERE owner IS NULL AND function_name = %s "
@@ -156,13 +172,14 @@ class PostgresClusterDb:
             "ORDER BY priority, seq LIMIT %s FOR UPDATE SKIP LOCKED) "
             f"UPDATE {sql.table} AS t SET owner = %s, lease_until = clock_timestamp() + %s * interval '1 second' "
             "FROM picked WHERE t.ctid = picked.ctid "
-            "RETURNING t.unique_key, t.function_name, t.priority, t.data, t.when_to_run, t.reducer, t.seq",
+            "RETURNING t.unique_key, t.function_name, t.priority, t.data, t.when_to_run, t.reducer, t.seq, "
+            "t.client_node",
             (bytes_to_text(function), limit, sql.node, sql.lease),
         )
         rows.sort(key=lambda row: (row[2], row[6]))
         return [
-            job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer)
-            for key, name, priority, data, when, reducer, _ in rows
+            (job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer), client)
+            for key, name, priority, data, when, reducer, _, client in rows
         ]
 
     async def renew(self, jobs_held: int) -> None:
@@ -220,7 +237,49 @@ class PostgresClusterDb:
             "GROUP BY function_name) AS waiting",
             (sql.channel,),
         )
+        gone = (
+            f"SELECT node FROM {NODES_TABLE} WHERE queue = %s AND heartbeat < clock_timestamp() - "
+            f"%s * interval '1 second'"
+        )
+        gone_params = (sql.store.table_name, sql.lease * GONE_AFTER_LEASES)
+        await self._run(f"DELETE FROM {sql.table} WHERE owner IS NULL AND client_node IN ({gone})", gone_params)
+        await self._run(
+            f"DELETE FROM {EVENTS_TABLE} WHERE queue = %s AND node IN ({gone})", (sql.store.table_name, *gone_params)
+        )
         return sum(int(row[0]) for row in rows)
+
+    async def send_events(self, events: Sequence[tuple[str, bytes, bytes, int, bytes]]) -> None:
+        """Packets for the nodes whose clients wait: (node, key, function, packet type, arguments after the
+        handle joined by NUL), in order; each node is told on the events channel."""
+        sql = self.sql
+        await self._run(
+            f"WITH sent AS (INSERT INTO {EVENTS_TABLE} (queue, node, unique_key, function_name, type, data) "
+            "SELECT %s, n, k, f, t, d FROM unnest(%s::text[], %s::text[], %s::text[], %s::int4[], %s::bytea[]) "
+            "WITH ORDINALITY AS e(n, k, f, t, d, o) ORDER BY o RETURNING node) "
+            "SELECT count(pg_notify(%s, node)) FROM (SELECT DISTINCT node FROM sent) AS told",
+            (
+                sql.store.table_name,
+                [event[0] for event in events],
+                [bytes_to_text(event[1]) for event in events],
+                [bytes_to_text(event[2]) for event in events],
+                [event[3] for event in events],
+                [event[4] for event in events],
+                sql.events_channel,
+            ),
+        )
+
+    async def take_events(self) -> list[tuple[bytes, bytes, int, bytes]]:
+        """The packets waiting for this node's clients, oldest first: (key, function, type, arguments)."""
+        sql = self.sql
+        rows = await self._run(
+            f"DELETE FROM {EVENTS_TABLE} WHERE queue = %s AND node = %s "
+            "RETURNING seq, unique_key, function_name, type, data",
+            (sql.store.table_name, sql.node),
+        )
+        rows.sort()
+        return [
+            (text_to_bytes(key), text_to_bytes(name), int(ptype), bytes(data)) for _, key, name, ptype, data in rows
+        ]
 
     async def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes as the API shows them."""
@@ -237,9 +296,10 @@ class PostgresClusterDb:
             for node, address, started, age, jobs, lead in rows
         ]
 
-    async def notifications(self) -> AsyncIterator[bytes]:
-        """The functions announced on the cluster's channel, as they come (raises StoreUnavailable when the
-        listening connection is lost; the caller listens again)."""
+    async def notifications(self) -> AsyncIterator[tuple[bool, bytes]]:
+        """What the cluster's channels announce, as it comes: ``(False, function)`` for jobs waiting for any node,
+        ``(True, node)`` for packets waiting for a node's clients. Raises StoreUnavailable when the listening
+        connection is lost (the caller listens again)."""
         import psycopg
 
         with self.sql.store._errors():
@@ -248,8 +308,9 @@ class PostgresClusterDb:
         try:
             with self.sql.store._errors():
                 await conn.execute(f'LISTEN "{self.sql.channel}"')
+                await conn.execute(f'LISTEN "{self.sql.events_channel}"')
                 async for notice in conn.notifies():
-                    yield text_to_bytes(notice.payload)
+                    yield notice.channel == self.sql.events_channel, text_to_bytes(notice.payload)
         finally:
             self._listener = None
             with contextlib.suppress(Exception):

@@ -74,7 +74,15 @@ def build_node(config: ServerConfig, store: QueueStore | None = None, *, store_o
     if config.cluster:
         from geartrain.cluster.node import ClusterNode
 
-        cluster = ClusterNode(cluster_db, gearman.engine, gearman.flush, config.node_name(), config.lease)
+        cluster = ClusterNode(
+            cluster_db,
+            gearman.engine,
+            gearman.flush,
+            ServerActions(gearman).open_peer,
+            config.node_name(),
+            config.lease,
+            config.max_packet_size,
+        )
         gearman.on_hungry = cluster.kick
     http = None
     if config.http_port is not None:

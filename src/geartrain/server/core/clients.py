@@ -48,7 +48,8 @@ class ClientRules(DurableRules):
         new_handle = self._new_handle.next_with_reply
         wake = self._wake
         # A persistent server acknowledges a background job only once it is stored: the general path does that.
-        fast = self.inline_submits and not (background and self.config.persistent)
+        # A cluster node decides where each job goes (kept, left to the cluster, run elsewhere): the general path.
+        fast = self.inline_submits and not (background and self.config.persistent) and not self.config.cluster
         kind = priority * 2 + background  # index into FunctionStats.submitted
         byte_cap = self.config.max_queued_bytes
 
@@ -158,6 +159,9 @@ class ClientRules(DurableRules):
         if not background:
             job.clients += (peer,)
             peer.waiting.add(job)
+            if self.cluster_relay is not None and not function.worker_count and not when:
+                self._store_new(peer, job, waiting=True)  # no worker here: another node's runs it
+                return job
         elif self.config.persistent:
             self._store_new(peer, job)  # queued and acknowledged once the store holds it
             return job

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from geartrain.protocol.packets import PacketType
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
+from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES
 from geartrain.server.core.records import Removal
 
@@ -63,3 +65,40 @@ def release_queued(engine: Engine) -> list[Removal]:
                 engine._free(job)
             queue.extend(kept)
     return released
+
+
+# ---------------------------------------------------------------------- foreground jobs across nodes
+
+#: The packets a runner sends back to the node whose client waits; the last three end the job.
+RELAYED = (
+    PacketType.WORK_DATA,
+    PacketType.WORK_WARNING,
+    PacketType.WORK_STATUS,
+    PacketType.WORK_COMPLETE,
+    PacketType.WORK_FAIL,
+    PacketType.WORK_EXCEPTION,
+)
+ENDINGS = frozenset((PacketType.WORK_COMPLETE, PacketType.WORK_FAIL, PacketType.WORK_EXCEPTION))
+SPLIT_TWICE = frozenset((PacketType.WORK_STATUS,))  # handle, numerator, denominator: two arguments after the handle
+
+
+def run_for(engine: Engine, job: Job, relay: Peer) -> None:
+    """A claimed job whose client waits on another node (``relay`` stands for that node's clients): run it as a
+    foreground job of the relay's, so every packet its worker sends reaches the relay's output."""
+    job.background = False
+    job.clients = (relay,)
+    relay.waiting.add(job)
+
+
+def relayed(engine: Engine, key: bytes, function: bytes, ptype: int, rest: tuple[bytes, ...], now: float) -> None:
+    """A packet the runner of a job of this node's client sent back: hand it to the engine as if a worker here
+    had sent it, under this node's handle (unknown jobs, whose client left meanwhile, are ignored)."""
+    relay = engine.cluster_relay
+    job = engine.remote_jobs.get((key, function))
+    if relay is None or job is None or relay.assigned.get(job.handle) is not job:
+        engine.remote_jobs.pop((key, function), None)
+        return
+    if ptype in ENDINGS:
+        del engine.remote_jobs[(key, function)]
+        job.store_key = None  # the runner deleted the record
+    engine.handle(relay, ptype, (job.handle, *rest), now)

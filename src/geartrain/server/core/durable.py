@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from geartrain.errors import ErrorCode
+from geartrain.protocol.codec import encode
 from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
 from geartrain.server.core.peers import Peer, PendingAck
@@ -36,10 +37,11 @@ class StoreBatch:
 class DurableRules(EngineState):
     """Store bookkeeping for background jobs."""
 
-    def _store_new(self, peer: Peer, job: Job) -> None:
-        """Record a new background job for the store; its JOB_CREATED waits for the transaction."""
+    def _store_new(self, peer: Peer, job: Job, waiting: bool = False) -> None:
+        """Record a new background job for the store; its JOB_CREATED waits for the transaction. ``waiting``: a
+        cluster node's foreground job for a function none of its workers serves, stored for another node to run."""
         job.acks = []
-        self._record_add(job, fresh=True)
+        self._record_add(job, fresh=True, waiting=waiting)
         self._pending_ack(peer, job)
 
     def _store_attached(self, peer: Peer, job: Job) -> None:
@@ -49,14 +51,22 @@ class DurableRules(EngineState):
             self._record_add(job, fresh=False)
         self._pending_ack(peer, job)
 
-    def _record_add(self, job: Job, fresh: bool) -> None:
+    def _record_add(self, job: Job, fresh: bool, waiting: bool = False) -> None:
         job.store_key = storage_key(job.unique)
         if self.store_removed:
             self._cancel_removal(Removal(job.store_key, job.function.name))
-        owned = self.hungry is not None and self._keep_here(job)
+        owned = self.hungry is not None and not waiting and self._keep_here(job)
         self.store_adds.append(
             StoredJob(
-                job.store_key, job.function.name, job.unique, job.priority, job.data, job.when, job.reducer, owned
+                job.store_key,
+                job.function.name,
+                job.unique,
+                job.priority,
+                job.data,
+                job.when,
+                job.reducer,
+                owned,
+                waiting,
             )
         )
         self.store_jobs.append((job, fresh))
@@ -125,13 +135,35 @@ class DurableRules(EngineState):
                 self._resolve(ack, created)
             if not fresh or job.handle not in self.jobs:
                 continue  # a foreground job turned background is already queued or running
+            add = batch.adds[position]
             if job.ignore:
                 self._free(job)  # cancelled while being stored
-            elif cluster and (not batch.adds[position].owned or position in elsewhere):
+            elif add.waiting:
+                self._run_elsewhere(job, position in elsewhere, now)
+            elif cluster and (not add.owned or position in elsewhere):
                 job.store_key = None  # the store keeps it for whichever node claims it; this node forgets it
                 self._free(job)
             else:
                 self._enqueue(job, now)
+
+    def _run_elsewhere(self, job: Job, taken: bool, now: float) -> None:
+        """A foreground job stored for another node: this node's relay peer stands for that node's worker, and the
+        packets the runner sends back come in through it (``geartrain.server.core.cluster.relayed``)."""
+        relay = self.cluster_relay
+        if taken or relay is None or job.store_key is None:
+            # The key is another node's job: foreground uniques do not coalesce across nodes yet, so it fails.
+            job.store_key = None
+            self._forward(job, encode(replies.WORK_FAIL, job.handle))
+            for client in job.clients:
+                client.waiting.discard(job)
+            job.clients = ()
+            self._free(job)
+            return
+        job.worker = relay
+        relay.assigned[job.handle] = job
+        job.function.running += 1
+        job.since = now
+        self.remote_jobs[(job.store_key, job.function.name)] = job
 
     def _owned_settled(self, add: StoredJob) -> None:
         if add.owned:

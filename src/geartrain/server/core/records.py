@@ -30,6 +30,9 @@ class StoredJob:
     #: In a cluster: the submitting node keeps the job (it has an idle worker for it) instead of leaving it to
     #: whichever node claims it first.
     owned: bool = False
+    #: In a cluster: a foreground job whose client waits on the submitting node (which no worker of its serves);
+    #: the node that runs it sends the job's packets back (``geartrain.server.core.cluster``).
+    waiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)

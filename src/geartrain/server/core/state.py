@@ -60,6 +60,10 @@ class EngineState:
         # them), and per function the jobs being stored as this node's own (see DurableRules._record_add).
         self.hungry: set[Function] | None = set() if self.config.cluster else None
         self.owned_pending: dict[Function, int] = {}
+        # Cluster mode: the peer that stands for the other nodes' workers (foreground jobs of this node's clients
+        # that run elsewhere are assigned to it), and those jobs by their stored key.
+        self.cluster_relay: Peer | None = None
+        self.remote_jobs: dict[tuple[bytes, bytes], Job] = {}
 
     # ------------------------------------------------------------------ output
 
@@ -184,7 +188,13 @@ class EngineState:
         """Nobody wants the job any more: a queued one is skipped later, a running one may still finish."""
         job.ignore = True
         self._unindex(job)
+        if job.worker is not None and job.worker is self.cluster_relay and job.store_key is not None:
+            self.remote_jobs.pop((job.store_key, job.function.name), None)
         self._unstore(job)
+        if job.worker is not None and job.worker is self.cluster_relay:
+            # Left to another node for a client that is gone: its record is deleted (it runs there only if that
+            # node already took it, as a running job runs on); nothing here waits for it any more.
+            self._finish(job)
 
     def cancel(self, handle: bytes) -> bool:
         """Admin `cancel job`: its foreground clients get WORK_FAIL; ``False`` if there is no such job."""
