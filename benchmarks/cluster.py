@@ -220,6 +220,68 @@ def takeover_seconds(workdir: Path, jobs: int = 2000) -> float:
         drop(table)
 
 
+def echo_worker(port: int, go: Any) -> None:
+    """A worker that completes each job with its payload, until its connection is closed."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = packets.FrameReader()
+    sock.sendall(packets.request(packets.CAN_DO, FUNCTION) + packets.request(packets.PRE_SLEEP))
+    go.set()
+    while data := sock.recv(1 << 16):
+        out = []
+        for packet_type, body in reader.feed(data):
+            if packet_type == packets.JOB_ASSIGN:
+                handle, _, rest = body.partition(b"\0")
+                out.append(packets.request(packets.WORK_COMPLETE, handle, rest.partition(b"\0")[2]))
+                out.append(packets.request(packets.GRAB_JOB))
+            elif packet_type == packets.NO_JOB:
+                out.append(packets.request(packets.PRE_SLEEP))
+            elif packet_type == packets.NOOP:
+                out.append(packets.request(packets.GRAB_JOB))
+        if out:
+            sock.sendall(b"".join(out))
+
+
+def round_trips(client_port: int, worker_port: int, count: int) -> list[float]:
+    """Seconds per foreground round trip (submit to WORK_COMPLETE), one at a time."""
+    go = multiprocessing.Event()
+    worker_process = multiprocessing.Process(target=echo_worker, args=(worker_port, go), daemon=True)
+    worker_process.start()
+    go.wait(10)
+    time.sleep(0.5)  # registered and asleep
+    sock = socket.create_connection(("127.0.0.1", client_port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = packets.FrameReader()
+    times = []
+    try:
+        for n in range(count):
+            started = time.perf_counter()
+            sock.sendall(packets.request(packets.SUBMIT_JOB, FUNCTION, b"rt-%d" % n, PAYLOAD))
+            done = False
+            while not done:
+                for packet_type, _ in reader.feed(sock.recv(1 << 16)):
+                    done = done or packet_type == packets.WORK_COMPLETE
+            times.append(time.perf_counter() - started)
+    finally:
+        sock.close()
+        worker_process.kill()
+    return times
+
+
+def cross_node_round_trips(workdir: Path, count: int = 2000) -> None:
+    """Client and worker on one node, then client on one node and worker on the other: p50 and p99."""
+    table = f"gt_bench_{uuid.uuid4().hex[:10]}"
+    procs, ports = start_geartrain_cluster(table, workdir)
+    try:
+        for label, worker_port in (("same node", ports[0]), ("across nodes", ports[1])):
+            times = sorted(round_trips(ports[0], worker_port, count))
+            p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99)]
+            print(f"foreground round trip, {label:12}: p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms", flush=True)
+    finally:
+        stop(procs)
+        drop(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=200_000)
@@ -255,6 +317,7 @@ def main() -> None:
             f"{label:10}: geartrain 2 nodes {ours:9,.0f}/s, gearmand {theirs:9,.0f}/s, paired ratio median "
             f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
         )
+    cross_node_round_trips(args.workdir)
     print(f"takeover after kill -9 (default lease 15 s): {takeover_seconds(args.workdir):.1f} s")
 
 

@@ -259,7 +259,7 @@ def start_server(name: str, workdir: Path, attempts: int = 3) -> GearmanServer:
 # --------------------------------------------------------------------------------------------------------------
 # Admin text protocol.
 
-LISTING_COMMANDS = ("status", "prioritystatus", "workers", "show jobs", "show unique jobs")
+LISTING_COMMANDS = ("status", "prioritystatus", "workers", "show jobs", "show unique jobs", "status cluster")
 
 
 class _LineReader:

@@ -17,7 +17,7 @@ from harness import FUNCTION, Ledger, Node, Workers, submit
 
 from databases import BACKENDS, postgres_raw, require_service
 from proxy import CuttableProxy
-from servers import wait_until
+from servers import admin_raw, wait_until
 
 LEASE = 4.0  # short, so that the takeover test is quick; the default is 15 s
 
@@ -251,3 +251,22 @@ def test_a_node_cut_off_from_the_database_stops_and_rejoins_without_a_duplicate(
     reruns = sum(n - 1 for n in ledger.runs.values())
     assert reruns <= 4, f"{reruns} jobs ran twice: only the two jobs of each of n0's two workers may"
     assert cut_at_runs < len(uniques)
+
+
+def test_status_cluster_and_metrics_list_the_nodes(nodes: list[Node], table: tuple[str, str], tmp_path: Path) -> None:
+    url, _ = table
+    start_nodes(nodes, url, tmp_path, 2)
+
+    def listed() -> list[list[str]]:
+        text = admin_raw(nodes[0].address, "status cluster").decode()
+        return [line.split("\t") for line in text.splitlines() if line != "."]
+
+    table_rows = wait_until(lambda: (found := listed()) and len(found) == 2 and found, timeout=20, message="2 rows")
+    assert [row[0] for row in table_rows] == ["n0", "n1"]
+    assert [row[1] for row in table_rows] == [node.address for node in nodes]
+    assert sum(int(row[4]) for row in table_rows) == 1  # one leader
+    with urllib.request.urlopen(f"http://127.0.0.1:{nodes[0].http_port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert "geartrain_cluster_nodes 2" in metrics and "geartrain_cluster_ready 1" in metrics
+    plain = admin_raw(nodes[0].address, "status").decode()
+    assert "n1" not in plain  # `status` stays this node's view

@@ -168,3 +168,36 @@ def test_with_a_worker_here_a_foreground_job_stays_here() -> None:
     talk.send(client, P.SUBMIT_JOB, b"f", b"u", b"data")
     assert talk.engine.take_store_batch() is None
     assert [r[0] for r in talk.replies(client)] == [P.JOB_CREATED]
+
+
+def test_status_cluster_is_an_admin_read_that_only_a_cluster_node_answers() -> None:
+    from geartrain.protocol.admin import AdminCommand, parse
+    from geartrain.security.guard import ADMIN_READ_COMMANDS
+    from geartrain.server.core.admin import AdminCommands
+
+    assert parse(b"status cluster") == AdminCommand("status cluster")
+    assert parse(b"STATUS Cluster") == AdminCommand("status cluster")
+    assert parse(b"status") == AdminCommand("status")
+    assert "status cluster" in ADMIN_READ_COMMANDS
+    talk = node()
+    admin = AdminCommands(talk.engine)
+    peer = talk.connect()
+    admin.run(peer, b"status cluster")
+    assert peer.take_output().startswith(b"ERR NOT_IN_CLUSTER ")
+    admin.cluster_rows = lambda: [(b"n1", b"127.0.0.1:4730", 2, 5, 1)]
+    admin.run(peer, b"status cluster")
+    assert peer.take_output() == b"n1\t127.0.0.1:4730\t2\t5\t1\n.\n"
+
+
+def test_a_queued_job_run_for_another_nodes_client_is_released_too() -> None:
+    talk = node()
+    relay, client = talk.connect("cluster:other"), talk.connect()
+    talk.worker(b"f")
+    mine = talk.engine.restore(StoredJob(b"mine", b"f", b"mine", 1, b"data"), talk.now)
+    theirs = talk.engine.restore(StoredJob(b"theirs", b"f", b"theirs", 1, b"data"), talk.now)
+    cluster.run_for(talk.engine, theirs, relay)
+    mine.clients, mine.background = (client,), False  # a client of this node waits for this one
+    client.waiting.add(mine)
+    released = cluster.release_queued(talk.engine, [relay])
+    assert released == [Removal(b"theirs", b"f")]
+    assert relay.waiting == set() and list(talk.engine.jobs.values()) == [mine]

@@ -132,6 +132,7 @@ class ClusterNode:
         self.suspended = False  # cannot renew its lease: hands out nothing
         self.claimed = 0  # jobs claimed from the cluster (counters for /metrics and the API)
         self.rescued = 0  # jobs this node, as leader, sent back after their node's lease lapsed
+        self.known_nodes: list[dict[str, Any]] = []  # the cluster as of the last heartbeat
         self._wanted = asyncio.Event()
         self._last_renewal = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -163,12 +164,15 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """Leave: hand the queued jobs this node holds back to the cluster, at once rather than after the lease."""
+        if self._sending is not None:  # results already sent by workers here reach their clients' nodes
+            with contextlib.suppress(asyncio.TimeoutError, StoreError):
+                await asyncio.wait_for(asyncio.shield(self._sending), 5)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        rules.release_queued(self.engine)
+        self._release_queued()
         with contextlib.suppress(StoreError):
             handed_back = await self.db.release_all()
             if handed_back:
@@ -235,6 +239,15 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ foreground jobs across nodes
 
+    def _release_queued(self) -> list[Removal]:
+        handles = {job.handle for relay in self._relays.values() for job in relay.waiting}
+        released = rules.release_queued(self.engine, self._relays.values())
+        for handle in handles:
+            job = self.engine.jobs.get(handle)
+            if job is None or not job.clients:  # released: no packet of it goes back from here
+                self._relayed.pop(handle, None)
+        return released
+
     def _relay_for(self, node: str) -> Peer:
         relay = self._relays.get(node)
         if relay is None or relay.closed:
@@ -292,13 +305,31 @@ class ClusterNode:
             await self._renew()
             if not self.suspended:
                 await self._lead()
+                with contextlib.suppress(StoreError):
+                    self.known_nodes = await self.db.nodes()
             await asyncio.sleep(self.lease / 3)
+
+    def status_rows(self) -> list[tuple[bytes | int, ...]]:
+        """`status cluster`: the nodes as of the last heartbeat (this node's database view)."""
+        return [
+            (
+                str(node["node"]).encode(),
+                str(node["address"]).encode(),
+                round(float(node["heartbeat_age"])),
+                int(node["jobs"]),
+                int(bool(node["leader"])),
+            )
+            for node in self.known_nodes
+        ]
+
+    @property
+    def jobs_held(self) -> int:
+        return sum(1 for job in self.engine.jobs.values() if job.store_key is not None)
 
     async def _renew(self) -> None:
         engine = self.engine
-        held = sum(1 for job in engine.jobs.values() if job.store_key is not None)
         try:
-            await self.db.renew(held)
+            await self.db.renew(self.jobs_held)
         except StoreError as error:
             silent_for = time.monotonic() - self._last_renewal
             if not self.suspended and silent_for >= self.lease * 2 / 3:
@@ -308,7 +339,7 @@ class ClusterNode:
             return
         self._last_renewal = time.monotonic()
         if self.suspended:
-            released = rules.release_queued(engine)
+            released = self._release_queued()
             try:
                 await self.db.release(released)  # those still ours; others may already run the rest
             except StoreError:

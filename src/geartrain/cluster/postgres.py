@@ -246,6 +246,10 @@ class PostgresClusterDb:
         await self._run(
             f"DELETE FROM {EVENTS_TABLE} WHERE queue = %s AND node IN ({gone})", (sql.store.table_name, *gone_params)
         )
+        # Listed a while after they die (/api/cluster shows their heartbeat's age), then forgotten.
+        await self._run(
+            f"DELETE FROM {NODES_TABLE} WHERE node IN ({gone}) AND queue = %s", (*gone_params, sql.store.table_name)
+        )
         return sum(int(row[0]) for row in rows)
 
     async def send_events(self, events: Sequence[tuple[str, bytes, bytes, int, bytes]]) -> None:

@@ -49,6 +49,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "geartrain_store_commits_total": ("counter", "Store transactions committed"),
     "geartrain_store_commit_seconds": ("histogram", "Time from starting a store transaction to its result"),
     "geartrain_access_denied_total": ("counter", "Requests the access policy refused, by action"),
+    "geartrain_cluster_nodes": ("gauge", "Nodes of this node's cluster, as of its last heartbeat"),
+    "geartrain_cluster_leader": ("gauge", "1 while this node does the cluster's housekeeping"),
+    "geartrain_cluster_ready": ("gauge", "1 while this node holds its lease, 0 while it cannot renew it"),
+    "geartrain_cluster_jobs_held": ("gauge", "Jobs of the cluster's table this node holds under its lease"),
+    "geartrain_cluster_claimed_total": ("counter", "Jobs this node claimed from the cluster"),
+    "geartrain_cluster_rescued_total": ("counter", "Jobs of lapsed leases this node, as leader, sent back"),
 }
 
 
@@ -134,6 +140,14 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
         out.add("geartrain_store_up", 1 if store.up else 0)
         out.add("geartrain_store_commits_total", store.commits)
         out.histogram("geartrain_store_commit_seconds", store.commit_latency)
+    cluster = node.cluster
+    if cluster is not None:  # docs/cluster.md
+        out.add("geartrain_cluster_nodes", len(cluster.known_nodes))
+        out.add("geartrain_cluster_leader", int(cluster.leader))
+        out.add("geartrain_cluster_ready", int(cluster.ready[0]))
+        out.add("geartrain_cluster_jobs_held", cluster.jobs_held)
+        out.add("geartrain_cluster_claimed_total", cluster.claimed)
+        out.add("geartrain_cluster_rescued_total", cluster.rescued)
     access = node.access
     if access.active:  # docs/security.md
         for action in ("submit", "work", "admin_read", "admin_write", "auth"):

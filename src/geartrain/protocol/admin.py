@@ -71,6 +71,9 @@ def parse(line: bytes) -> AdminCommand | bytes:
         # geartrain's extension: `status json`, `workers json`... (gearmand ignores a second word here).
         if count >= 2 and tokens[1].lower() == b"json" and simple in JSON_COMMANDS:
             return AdminCommand(simple + " json")
+        # geartrain's extension: `status cluster`, every node of this node's cluster.
+        if count == 2 and simple == "status" and tokens[1].lower() == b"cluster":
+            return AdminCommand("status cluster")
         return AdminCommand(simple)
     if command == b"show":
         if count == 2 and tokens[1].lower() == b"jobs":

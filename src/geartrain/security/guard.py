@@ -55,7 +55,7 @@ WORK_PACKETS = (P.CAN_DO, P.CAN_DO_TIMEOUT)
 ADMIN_OPEN = frozenset({"version"})
 ADMIN_READ_COMMANDS = frozenset(
     {"status", "prioritystatus", "workers", "verbose", "getpid", "show jobs", "show unique jobs"}
-    | {"status json", "prioritystatus json", "workers json", "show jobs json"}
+    | {"status json", "prioritystatus json", "workers json", "show jobs json", "status cluster"}
 )
 
 

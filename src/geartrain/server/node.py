@@ -84,6 +84,7 @@ def build_node(config: ServerConfig, store: QueueStore | None = None, *, store_o
             config.max_packet_size,
         )
         gearman.on_hungry = cluster.kick
+        gearman.admin.cluster_rows = cluster.status_rows
     http = None
     if config.http_port is not None:
         from geartrain.http.listener import HttpListener  # only nodes that serve HTTP load it

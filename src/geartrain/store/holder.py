@@ -13,14 +13,17 @@ Anything else refuses the start, naming the holder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from geartrain.store.base import StoreHeld
+from geartrain.store.base import StoreError, StoreHeld
 
 LEASE = 15.0  # seconds a holder's record stays good without renewal
 RENEWAL = LEASE / 3  # how often the holder renews it: two renewals may fail before the record lapses
@@ -117,3 +120,35 @@ def renew(records: OwnerRecords, holder: Holder) -> bool:
     if current is None:
         return records.insert_owner(mine)
     return current[0] == mine and records.replace_owner(mine, mine)
+
+
+class StoreHold:
+    """A network store's hold on its queue, kept in owner records reached through ``records`` (on the store's own
+    connection) under the store's error translation ``errors``."""
+
+    def __init__(
+        self,
+        description: str,
+        records: Callable[[], OwnerRecords],
+        errors: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        self._description = description
+        self._records = records
+        self._errors = errors
+        self.holder: Holder | None = None
+
+    def take(self, holder: Holder) -> None:
+        with self._errors():
+            take(self._records(), holder, self._description)
+        self.holder = holder
+
+    def renew(self) -> bool:
+        assert self.holder is not None, "renew before take"
+        with self._errors():
+            return renew(self._records(), self.holder)
+
+    def release(self) -> None:
+        holder, self.holder = self.holder, None
+        if holder is not None:
+            with contextlib.suppress(StoreError), self._errors():  # else the record lapses by itself
+                self._records().delete_owner(holder.encode())

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.records import Removal, StoredJob
-from geartrain.store.base import StoreError, StoreUnavailable
+from geartrain.store.base import StoreUnavailable
 from geartrain.store.common import (
     check_identifier,
     chunks,
@@ -45,7 +45,7 @@ from geartrain.store.common import (
     require_driver,
     translate_errors,
 )
-from geartrain.store.holder import RENEWAL, Holder, renew, take
+from geartrain.store.holder import RENEWAL, Holder, StoreHold
 from geartrain.store.owner_sql import MYSQL, SqlOwnerRecords
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 
@@ -78,7 +78,7 @@ class MySQLStore:
         self.table = f"`{table}`"
         self.description = f"mysql://{user}@{host}:{port}/{database}?table={table}"
         self._conn: Connection[Any] | None = None
-        self._holder: Holder | None = None
+        self._hold = StoreHold(self.description, lambda: self._owner(self._connection()), self._errors)
 
     def open(self) -> None:
         self.close()
@@ -224,20 +224,13 @@ class MySQLStore:
         )
 
     def hold(self, holder: Holder) -> None:
-        with self._errors():
-            take(self._owner(self._connection()), holder, self.description)
-        self._holder = holder
+        self._hold.take(holder)
 
     def renew_hold(self) -> bool:
-        assert self._holder is not None, "renew_hold before hold"
-        with self._errors():
-            return renew(self._owner(self._connection()), self._holder)
+        return self._hold.renew()
 
     def release_hold(self) -> None:
-        holder, self._holder = self._holder, None
-        if holder is not None and self._conn is not None:
-            with contextlib.suppress(StoreError), self._errors():  # else the record lapses by itself
-                self._owner(self._conn).delete_owner(holder.encode())
+        self._hold.release()
 
     def _owner(self, conn: Connection[Any]) -> SqlOwnerRecords:
         def run(sql: str, params: Sequence[Any]) -> tuple[int, list[tuple[Any, ...]]]:

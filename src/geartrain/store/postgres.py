@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import check_identifier, job_from_row, net_batch, require_driver, translate_errors
-from geartrain.store.holder import RENEWAL, Holder, renew, take
+from geartrain.store.holder import RENEWAL, Holder, StoreHold
 from geartrain.store.owner_sql import POSTGRES, SqlOwnerRecords
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 from geartrain.store.wire import ConnectionPool
@@ -68,7 +68,7 @@ class PostgresStore:
         user = f"{params['user']}@" if "user" in params else ""
         self.description = f"postgresql://{user}{where}/{params.get('dbname', '')}?table={table}"  # no password
         self._conn: Connection[Any] | None = None
-        self._holder: Holder | None = None
+        self._hold = StoreHold(self.description, lambda: self._owner(self._connection()), self._errors)
         self.cluster: PostgresClusterSql | None = None  # set when this server is a node of a cluster on the table
 
     def open(self) -> None:
@@ -183,20 +183,13 @@ class PostgresStore:
         return None
 
     def hold(self, holder: Holder) -> None:
-        with self._errors():
-            take(self._owner(self._connection()), holder, self.description)
-        self._holder = holder
+        self._hold.take(holder)
 
     def renew_hold(self) -> bool:
-        assert self._holder is not None, "renew_hold before hold"
-        with self._errors():
-            return renew(self._owner(self._connection()), self._holder)
+        return self._hold.renew()
 
     def release_hold(self) -> None:
-        holder, self._holder = self._holder, None
-        if holder is not None and self._conn is not None:
-            with contextlib.suppress(StoreError), self._errors():  # else the record lapses by itself
-                self._owner(self._conn).delete_owner(holder.encode())
+        self._hold.release()
 
     def _owner(self, conn: Connection[Any]) -> SqlOwnerRecords:
         def run(sql: str, params: Sequence[Any]) -> tuple[int, list[tuple[Any, ...]]]:

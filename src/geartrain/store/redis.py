@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from geartrain.server.core.records import Removal, StoredJob, unique_from_key
 from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import chunks, net_batch, require_driver, translate_errors
-from geartrain.store.holder import LEASE, RENEWAL, Holder, renew, take
+from geartrain.store.holder import LEASE, RENEWAL, Holder, StoreHold
 from geartrain.store.resp import Arg, RespConnection, RespError
 from geartrain.store.wire import ConnectionLost
 
@@ -122,7 +122,9 @@ class RedisStore:
         self.description = f"redis://{host}:{port}/{db}?prefix={prefix}"  # no password
         self.owner_key = SIDE_PREFIX + self.prefix + b":owner"
         self._client: Redis | None = None
-        self._holder: Holder | None = None
+        self._hold = StoreHold(
+            self.description, lambda: RedisOwnerRecords(self._connection(), self.owner_key), self._errors
+        )
 
     def job_key(self, function: bytes, key: bytes) -> bytes:
         """gearmand's key for a job."""
@@ -251,20 +253,13 @@ class RedisStore:
         return commands
 
     def hold(self, holder: Holder) -> None:
-        with self._errors():
-            take(RedisOwnerRecords(self._connection(), self.owner_key), holder, self.description)
-        self._holder = holder
+        self._hold.take(holder)
 
     def renew_hold(self) -> bool:
-        assert self._holder is not None, "renew_hold before hold"
-        with self._errors():
-            return renew(RedisOwnerRecords(self._connection(), self.owner_key), self._holder)
+        return self._hold.renew()
 
     def release_hold(self) -> None:
-        holder, self._holder = self._holder, None
-        if holder is not None and self._client is not None:
-            with contextlib.suppress(StoreError), self._errors():  # else the record expires by itself
-                RedisOwnerRecords(self._client, self.owner_key).delete_owner(holder.encode())
+        self._hold.release()
 
     def batch_writer(self) -> RedisWriter:
         return RedisWriter(self)

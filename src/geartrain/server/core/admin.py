@@ -50,6 +50,8 @@ class AdminCommands:
         self.clock = clock  # for job ages in `show jobs json`; the transport passes time.time in
         #: Access control: called with each parsed command; a reply it returns is sent instead of running it.
         self.guard: Callable[[Peer, AdminCommand], bytes | None] | None = None
+        #: A cluster node's view of its cluster for `status cluster`: one row per node (set by the composition root).
+        self.cluster_rows: Callable[[], list[tuple[bytes | int, ...]]] | None = None
         self._commands: dict[str, Callable[[Peer, AdminCommand], bytes]] = {
             "status": self._status,
             "prioritystatus": self._prioritystatus,
@@ -69,6 +71,7 @@ class AdminCommands:
             "prioritystatus json": self._status_json,
             "workers json": lambda peer, cmd: _json_line({"workers": workers_view(engine)}),
             "show jobs json": self._show_jobs_json,
+            "status cluster": self._status_cluster,
         }
 
     def run(self, peer: Peer, line: bytes) -> None:
@@ -101,6 +104,12 @@ class AdminCommands:
             (f.name, f.total, f.running, f.worker_count) for f in self.functions_in_order()
         ]
         return format_table(rows)
+
+    def _status_cluster(self, peer: Peer, command: AdminCommand) -> bytes:
+        """NODE, ADDRESS, SECONDS SINCE ITS HEARTBEAT, JOBS HELD, LEADER (1/0), per node, as of the last heartbeat."""
+        if self.cluster_rows is None:
+            return b"ERR NOT_IN_CLUSTER this+server+is+not+a+node+of+a+cluster+(--cluster)\r\n"
+        return format_table(self.cluster_rows())
 
     def _prioritystatus(self, peer: Peer, command: AdminCommand) -> bytes:
         rows: list[tuple[bytes | int, ...]] = [

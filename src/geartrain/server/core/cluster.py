@@ -10,6 +10,7 @@ lets go of it (:func:`release_queued`: the node lost its lease, or stops), and t
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core.engine import Engine
@@ -45,22 +46,27 @@ def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:
     return wants
 
 
-def release_queued(engine: Engine) -> list[Removal]:
+def release_queued(engine: Engine, relays: Iterable[Peer] = ()) -> list[Removal]:
     """Take every queued job this node holds for the store off its queues, without deleting it from the store;
     returns their keys, for the store to hand them back to the cluster. Jobs with a foreground client here stay
-    (their client waits on this node); running jobs stay with their workers."""
+    (their client waits on this node), unless their clients are all ``relays`` (they wait on another node, and
+    the job goes back to the cluster as it came); running jobs stay with their workers."""
     released: list[Removal] = []
+    relayed = set(relays)
     for function in engine.functions.values():
         for priority in PRIORITIES:
             queue = function.queues[priority]
             kept: deque[Job] = deque()
             while queue:
                 job = queue.popleft()
-                if job.store_key is None or job.ignore or job.clients:
+                if job.store_key is None or job.ignore or any(c not in relayed for c in job.clients):
                     kept.append(job)
                     continue
                 function.queued[priority] -= 1
                 released.append(Removal(job.store_key, function.name))
+                for client in job.clients:
+                    client.waiting.discard(job)
+                job.clients = ()
                 job.store_key = None  # gone from here, not from the store
                 engine._free(job)
             queue.extend(kept)
