@@ -16,8 +16,9 @@ import pytest
 from harness import FUNCTION, Ledger, Node, Workers, submit
 
 from databases import BACKENDS, postgres_raw, require_service
+from geartrain.protocol.packets import PacketType as P
 from proxy import CuttableProxy
-from servers import admin_raw, wait_until
+from servers import GearmanSocket, admin_raw, wait_until
 
 LEASE = 4.0  # short, so that the takeover test is quick; the default is 15 s
 
@@ -270,3 +271,27 @@ def test_status_cluster_and_metrics_list_the_nodes(nodes: list[Node], table: tup
     assert "geartrain_cluster_nodes 2" in metrics and "geartrain_cluster_ready 1" in metrics
     plain = admin_raw(nodes[0].address, "status").decode()
     assert "n1" not in plain  # `status` stays this node's view
+
+
+def test_get_status_knows_a_job_left_to_the_cluster_until_it_is_done(
+    nodes: list[Node], table: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = table
+    start_nodes(nodes, url, tmp_path, 2)
+    with GearmanSocket(nodes[0].address) as client:
+        client.send(P.SUBMIT_JOB_BG, FUNCTION, b"tracked", b"x")
+        handle = client.expect(P.JOB_CREATED).body
+
+        def status() -> list[bytes]:
+            client.send(P.GET_STATUS, handle)
+            return client.expect(P.STATUS_RES).body.split(b"\0")[1:3]
+
+        assert status() == [b"1", b"0"]  # known, waiting for any node
+        ledger = Ledger()
+        workers = Workers(ledger)
+        try:
+            workers.add(nodes[1].address, 1)
+            wait_until(lambda: ledger.done([b"tracked"]), timeout=10, message="the job to run on the other node")
+            wait_until(lambda: status() == [b"0", b"0"], timeout=10, message="GET_STATUS to forget it")
+        finally:
+            workers.close()

@@ -201,3 +201,22 @@ def test_a_queued_job_run_for_another_nodes_client_is_released_too() -> None:
     released = cluster.release_queued(talk.engine, [relay])
     assert released == [Removal(b"theirs", b"f")]
     assert relay.waiting == set() and list(talk.engine.jobs.values()) == [mine]
+
+
+def test_a_background_job_left_to_the_cluster_stays_known_to_get_status_until_forgotten() -> None:
+    talk = node()
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u1", b"data")
+    commit(talk)
+    handle = client.take_output()[12:]
+    assert talk.engine.jobs == {}
+    assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"1", b"0", b"0", b"0"))]
+    talk.engine.elsewhere[handle].running = True  # what the cluster node's check found
+    assert talk.ask(client, P.GET_STATUS_UNIQUE, b"u1") == [
+        (P.STATUS_RES_UNIQUE, (b"u1", b"1", b"1", b"0", b"0", b"0"))
+    ]
+    talk.engine.forget_elsewhere(handle)  # gone from the store: finished
+    assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"0", b"0", b"0", b"0"))]
+    assert talk.ask(client, P.GET_STATUS_UNIQUE, b"u1") == [
+        (P.STATUS_RES_UNIQUE, (b"u1", b"0", b"0", b"0", b"0", b"0"))
+    ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -40,6 +41,8 @@ log = logging.getLogger("geartrain.cluster")
 DEFAULT_LEASE = 15.0
 SAFETY_POLL = 1.0  # seconds: claims also happen this often without a wake-up, in case one was missed
 CLAIM_LIMIT = 500  # jobs per claim statement
+STATUS_CHECKS = 5000  # jobs left to the cluster whose status is checked per safety poll, oldest first
+MAX_TRACKED = 1_000_000  # beyond this many, the oldest jobs left to the cluster are no longer known to GET_STATUS
 RETRY = 1.0  # seconds before listening again after the listening connection was lost
 
 
@@ -51,6 +54,7 @@ class ClusterDb(Protocol):
     async def register(self, address: str) -> int: ...
     async def claim(self, function: bytes, limit: int) -> list[tuple[StoredJob, str | None]]: ...
     async def renew(self, jobs_held: int) -> None: ...
+    async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bool]: ...
     async def release(self, keys: Sequence[Removal]) -> None: ...
     async def release_all(self) -> int: ...
     async def lead(self) -> bool: ...
@@ -236,6 +240,26 @@ class ClusterNode:
             self._wanted.set()
             if self.engine.remote_jobs:
                 self._incoming.set()
+            if self.engine.elsewhere:
+                with contextlib.suppress(StoreError):
+                    await self._check_elsewhere()
+
+    async def _check_elsewhere(self) -> None:
+        """GET_STATUS of jobs left to the cluster: forget those gone from the store, note which are running. The
+        oldest are checked first; those still there go to the back of the line."""
+        engine = self.engine
+        while len(engine.elsewhere) > MAX_TRACKED:
+            engine.forget_elsewhere(next(iter(engine.elsewhere)))
+        batch = list(itertools.islice(engine.elsewhere.items(), STATUS_CHECKS))
+        stored = await self.db.still_stored([(entry.key, entry.function) for _, entry in batch])
+        for handle, entry in batch:
+            running = stored.get((entry.key, entry.function))
+            if running is None:
+                engine.forget_elsewhere(handle)
+            elif engine.elsewhere.get(handle) is entry:
+                entry.running = running
+                del engine.elsewhere[handle]
+                engine.elsewhere[handle] = entry
 
     # ------------------------------------------------------------------ foreground jobs across nodes
 

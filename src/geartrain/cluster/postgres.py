@@ -192,6 +192,15 @@ class PostgresClusterDb:
             (sql.lease, sql.node, jobs_held, sql.store.table_name, sql.node),
         )
 
+    async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bool]:
+        """Which of these (key, function) the table still holds, each with whether a node holds (runs) it."""
+        rows = await self._run(
+            f"SELECT unique_key, function_name, owner IS NOT NULL FROM {self.sql.table} WHERE "
+            "(unique_key, function_name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([bytes_to_text(key) for key, _ in keys], [bytes_to_text(function) for _, function in keys]),
+        )
+        return {(text_to_bytes(key), text_to_bytes(name)): bool(held) for key, name, held in rows}
+
     async def release(self, keys: Sequence[Removal]) -> None:
         """Hand these jobs of this node back to the cluster (announced, so a sleeping node claims them)."""
         if not keys:

@@ -190,7 +190,9 @@ class ClientRules(DurableRules):
         handle = args[0]
         job = self.jobs.get(handle)
         if job is None:
-            self._send(peer, encode(replies.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
+            entry = self.elsewhere.get(handle) if self.elsewhere else None
+            known, running = (b"1", b"1" if entry.running else b"0") if entry is not None else (b"0", b"0")
+            self._send(peer, encode(replies.STATUS_RES, handle, known, running, b"0", b"0"))
             return
         running = b"1" if job.worker is not None else b"0"
         numerator, denominator = str(job.numerator).encode(), str(job.denominator).encode()
@@ -200,7 +202,10 @@ class ClientRules(DurableRules):
         unique = args[0]
         job = self.find_unique(unique)
         if job is None:
-            self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
+            handle = self.elsewhere_by_unique.get(unique) if self.elsewhere_by_unique else None
+            entry = self.elsewhere.get(handle) if handle is not None else None
+            known, running = (b"1", b"1" if entry.running else b"0") if entry is not None else (b"0", b"0")
+            self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, known, running, b"0", b"0", b"0"))
             return
         fields = (b"1", b"1" if job.worker is not None else b"0", job.numerator, job.denominator)
         encoded = [f if isinstance(f, bytes) else str(f).encode() for f in fields]

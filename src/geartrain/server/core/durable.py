@@ -18,7 +18,7 @@ from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.records import Removal, StoredJob, storage_key
-from geartrain.server.core.state import EngineState, log
+from geartrain.server.core.state import Elsewhere, EngineState, log
 
 
 @dataclass(slots=True)
@@ -141,10 +141,23 @@ class DurableRules(EngineState):
             elif add.waiting:
                 self._run_elsewhere(job, position in elsewhere, now)
             elif cluster and (not add.owned or position in elsewhere):
-                job.store_key = None  # the store keeps it for whichever node claims it; this node forgets it
+                # The store keeps it for whichever node claims it; this node keeps only what GET_STATUS needs.
+                self._track_elsewhere(job, add)
+                job.store_key = None
                 self._free(job)
             else:
                 self._enqueue(job, now)
+
+    def _track_elsewhere(self, job: Job, add: StoredJob) -> None:
+        self.elsewhere[job.handle] = Elsewhere(add.key, add.function, job.unique)
+        if job.unique and job.unique != UNIQUE_BY_PAYLOAD:
+            self.elsewhere_by_unique[job.unique] = job.handle
+
+    def forget_elsewhere(self, handle: bytes) -> None:
+        """A job left to the cluster is gone from the store (finished, or dropped): GET_STATUS stops knowing it."""
+        entry = self.elsewhere.pop(handle, None)
+        if entry is not None and self.elsewhere_by_unique.get(entry.unique) == handle:
+            del self.elsewhere_by_unique[entry.unique]
 
     def _run_elsewhere(self, job: Job, taken: bool, now: float) -> None:
         """A foreground job stored for another node: this node's relay peer stands for that node's worker, and the

@@ -28,6 +28,19 @@ P = PacketType
 Handler = Callable[[Peer, tuple[bytes, ...], float], None]
 
 
+class Elsewhere:
+    """A background job this node acknowledged and left to its cluster: where it is stored, and whether a node
+    runs it (as of the last check)."""
+
+    __slots__ = ("function", "key", "running", "unique")
+
+    def __init__(self, key: bytes, function: bytes, unique: bytes) -> None:
+        self.key = key
+        self.function = function
+        self.unique = unique
+        self.running = False
+
+
 class EngineState:
     """Jobs, functions and connections, and the transitions they share."""
 
@@ -64,6 +77,10 @@ class EngineState:
         # that run elsewhere are assigned to it), and those jobs by their stored key.
         self.cluster_relay: Peer | None = None
         self.remote_jobs: dict[tuple[bytes, bytes], Job] = {}
+        # Cluster mode: background jobs this node acknowledged and left to the cluster, by the handle it gave, so
+        # that GET_STATUS keeps answering "known" until the job is gone from the store (the cluster node checks).
+        self.elsewhere: dict[bytes, Elsewhere] = {}
+        self.elsewhere_by_unique: dict[bytes, bytes] = {}  # unique -> handle, for GET_STATUS_UNIQUE
 
     # ------------------------------------------------------------------ output
 
