@@ -84,6 +84,11 @@ def test_php_client_on_one_node_php_worker_on_another(two_nodes: tuple[Node, Nod
     created = {e["task"]: e["handle"] for e in events if e["kind"] == "created"}
     for event in events:  # every packet under the handle the client's node gave
         assert event["handle"] == created[event["task"]], event
+    # One handle for a job across the cluster: the worker on the other node sees the one the client got.
+    seen = [json.loads(line) for line in (tmp_path / "worker.out").read_text().splitlines() if line.startswith("{")]
+    handles = {job["workload"]: job["handle"] for job in seen}
+    assert handles["task-background"] == created["background"]
+    assert handles["task-normal"] == created["normal"]
     wait_until(lambda: rows(table) == 0, timeout=30, message="the table to empty")
 
 

@@ -220,3 +220,16 @@ def test_a_background_job_left_to_the_cluster_stays_known_to_get_status_until_fo
     assert talk.ask(client, P.GET_STATUS_UNIQUE, b"u1") == [
         (P.STATUS_RES_UNIQUE, (b"u1", b"0", b"0", b"0", b"0", b"0"))
     ]
+
+
+def test_a_claimed_job_keeps_the_handle_its_submitting_node_gave() -> None:
+    talk = node()
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u1", b"data")
+    [add] = commit(talk)
+    assert add.handle.startswith(b"H:test:")
+    runner = node()
+    job = runner.engine.restore(add, runner.now)
+    assert job.handle == add.handle
+    again = runner.engine.restore(add, runner.now)  # a handle this node already uses: a fresh one
+    assert again.handle != add.handle

@@ -246,7 +246,12 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
     if args.lease <= 0:
         raise GearmanError(f"--lease must be more than 0 seconds, not {args.lease:g}")
     prefix = args.job_handle_prefix
-    handle_prefix = prefix.encode() if prefix else b"H:" + socket.gethostname().encode()
+    if prefix:
+        handle_prefix = prefix.encode()
+    elif args.cluster:  # handles travel with their jobs across the cluster: each node's own prefix keeps them apart
+        handle_prefix = b"H:" + (args.node_id or f"{socket.gethostname()}:{args.port}").encode()
+    else:
+        handle_prefix = b"H:" + socket.gethostname().encode()
     engine = EngineConfig(
         handle_prefix=handle_prefix,
         job_retries=max(args.job_retries, 0),

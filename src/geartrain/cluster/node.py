@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from geartrain.protocol.codec import Decoder
@@ -148,9 +148,21 @@ class ClusterNode:
             log.warning("cluster: handed back %d jobs an earlier run of node %s held", handed_back, self.node)
         self.engine.cluster_relay = self.open_peer("cluster", Discard())
         loop = asyncio.get_running_loop()
-        for work in (self._claims(), self._listen(), self._housekeeping(), self._poll(), self._receive()):
-            self._tasks.append(loop.create_task(work))
+        for work in (self._claims, self._listen, self._housekeeping, self._poll, self._receive):
+            self._tasks.append(loop.create_task(self._keep_running(work)))
         log.warning("cluster: node %s joined on %s (lease %.0f s)", self.node, self.db.description, self.lease)
+
+    async def _keep_running(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the node's loops; a bug of ours in it is logged and the loop started again, rather than
+        leaving the node without claims or lease renewals."""
+        while True:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("cluster: internal error in %s; starting it again", work.__name__)
+                await asyncio.sleep(RETRY)
 
     def kick(self) -> None:
         """Some worker here wants a job: claim soon."""

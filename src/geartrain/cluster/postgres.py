@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.records import Removal, StoredJob
@@ -50,7 +51,8 @@ class PostgresClusterSql:
         t, name = self.table, self.store.table_name[:50]
         conn.execute(
             f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS owner TEXT, ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ, "
-            "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS client_node TEXT"
+            "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS client_node TEXT, "
+            "ADD COLUMN IF NOT EXISTS handle BYTEA"
         )
         # Claims walk the waiting jobs of one function in order; renewals and releases find a node's own.
         conn.execute(
@@ -87,10 +89,10 @@ class PostgresClusterSql:
             params += [[bytes_to_text(r.key) for r in removes], [bytes_to_text(r.function) for r in removes]]
         parts.append(
             f"ins AS (INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run, reducer, "
-            "owner, lease_until, client_node) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
-            "CASE WHEN o THEN clock_timestamp() + %s * interval '1 second' END, CASE WHEN c THEN %s END "
+            "owner, lease_until, client_node, handle) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
+            "CASE WHEN o THEN clock_timestamp() + %s * interval '1 second' END, CASE WHEN c THEN %s END, h "
             "FROM unnest(%s::text[], %s::text[], %s::int4[], %s::bytea[], %s::int4[], %s::bytea[], %s::bool[], "
-            "%s::bool[]) WITH ORDINALITY AS batch(k, f, p, d, w, r, o, c, n) ORDER BY n "
+            "%s::bool[], %s::bytea[]) WITH ORDINALITY AS batch(k, f, p, d, w, r, o, c, h, n) ORDER BY n "
             "ON CONFLICT (unique_key, function_name) DO NOTHING RETURNING unique_key, function_name, owner)"
         )
         params += [
@@ -105,6 +107,7 @@ class PostgresClusterSql:
             [j.reducer for j in adds],
             [j.owned for j in adds],
             [j.waiting for j in adds],
+            [j.handle for j in adds],
         ]
         parts.append(
             "announced AS (SELECT count(pg_notify(%s, f)) AS n FROM "
@@ -173,13 +176,19 @@ class PostgresClusterDb:
             f"UPDATE {sql.table} AS t SET owner = %s, lease_until = clock_timestamp() + %s * interval '1 second' "
             "FROM picked WHERE t.ctid = picked.ctid "
             "RETURNING t.unique_key, t.function_name, t.priority, t.data, t.when_to_run, t.reducer, t.seq, "
-            "t.client_node",
+            "t.client_node, t.handle",
             (bytes_to_text(function), limit, sql.node, sql.lease),
         )
         rows.sort(key=lambda row: (row[2], row[6]))
         return [
-            (job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer), client)
-            for key, name, priority, data, when, reducer, _, client in rows
+            (
+                replace(
+                    job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer),
+                    handle=bytes(handle or b""),
+                ),
+                client,
+            )
+            for key, name, priority, data, when, reducer, _, client, handle in rows
         ]
 
     async def renew(self, jobs_held: int) -> None:

@@ -148,7 +148,7 @@ class ClientRules(DurableRules):
             function.stats.rejected += 1
             self._send(peer, replies.SERVER_QUEUE_FULL)
             return None
-        handle = self._new_handle()
+        handle = self._new_handle() if self.hungry is None else self._unused_handle()
         job = Job(handle, function, unique, data, priority, background, when, reducer, now)
         self.jobs[handle] = job
         function.total += 1

@@ -67,6 +67,7 @@ class DurableRules(EngineState):
                 job.reducer,
                 owned,
                 waiting,
+                job.handle if self.hungry is not None else b"",
             )
         )
         self.store_jobs.append((job, fresh))
@@ -148,6 +149,14 @@ class DurableRules(EngineState):
             else:
                 self._enqueue(job, now)
 
+    def _unused_handle(self) -> bytes:
+        """A new handle no job here has: in a cluster, claimed jobs keep their submitting node's handles, which
+        this node's own counter may reach too when nodes share a ``--job-handle-prefix``."""
+        handle = self._new_handle()
+        while handle in self.jobs:
+            handle = self._new_handle()
+        return handle
+
     def _track_elsewhere(self, job: Job, add: StoredJob) -> None:
         self.elsewhere[job.handle] = Elsewhere(add.key, add.function, job.unique)
         if job.unique and job.unique != UNIQUE_BY_PAYLOAD:
@@ -222,10 +231,12 @@ class DurableRules(EngineState):
             self.dirty.append(peer)
 
     def restore(self, stored: StoredJob, now: float) -> Job:
-        """Queue a job replayed from the store at start-up (it gets a new handle, as in gearmand)."""
+        """Queue a job replayed from the store at start-up (it gets a new handle, as in gearmand), or claimed from
+        the cluster (it keeps the handle the submitting node gave, unless this node already has a job under it)."""
         function = self.function(stored.function)
+        handle = stored.handle if stored.handle and stored.handle not in self.jobs else self._unused_handle()
         job = Job(
-            self._new_handle(),
+            handle,
             function,
             stored.unique,
             stored.data,

@@ -33,6 +33,9 @@ class StoredJob:
     #: In a cluster: a foreground job whose client waits on the submitting node (which no worker of its serves);
     #: the node that runs it sends the job's packets back (``geartrain.server.core.cluster``).
     waiting: bool = False
+    #: In a cluster: the handle the submitting node gave, which the node that runs the job keeps (one handle for a
+    #: job across the cluster). Empty elsewhere: a replayed job gets a new handle, as in gearmand.
+    handle: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
