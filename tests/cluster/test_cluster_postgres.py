@@ -271,6 +271,16 @@ def test_status_cluster_and_metrics_list_the_nodes(nodes: list[Node], table: tup
     assert "geartrain_cluster_nodes 2" in metrics and "geartrain_cluster_ready 1" in metrics
     plain = admin_raw(nodes[0].address, "status").decode()
     assert "n1" not in plain  # `status` stays this node's view
+    top = subprocess.run(
+        [sys.executable, "-m", "geartrain", "top", "--once", "-s", nodes[0].address, "-s", nodes[1].address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert top.returncode == 0, top.stderr
+    node_lines = [line.split() for line in top.stdout.splitlines() if line.startswith(("n0 ", "n1 "))]
+    assert len(node_lines) == 4  # each server's section lists both nodes
+    assert sum(line[-1] == "yes" for line in node_lines) == 2  # and one leader in each
 
 
 def test_get_status_knows_a_job_left_to_the_cluster_until_it_is_done(

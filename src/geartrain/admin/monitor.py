@@ -27,6 +27,8 @@ class ServerSnapshot:
     version: str = ""
     pid: int | None = None
     error: str | None = None
+    #: A cluster node's `status cluster` rows (node, address, heartbeat age, jobs held, leader); None otherwise.
+    cluster: list[tuple[str, ...]] | None = None
 
     @property
     def worker_connections(self) -> list[WorkerInfo]:
@@ -67,10 +69,22 @@ async def take_snapshot(admin: AdminClient) -> ServerSnapshot:
             pid = await admin.getpid()
         except AdminError:
             pass
+        cluster = await _cluster_rows(admin)
     except (GearmanError, OSError, ValueError) as exc:
         await admin.close()
         return ServerSnapshot(admin.name, now, error=str(exc) or type(exc).__name__)
-    return ServerSnapshot(admin.name, now, functions, priorities, workers, version, pid)
+    return ServerSnapshot(admin.name, now, functions, priorities, workers, version, pid, cluster=cluster)
+
+
+async def _cluster_rows(admin: AdminClient) -> list[tuple[str, ...]] | None:
+    """`status cluster` of a geartrain cluster node; None for any other server (geartrain without --cluster answers
+    ERR; gearmand ignores the second word and answers `status`, whose rows have four fields, not five)."""
+    try:
+        lines = await admin.command("status cluster")
+    except AdminError:
+        return None
+    rows = [tuple(line.decode("utf-8", "replace").split("\t")) for line in lines]
+    return rows if rows and all(len(row) == 5 for row in rows) else None
 
 
 async def take_snapshots(admins: list[AdminClient]) -> list[ServerSnapshot]:

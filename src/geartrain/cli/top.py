@@ -88,6 +88,14 @@ def render_server(
         lines += table(header, cells, numeric=range(1, 9)).splitlines(keepends=True)
     else:
         lines.append("(no functions)\n")
+    if current.cluster:
+        lines.append("\n")
+        nodes = [
+            (node, address, f"{age}s ago", jobs, "yes" if leader == "1" else "")
+            for node, address, age, jobs, leader in current.cluster
+        ]
+        node_header = ("NODE", "ADDRESS", "HEARTBEAT", "JOBS HELD", "LEADER")
+        lines += table(node_header, nodes, numeric=(3,)).splitlines(keepends=True)
     if show_workers and workers:
         lines.append("\n")
         listed = [(w.fd, w.address, w.client_id, " ".join(w.functions)) for w in workers]
