@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import browser  # noqa: F401  (headless Chromium for the dashboard tests)
 from servers import SERVER_COMMANDS, GearmanServer, require_program, start_server
 
 

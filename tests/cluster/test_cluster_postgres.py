@@ -9,41 +9,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from harness import FUNCTION, Ledger, Node, Workers, submit
 
-from databases import BACKENDS, postgres_raw, require_service
+from databases import postgres_raw
 from geartrain.protocol.packets import PacketType as P
 from proxy import CuttableProxy
 from servers import GearmanSocket, admin_raw, wait_until
 
 LEASE = 4.0  # short, so that the takeover test is quick; the default is 15 s
-
-
-@pytest.fixture
-def table(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A table of this test's own: (store URL, table name); dropped afterwards with the cluster's rows."""
-    require_service("postgres")
-    for backend in BACKENDS["postgres"](tmp_path):
-        yield backend.url, backend.table
-        with postgres_raw() as conn:
-            for cleanup in (
-                "DELETE FROM geartrain_nodes WHERE queue = %s",
-                "DELETE FROM geartrain_leader WHERE queue = %s",
-            ):
-                if conn.execute("SELECT to_regclass(%s)", (cleanup.split()[2],)).fetchone()[0] is not None:
-                    conn.execute(cleanup, (backend.table,))
-
-
-@pytest.fixture
-def nodes(table: tuple[str, str], tmp_path: Path) -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.stop()
 
 
 def start_nodes(nodes: list[Node], url: str, tmp_path: Path, count: int) -> list[Node]:

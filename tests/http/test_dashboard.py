@@ -7,53 +7,15 @@ Set GEARTRAIN_SCREENSHOT=path to keep the screenshot (docs/dashboard.png is made
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from http_harness import HttpServer
 
 from servers import GearmanSocket, PacketType, admin, parse_status, wait_until
 
 P = PacketType
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 UI_TIMEOUT = 20.0  # live updates come every 2 s
-
-
-def _require_browser() -> None:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    reason = ""
-    if missing:
-        reason = f"missing {', '.join(missing)} (Debian packages chromium chromium-driver)"
-    else:
-        try:
-            import selenium  # noqa: F401
-        except ImportError:
-            reason = "selenium is not installed (pip install -e '.[dev]')"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so a missing program is an error)", pytrace=False)
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.add_argument("--window-size=1400,1150")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def cell(driver: Any, function: str, column: str) -> str | None:

@@ -20,7 +20,7 @@ from geartrain.server.core.snapshot import function_view, functions_view, job_vi
 
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpConnection, HttpListener
-    from geartrain.http.node import NodeView
+    from geartrain.http.node import ClusterState, NodeView
 
 MAX_JOBS_LISTED = 5000
 
@@ -67,6 +67,22 @@ def server_view(listener: HttpListener, now: float) -> dict[str, Any]:
             "exceptions": config.exceptions,
         },
         "totals": totals_view(engine),
+        "cluster": None if node.cluster is None else cluster_view(node.cluster),
+    }
+
+
+def cluster_view(cluster: ClusterState) -> dict[str, Any]:
+    """This node's part in its cluster, and the cluster's nodes as of its last heartbeat (no database query)."""
+    is_ready, why = cluster.ready
+    return {
+        "node": cluster.node,
+        "leader": cluster.leader,
+        "ready": is_ready,
+        "status": why,
+        "claimed": cluster.claimed,
+        "rescued": cluster.rescued,
+        "jobs_held": cluster.jobs_held,
+        "nodes": cluster.known_nodes,
     }
 
 

@@ -130,6 +130,19 @@ function renderServer(server) {
     `${t.submitted} submitted, ${t.completed} completed, ${t.failed} failed`;
 }
 
+function renderCluster(cluster) {
+  $("#cluster-section").hidden = !cluster;
+  if (!cluster) return;
+  $("#cluster-summary").textContent = `this node ${cluster.node}` + (cluster.leader ? " (leader)" : "") +
+    `, ${cluster.jobs_held} jobs held, ${cluster.claimed} claimed` + (cluster.ready ? "" : ` — ${cluster.status}`);
+  const rows = cluster.nodes.map((n) =>
+    el("tr", { "data-node": n.node, class: n.node === cluster.node ? "this" : "" },
+      el("td", {}, n.node), el("td", {}, n.address), el("td", { class: "num" }, `${Math.round(n.heartbeat_age)} s ago`),
+      num(n.jobs), el("td", {}, n.leader ? "leader" : ""),
+    ));
+  $("#cluster tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 5 }, "no heartbeat yet"))]));
+}
+
 function renderFunctions() {
   const rows = state.functions.map((f) =>
     el("tr", { "data-function": f.name },
@@ -233,6 +246,7 @@ function onUpdate(event) {
   state.functions = update.functions;
   state.workers = update.workers;
   renderServer(update.server);
+  renderCluster(update.server.cluster);
   renderFunctions();
   renderWorkers();
   renderThroughput();
