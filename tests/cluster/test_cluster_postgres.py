@@ -280,3 +280,30 @@ def test_get_status_knows_a_job_left_to_the_cluster_until_it_is_done(
             wait_until(lambda: status() == [b"0", b"0"], timeout=10, message="GET_STATUS to forget it")
         finally:
             workers.close()
+
+
+def test_a_foreground_job_whose_runners_node_dies_runs_on_another_for_the_same_client(
+    nodes: list[Node], table: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = table
+    start_nodes(nodes, url, tmp_path, 3)
+    client_node, victim, survivor = nodes
+    with GearmanSocket(client_node.address, timeout=LEASE + 30) as client, GearmanSocket(victim.address) as doomed:
+        doomed.send(P.CAN_DO, FUNCTION)
+        doomed.send(P.PRE_SLEEP)
+        client.send(P.SUBMIT_JOB, FUNCTION, b"fg-1", b"payload")
+        handle = client.expect(P.JOB_CREATED).body
+        doomed.expect(P.NOOP)  # the victim's node claimed the job for its sleeping worker
+        doomed.send(P.GRAB_JOB_UNIQ)
+        assigned = doomed.expect(P.JOB_ASSIGN_UNIQ).body.split(b"\0")
+        assert assigned[0] == handle  # the client's handle, on the other node
+        victim.kill9()
+        ledger = Ledger()
+        workers = Workers(ledger)
+        try:
+            workers.add(survivor.address, 1)
+            done = client.expect(P.WORK_COMPLETE)  # after the lease lapsed and the survivor ran it
+            assert done.body.split(b"\0")[0] == handle
+            assert ledger.runs[b"fg-1"] == 1
+        finally:
+            workers.close()
