@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 4730
 HTTP_PORT ?= 8080
 
-.PHONY: serve test lint typecheck check bench bench-smoke clean venv
+.PHONY: serve test lint typecheck check bench bench-smoke bench-cluster clean venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(VENV)/.installed
 # Every workload once, small sizes (under a minute); figures printed, no thresholds.
 bench-smoke: $(VENV)/.installed
 	$(PY) benchmarks/compare.py --smoke $(BENCH_ARGS)
+
+# A cluster of two nodes on the local PostgreSQL against gearmand on its own PostgreSQL queue (about 25 minutes):
+# submits, burn-down, cross-node round trips, takeover after kill -9. CLUSTER_ARGS=--flag=--store-ack --flag=submits
+bench-cluster: $(VENV)/.installed
+	$(PY) benchmarks/cluster.py --jobs 200000 --reps 2 $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
