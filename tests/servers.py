@@ -517,3 +517,24 @@ class GearmanSocket:
                 return packet
             if time.monotonic() >= deadline:
                 raise TimeoutError("no job assigned before the deadline")
+
+
+# The "chatty" task of the interop scripts (tests/interop/scripts), as a client's callbacks see it: its packets in the
+# order the worker sent them, as (kind, data, numerator, denominator).
+CHATTY_CALLBACK_EVENTS = [
+    ("data", "data-1", None, None),
+    ("status", "", 1, 3),
+    ("warning", "warning-1", None, None),
+    ("status", "", 2, 3),
+    ("data", "data-2", None, None),
+    ("complete", "done:task-chatty", None, None),
+]
+
+
+def chatty_events(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """The chatty task's events (after its creation) from a PHP client script's event list."""
+    return [
+        (e["kind"], e["data"], e.get("numerator"), e.get("denominator"))
+        for e in events
+        if e["task"] == "chatty" and e["kind"] != "created"
+    ]

@@ -28,7 +28,7 @@ from geartrain import (
     WorkStatus,
     WorkWarning,
 )
-from servers import GearmanServer, require_program
+from servers import CHATTY_CALLBACK_EVENTS, GearmanServer, chatty_events, require_program
 
 pytestmark = pytest.mark.interop
 
@@ -242,19 +242,7 @@ async def test_our_worker_serves_php_clients(gearman_server: GearmanServer) -> N
 
         out = await (await Program.start(php(gearman_server, "php_client.php", "tasks"))).json()
         assert out["runTasks"] is True and out["rc"] == GEARMAN_SUCCESS
-        chatty_events = [
-            (e["kind"], e["data"], e.get("numerator"), e.get("denominator"))
-            for e in out["events"]
-            if e["task"] == "chatty" and e["kind"] != "created"
-        ]
-        assert chatty_events == [
-            ("data", "data-1", None, None),
-            ("status", "", 1, 3),
-            ("warning", "warning-1", None, None),
-            ("status", "", 2, 3),
-            ("data", "data-2", None, None),
-            ("complete", "done:task-chatty", None, None),
-        ]
+        assert chatty_events(out["events"]) == CHATTY_CALLBACK_EVENTS
         completed = {e["task"]: e["data"] for e in out["events"] if e["kind"] == "complete"}
         assert completed == {"normal": "lamron-ksat", "high": "hgih-ksat", "chatty": "done:task-chatty"}
         assert [e["task"] for e in out["events"] if e["kind"] == "fail"] == ["fail"]

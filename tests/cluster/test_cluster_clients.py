@@ -15,7 +15,7 @@ from harness import Node
 from test_cluster_postgres import LEASE, rows
 
 from databases import BACKENDS, postgres_raw, require_service
-from servers import require_program, wait_until
+from servers import CHATTY_CALLBACK_EVENTS, chatty_events, require_program, wait_until
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "interop" / "scripts"
 GEARMAN_SUCCESS = 0
@@ -68,19 +68,7 @@ def test_php_client_on_one_node_php_worker_on_another(two_nodes: tuple[Node, Nod
     completed = {e["task"]: e["data"] for e in events if e["kind"] == "complete"}
     assert completed == {"normal": "lamron-ksat", "high": "hgih-ksat", "chatty": "done:task-chatty"}
     assert {e["task"] for e in events if e["kind"] == "fail"} == {"fail"}
-    chatty = [
-        (e["kind"], e["data"], e.get("numerator"), e.get("denominator"))
-        for e in events
-        if e["task"] == "chatty" and e["kind"] != "created"
-    ]
-    assert chatty == [
-        ("data", "data-1", None, None),
-        ("status", "", 1, 3),
-        ("warning", "warning-1", None, None),
-        ("status", "", 2, 3),
-        ("data", "data-2", None, None),
-        ("complete", "done:task-chatty", None, None),
-    ]
+    assert chatty_events(events) == CHATTY_CALLBACK_EVENTS
     created = {e["task"]: e["handle"] for e in events if e["kind"] == "created"}
     for event in events:  # every packet under the handle the client's node gave
         assert event["handle"] == created[event["task"]], event

@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 from programs import Children, php_cmd, run_json
 
-from servers import GearmanServer, GearmanSocket, PacketType, StatusRow, admin, parse_status, wait_until
+from servers import (
+    CHATTY_CALLBACK_EVENTS,
+    GearmanServer,
+    GearmanSocket,
+    PacketType,
+    StatusRow,
+    admin,
+    chatty_events,
+    parse_status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -95,19 +105,7 @@ def test_tasks_with_callbacks(gearman_server: GearmanServer, children: Children)
     assert set(by_task(events, "fail")) == {"fail"}
 
     # The chatty job's packets reach the callbacks in the order the worker sent them.
-    chatty = [
-        (e["kind"], e["data"], e.get("numerator"), e.get("denominator"))
-        for e in events
-        if e["task"] == "chatty" and e["kind"] != "created"
-    ]
-    assert chatty == [
-        ("data", "data-1", None, None),
-        ("status", "", 1, 3),
-        ("warning", "warning-1", None, None),
-        ("status", "", 2, 3),
-        ("data", "data-2", None, None),
-        ("complete", "done:task-chatty", None, None),
-    ]
+    assert chatty_events(events) == CHATTY_CALLBACK_EVENTS
     for event in events:
         assert event["handle"] == handles[event["task"]], event
 
