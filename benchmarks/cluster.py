@@ -1,11 +1,11 @@
-"""A geartrain cluster of two nodes on PostgreSQL against gearmand on its own PostgreSQL queue, in one run.
+"""A geartrain cluster of two nodes on PostgreSQL (or Redis) against gearmand on its own queue there, in one run.
 
 Two figures each (issue 14): background submits from ``--connections`` connections spread over the servers, and the
 burn-down of the queue they filled by ``--workers`` workers spread over them (for gearmand, one server takes them
 all). Then, for the cluster: the time from kill -9 of a node holding jobs to the first of its jobs running on the
 other. Repetitions alternate (gearmand, geartrain, gearmand, ...); the ratio of each pair is reported.
 
-    python benchmarks/cluster.py --jobs 200000 --reps 3
+    python benchmarks/cluster.py --jobs 200000 --reps 3 [--store redis]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import geartrain.bench.packets as packets
-from geartrain.bench.stores import POSTGRES_URL, StoreKind
+from geartrain.bench.stores import POSTGRES_URL, REDIS_URL, StoreKind
 
 FUNCTION = b"burn"
 PAYLOAD = b"x" * 100
@@ -147,12 +147,12 @@ def submit_and_burn(ports: list[int], jobs: int, connections: int, workers: int)
 
 
 def start_geartrain_cluster(
-    table: str, workdir: Path, flags: tuple[str, ...] = ()
+    store: StoreKind, table: str, workdir: Path, flags: tuple[str, ...] = ()
 ) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     ports, procs = [free_port(), free_port()], []
     for index, port in enumerate(ports):
         command = [sys.executable, "-m", "geartrain", "server", "--port", str(port), "--cluster", "--node-id"]
-        command += [f"bench{index}", "--store", f"{POSTGRES_URL}?table={table}", "--verbose", "ERROR", *flags]
+        command += [f"bench{index}", *store.geartrain_args(table), "--verbose", "ERROR", *flags]
         log = (workdir / f"node{index}.log").open("ab")
         procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log))
     for port, proc in zip(ports, procs, strict=True):
@@ -160,10 +160,12 @@ def start_geartrain_cluster(
     return procs, ports
 
 
-def start_gearmand(gearmand: str, table: str, workdir: Path) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+def start_gearmand(
+    store: StoreKind, gearmand: str, table: str, workdir: Path
+) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     port = free_port()
     command = [gearmand, "-p", str(port), "-L", "127.0.0.1", "-t", "1", "--log-file", str(workdir / "gearmand.log")]
-    command += ["--config-file", "/dev/null", *StoreKind("postgres").gearmand_args(table)]
+    command += ["--config-file", "/dev/null", *store.gearmand_args(table)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, proc)
     return [proc], [port]
@@ -179,20 +181,39 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def drop(table: str) -> None:
-    import psycopg
+def drop(store: StoreKind, table: str) -> None:
+    """The queue and the cluster's records of it."""
+    store.drop(table)
+    if store.name == "postgres":
+        import psycopg
 
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-        for side in ("geartrain_nodes", "geartrain_leader"):
-            if conn.execute("SELECT to_regclass(%s)", (side,)).fetchone()[0] is not None:  # type: ignore[index]
-                conn.execute(f"DELETE FROM {side} WHERE queue = %s", (table,))
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for side in ("geartrain_nodes", "geartrain_leader", "geartrain_events"):
+                if conn.execute("SELECT to_regclass(%s)", (side,)).fetchone()[0] is not None:  # type: ignore[index]
+                    conn.execute(f"DELETE FROM {side} WHERE queue = %s", (table,))
 
 
-def takeover_seconds(workdir: Path, jobs: int = 2000) -> float:
+def held_by(store: StoreKind, table: str, node: str) -> int:
+    """Jobs the node ``node`` holds."""
+    if store.name == "postgres":
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            query = f'SELECT count(*) FROM "{table}" WHERE owner = %s'
+            return int(conn.execute(query, (node,)).fetchone()[0])  # type: ignore[index]
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return int(client.scard(f"gt:{table}:owned:{node}"))
+    finally:
+        client.close()
+
+
+def takeover_seconds(store: StoreKind, workdir: Path, jobs: int = 2000) -> float:
     """kill -9 of the node holding jobs; seconds until a worker on the other node gets one of them."""
     table = f"gt_bench_{uuid.uuid4().hex[:10]}"
-    procs, ports = start_geartrain_cluster(table, workdir)
+    procs, ports = start_geartrain_cluster(store, table, workdir)
     try:
         done = multiprocessing.Value("q", 0)
         ready, go = multiprocessing.Event(), multiprocessing.Event()
@@ -209,15 +230,12 @@ def takeover_seconds(workdir: Path, jobs: int = 2000) -> float:
         survivor = socket.create_connection(("127.0.0.1", ports[1]))
         survivor.sendall(packets.request(packets.CAN_DO, FUNCTION))
         # Drain what was never claimed, then wait for the first of the dead node's jobs.
-        import psycopg
-
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            while conn.execute(f"SELECT count(*) FROM \"{table}\" WHERE owner = 'bench0'").fetchone()[0]:  # type: ignore[index]
-                time.sleep(0.05)
+        while held_by(store, table, "bench0"):
+            time.sleep(0.05)
         return time.perf_counter() - killed
     finally:
         stop(procs)
-        drop(table)
+        drop(store, table)
 
 
 def echo_worker(port: int, go: Any) -> None:
@@ -268,10 +286,10 @@ def round_trips(client_port: int, worker_port: int, count: int) -> list[float]:
     return times
 
 
-def cross_node_round_trips(workdir: Path, count: int = 2000) -> None:
+def cross_node_round_trips(store: StoreKind, workdir: Path, count: int = 2000) -> None:
     """Client and worker on one node, then client on one node and worker on the other: p50 and p99."""
     table = f"gt_bench_{uuid.uuid4().hex[:10]}"
-    procs, ports = start_geartrain_cluster(table, workdir)
+    procs, ports = start_geartrain_cluster(store, table, workdir)
     try:
         for label, worker_port in (("same node", ports[0]), ("across nodes", ports[1])):
             times = sorted(round_trips(ports[0], worker_port, count))
@@ -279,7 +297,7 @@ def cross_node_round_trips(workdir: Path, count: int = 2000) -> None:
             print(f"foreground round trip, {label:12}: p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms", flush=True)
     finally:
         stop(procs)
-        drop(table)
+        drop(store, table)
 
 
 def main() -> None:
@@ -290,23 +308,25 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--gearmand", default=shutil.which("gearmand") or "/usr/sbin/gearmand")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/results/cluster"))
+    parser.add_argument("--store", choices=("postgres", "redis"), default="postgres", help="the shared store")
     parser.add_argument("--flag", action="append", default=[], help="a flag for the geartrain nodes (repeat)")
     args = parser.parse_args()
+    store = StoreKind(args.store)
     args.workdir.mkdir(parents=True, exist_ok=True)
     figures: dict[str, list[tuple[float, float]]] = {"gearmand": [], "geartrain": []}
     for rep in range(args.reps):
         for name in ("gearmand", "geartrain"):
             table = f"gt_bench_{uuid.uuid4().hex[:10]}"
             procs, ports = (
-                start_gearmand(args.gearmand, table, args.workdir)
+                start_gearmand(store, args.gearmand, table, args.workdir)
                 if name == "gearmand"
-                else start_geartrain_cluster(table, args.workdir, tuple(args.flag))
+                else start_geartrain_cluster(store, table, args.workdir, tuple(args.flag))
             )
             try:
                 submits, burn = submit_and_burn(ports, args.jobs, args.connections, args.workers)
             finally:
                 stop(procs)
-                drop(table)
+                drop(store, table)
             figures[name].append((submits, burn))
             print(f"rep {rep + 1} {name:9}: submits {submits:9,.0f}/s  burn-down {burn:9,.0f}/s", flush=True)
     for index, label in ((0, "submits"), (1, "burn-down")):
@@ -317,8 +337,8 @@ def main() -> None:
             f"{label:10}: geartrain 2 nodes {ours:9,.0f}/s, gearmand {theirs:9,.0f}/s, paired ratio median "
             f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
         )
-    cross_node_round_trips(args.workdir)
-    print(f"takeover after kill -9 (default lease 15 s): {takeover_seconds(args.workdir):.1f} s")
+    cross_node_round_trips(store, args.workdir)
+    print(f"takeover after kill -9 (default lease 15 s): {takeover_seconds(store, args.workdir):.1f} s")
 
 
 if __name__ == "__main__":

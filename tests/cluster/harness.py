@@ -1,5 +1,5 @@
-"""Real node processes of a cluster on the real PostgreSQL, raw-socket workers and submitters, and a ledger of
-which job ran how often."""
+"""Real node processes of a cluster on the real PostgreSQL or Redis, raw-socket workers and submitters, a ledger of
+which job ran how often, and a look into the cluster's queue."""
 
 from __future__ import annotations
 
@@ -16,11 +16,50 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from databases import postgres_raw, redis_raw
 from geartrain.protocol.packets import PacketType as P
 from servers import GearmanSocket, admin_raw, encode_req, free_port, wait_until
 
 FUNCTION = b"cluster"
 WINDOW = 200  # submits in flight per submitter
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A cluster's queue as the tests look into it: a PostgreSQL table or a Redis key prefix."""
+
+    kind: str  # "postgres" or "redis"
+    url: str
+    name: str  # the table, or the key prefix
+
+    @property
+    def port(self) -> int:
+        return 5432 if self.kind == "postgres" else 6379
+
+    def count(self, function: bytes | None = None) -> int:
+        """Jobs stored (of ``function``, or all)."""
+        if self.kind == "postgres":
+            where, params = ("function_name = %s", (function.decode(),)) if function else ("true", ())
+            with postgres_raw() as conn:
+                return int(conn.execute(f'SELECT count(*) FROM "{self.name}" WHERE {where}', params).fetchone()[0])
+        pattern = f"{self.name}-{function.decode()}-*" if function else f"{self.name}-*"
+        raw = redis_raw()
+        try:
+            return sum(1 for _ in raw.scan_iter(match=pattern, count=1000))
+        finally:
+            raw.close()
+
+    def held_by(self, node: str) -> int:
+        """Jobs the node ``node`` holds (claimed or kept for its own workers)."""
+        if self.kind == "postgres":
+            with postgres_raw() as conn:
+                query = f'SELECT count(*) FROM "{self.name}" WHERE owner = %s'
+                return int(conn.execute(query, (node,)).fetchone()[0])
+        raw = redis_raw()
+        try:
+            return int(raw.scard(f"gt:{self.name}:owned:{node}"))
+        finally:
+            raw.close()
 
 
 class Node:

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Node
-from test_cluster_postgres import LEASE, rows
+from harness import Node, Queue
+from test_cluster import LEASE
 
-from databases import BACKENDS, postgres_raw, require_service
 from servers import CHATTY_CALLBACK_EVENTS, chatty_events, require_program, wait_until
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "interop" / "scripts"
@@ -23,19 +22,13 @@ GEARMAN_WORK_FAIL = 24
 
 
 @pytest.fixture
-def two_nodes(tmp_path: Path) -> Iterator[tuple[Node, Node, str]]:
-    require_service("postgres")
-    for backend in BACKENDS["postgres"](tmp_path):
-        nodes = [Node(backend.url, f"n{i}", tmp_path, LEASE).start() for i in range(2)]
-        try:
-            yield nodes[0], nodes[1], backend.table
-        finally:
-            for node in nodes:
-                node.stop()
-            with postgres_raw() as conn:
-                for side in ("geartrain_nodes", "geartrain_leader", "geartrain_events"):
-                    if conn.execute("SELECT to_regclass(%s)", (side,)).fetchone()[0] is not None:
-                        conn.execute(f"DELETE FROM {side} WHERE queue = %s", (backend.table,))
+def two_nodes(queue: Queue, tmp_path: Path) -> Iterator[tuple[Node, Node, Queue]]:
+    nodes = [Node(queue.url, f"n{i}", tmp_path, LEASE).start() for i in range(2)]
+    try:
+        yield nodes[0], nodes[1], queue
+    finally:
+        for node in nodes:
+            node.stop()
 
 
 def script(program: str, name: str, node: Node, *args: str) -> list[str]:
@@ -54,8 +47,8 @@ def spawn(command: list[str], log: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_php_client_on_one_node_php_worker_on_another(two_nodes: tuple[Node, Node, str], tmp_path: Path) -> None:
-    client_node, worker_node, table = two_nodes
+def test_php_client_on_one_node_php_worker_on_another(two_nodes: tuple[Node, Node, Queue], tmp_path: Path) -> None:
+    client_node, worker_node, queue = two_nodes
     worker = spawn(script("php-gearman", "php_worker.php", worker_node, "5"), tmp_path / "worker.out")
     try:
         out = run_json(script("php-gearman", "php_client.php", client_node, "tasks"))
@@ -77,11 +70,11 @@ def test_php_client_on_one_node_php_worker_on_another(two_nodes: tuple[Node, Nod
     handles = {job["workload"]: job["handle"] for job in seen}
     assert handles["task-background"] == created["background"]
     assert handles["task-normal"] == created["normal"]
-    wait_until(lambda: rows(table) == 0, timeout=30, message="the table to empty")
+    wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
 
 
-def test_perl_client_on_one_node_perl_worker_on_another(two_nodes: tuple[Node, Node, str], tmp_path: Path) -> None:
-    client_node, worker_node, table = two_nodes
+def test_perl_client_on_one_node_perl_worker_on_another(two_nodes: tuple[Node, Node, Queue], tmp_path: Path) -> None:
+    client_node, worker_node, queue = two_nodes
     worker = spawn(script("perl-gearman", "perl_worker.pl", worker_node, "7"), tmp_path / "worker.out")
     try:
         out = run_json(script("perl-gearman", "perl_client.pl", client_node, "foreground"))
@@ -94,10 +87,10 @@ def test_perl_client_on_one_node_perl_worker_on_another(two_nodes: tuple[Node, N
     assert out["do_task_fail"] == {"result": None, "on_fail": 1}
     assert out["taskset"] == {"alpha": "ahpla", "beta": "ateb", "gamma": "ammag", "progress": "progress:p"}
     assert out["statuses"] == [["1", "2"], ["2", "2"]]
-    wait_until(lambda: rows(table) == 0, timeout=30, message="the table to empty")
+    wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
 
 
-def test_libgearman_client_on_one_node_worker_on_another(two_nodes: tuple[Node, Node, str], tmp_path: Path) -> None:
+def test_libgearman_client_on_one_node_worker_on_another(two_nodes: tuple[Node, Node, Queue], tmp_path: Path) -> None:
     client_node, worker_node, _ = two_nodes
     gearman = require_program("gearman")
     worker = subprocess.Popen(
@@ -123,11 +116,11 @@ def test_libgearman_client_on_one_node_worker_on_another(two_nodes: tuple[Node, 
 
 
 def test_a_foreground_job_whose_client_left_is_dropped_cluster_wide(
-    two_nodes: tuple[Node, Node, str], tmp_path: Path
+    two_nodes: tuple[Node, Node, Queue], tmp_path: Path
 ) -> None:
-    client_node, _, table = two_nodes
+    client_node, _, queue = two_nodes
     gearman = require_program("gearman")
-    # No worker anywhere: the job waits in the table until its client gives up.
+    # No worker anywhere: the job waits in the queue until its client gives up.
     client = subprocess.Popen(
         [gearman, "-h", "127.0.0.1", "-p", str(client_node.port), "-f", "nobody", "x"],
         stdout=subprocess.DEVNULL,
@@ -135,8 +128,8 @@ def test_a_foreground_job_whose_client_left_is_dropped_cluster_wide(
         stdin=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: rows(table, "function_name = 'nobody'") == 1, timeout=30, message="the job to be stored")
+        wait_until(lambda: queue.count(b"nobody") == 1, timeout=30, message="the job to be stored")
     finally:
         client.kill()
         client.wait(10)
-    wait_until(lambda: rows(table, "function_name = 'nobody'") == 0, timeout=30, message="the job to be dropped")
+    wait_until(lambda: queue.count(b"nobody") == 0, timeout=30, message="the job to be dropped")

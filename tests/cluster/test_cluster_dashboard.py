@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import Node
-from test_cluster_postgres import start_nodes
+from harness import Node, Queue
+from test_cluster import start_nodes
 
 from servers import wait_until
 
@@ -24,13 +24,12 @@ def node_rows(driver: Any) -> list[tuple[str, str, str]]:
 
 
 def test_the_dashboard_lists_the_clusters_nodes(
+    table: Queue,
     nodes: list[Node],
-    table: tuple[str, str],
     tmp_path: Path,
     browser: Any,
 ) -> None:
-    url, _ = table
-    start_nodes(nodes, url, tmp_path, 2)
+    start_nodes(nodes, table.url, tmp_path, 2)
     browser.get(f"http://127.0.0.1:{nodes[1].http_port}/dashboard/")
     found = wait_until(lambda: (rows := node_rows(browser)) and len(rows) == 2 and rows, 20, "two nodes listed")
     assert [row[0] for row in found] == ["n0", "n1"]

@@ -3,6 +3,8 @@ many it wants to claim, and letting go of what it holds."""
 
 from __future__ import annotations
 
+import struct
+
 from conversation import Conversation, P
 
 from geartrain.server.core import cluster
@@ -216,7 +218,13 @@ def test_a_background_job_left_to_the_cluster_stays_known_to_get_status_until_fo
         (P.STATUS_RES_UNIQUE, (b"u1", b"1", b"1", b"0", b"0", b"0"))
     ]
     talk.engine.forget_elsewhere(handle)  # gone from the store: finished
-    assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"0", b"0", b"0", b"0"))]
+    talk.send(client, P.GET_STATUS, handle)  # a handle this node does not know: the store is asked
+    [(asked, ack)] = talk.engine.status_lookups
+    assert asked == handle and ack.data is None  # the reply waits for the answer
+    talk.engine.status_lookups.clear()
+    talk.engine.status_found(handle, ack, None)  # the store knows no such job
+    body = b"\0".join((handle, b"0", b"0", b"0", b"0"))
+    assert client.take_output() == b"\0RES" + struct.pack(">II", P.STATUS_RES, len(body)) + body
     assert talk.ask(client, P.GET_STATUS_UNIQUE, b"u1") == [
         (P.STATUS_RES_UNIQUE, (b"u1", b"0", b"0", b"0", b"0", b"0"))
     ]
@@ -233,3 +241,64 @@ def test_a_claimed_job_keeps_the_handle_its_submitting_node_gave() -> None:
     assert job.handle == add.handle
     again = runner.engine.restore(add, runner.now)  # a handle this node already uses: a fresh one
     assert again.handle != add.handle
+
+
+def test_a_foreground_job_another_node_stored_first_is_watched_and_its_result_comes_back() -> None:
+    talk = node()
+    with_relay(talk)
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB, b"f", b"same", b"data")
+    commit(talk, elsewhere=frozenset({0}))
+    assert client.take_output().startswith(b"\0RES\0\0\0\x08")  # JOB_CREATED: coalesced onto the other's job
+    assert talk.engine.watch_requests == [(b"same", b"f")]  # for the cluster node to register
+    assert talk.engine.watched == {(b"same", b"f")}
+    [job] = talk.engine.jobs.values()
+    cluster.relayed(talk.engine, b"same", b"f", P.WORK_COMPLETE, (b"done",), talk.now)
+    assert talk.replies(client) == [(P.WORK_COMPLETE, (job.handle, b"done"))]
+    assert talk.engine.jobs == {} and talk.engine.watched == set()
+    assert talk.engine.take_store_batch() is None  # the record was never this node's
+
+
+def test_a_watcher_whose_client_leaves_never_deletes_the_other_nodes_job() -> None:
+    talk = node()
+    relay = with_relay(talk)
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB, b"f", b"same", b"data")
+    commit(talk, elsewhere=frozenset({0}))
+    talk.disconnect(client)
+    assert talk.engine.jobs == {} and relay.assigned == {} and talk.engine.watched == set()
+    assert talk.engine.take_store_batch() is None
+
+
+def test_a_watched_job_gone_from_the_store_is_submitted_again_for_its_clients() -> None:
+    talk = node()
+    relay = with_relay(talk)
+    client = talk.connect()
+    talk.send(client, P.SUBMIT_JOB, b"f", b"same", b"data")
+    commit(talk, elsewhere=frozenset({0}))
+    client.take_output()
+    cluster.submit_again(talk.engine, b"same", b"f")
+    assert relay.assigned == {} and talk.engine.watched == set()
+    [add] = commit(talk)  # stored again, as this node's own waiting job
+    assert (add.key, add.function, add.waiting) == (b"same", b"f", True)
+    [job] = talk.engine.jobs.values()
+    assert job.worker is relay and talk.engine.watched == set()
+    assert client.take_output() == b""  # no second JOB_CREATED
+    cluster.relayed(talk.engine, b"same", b"f", P.WORK_COMPLETE, (b"done",), talk.now)
+    assert talk.replies(client) == [(P.WORK_COMPLETE, (job.handle, b"done"))]
+
+
+def test_a_job_held_here_relays_its_packets_to_a_node_whose_clients_coalesced_onto_it() -> None:
+    talk = node()
+    worker = talk.worker(b"f")
+    watcher = talk.connect("cluster:other")
+    job = talk.engine.restore(StoredJob(b"u", b"f", b"u", 1, b"data"), talk.now)  # a background job, claimed
+    assert cluster.held_job(talk.engine, b"u", b"f") is job
+    assert cluster.held_job(talk.engine, b"other", b"f") is None
+    assert cluster.watch_for(job, watcher)
+    assert not cluster.watch_for(job, watcher)  # once
+    talk.send(worker, P.GRAB_JOB)
+    talk.replies(worker)
+    talk.send(worker, P.WORK_DATA, job.handle, b"part")
+    talk.send(worker, P.WORK_COMPLETE, job.handle, b"done")
+    assert talk.replies(watcher) == [(P.WORK_DATA, (job.handle, b"part")), (P.WORK_COMPLETE, (job.handle, b"done"))]

@@ -70,7 +70,7 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
         "--cluster",
         action="store_true",
         help="be a node of a cluster: every server started with --cluster on the same PostgreSQL store (URL and "
-        "table) shares its queue (docs/cluster.md)",
+        "table) or Redis store (URL and prefix) shares its queue (docs/cluster.md)",
     )
     net.add_argument(
         "--lease",

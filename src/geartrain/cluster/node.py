@@ -32,8 +32,10 @@ from geartrain.protocol.codec import Decoder
 from geartrain.protocol.packets import RES, Packet
 from geartrain.server.core import cluster as rules
 from geartrain.server.core.engine import Engine
+from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.state import Elsewhere
 from geartrain.store.base import StoreError
 
 log = logging.getLogger("geartrain.cluster")
@@ -46,15 +48,29 @@ MAX_TRACKED = 1_000_000  # beyond this many, the oldest jobs left to the cluster
 RETRY = 1.0  # seconds before listening again after the listening connection was lost
 
 
+#: A claimed job, the node whose client waits for it (``None``: background), and the nodes whose clients
+#: coalesced onto it (watchers).
+Claimed = tuple[StoredJob, str | None, tuple[str, ...]]
+
+#: A stored job's state for GET_STATUS: whether a node holds (runs) it, and its last WORK_STATUS.
+Progress = tuple[bool, int, int]
+
+#: An event that is no packet: the node named in its data has clients that coalesced onto the job.
+WATCH = 0
+
+
 class ClusterDb(Protocol):
     """What a node needs of the cluster's database."""
 
     @property
     def description(self) -> str: ...
     async def register(self, address: str) -> int: ...
-    async def claim(self, function: bytes, limit: int) -> list[tuple[StoredJob, str | None]]: ...
+    async def claim(self, function: bytes, limit: int) -> list[Claimed]: ...
+    async def watch(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], str]: ...
     async def renew(self, jobs_held: int) -> None: ...
-    async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bool]: ...
+    async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], Progress]: ...
+    async def status(self, handles: Sequence[bytes]) -> dict[bytes, Progress]: ...
+    async def set_progress(self, updates: Sequence[tuple[bytes, bytes, int, int]]) -> None: ...
     async def release(self, keys: Sequence[Removal]) -> None: ...
     async def release_all(self) -> int: ...
     async def lead(self) -> bool: ...
@@ -126,7 +142,8 @@ class ClusterNode:
         self.open_peer = open_peer
         self.max_packet_size = max_packet_size
         self._relays: dict[str, Peer] = {}  # per node whose clients wait for jobs run here
-        self._relayed: dict[bytes, tuple[bytes, bytes, str]] = {}  # handle here -> (key, function, client's node)
+        self._relayed: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}  # (handle here, clients' node) -> stored key
+        self._watched_misses: dict[tuple[bytes, bytes], int] = {}  # watched jobs not found in the store, per poll
         self._outgoing: list[tuple[str, bytes, bytes, int, bytes]] = []
         self._sending: asyncio.Task[None] | None = None
         self._incoming = asyncio.Event()
@@ -211,6 +228,10 @@ class ClusterNode:
                 self._wanted.set()  # more may be waiting: claim again without waiting for a wake-up
 
     async def _claim_once(self) -> bool:
+        if self.engine.watch_requests:
+            await self._watch()
+        if self.engine.status_lookups:
+            await self._look_up_status()
         full = False
         for function, want in rules.wanted(self.engine).items():
             limit = min(want, CLAIM_LIMIT)
@@ -219,13 +240,15 @@ class ClusterNode:
                 continue
             now = time.time()
             if self.suspended:  # lost the lease while claiming: these go back at once
-                await self.db.release([Removal(job.key, job.function) for job, _ in jobs])
+                await self.db.release([Removal(job.key, job.function) for job, _, _ in jobs])
                 return False
-            for stored, client_node in jobs:
+            for stored, client_node, watchers in jobs:
                 job = self.engine.restore(stored, now)
                 if client_node is not None:
                     rules.run_for(self.engine, job, self._relay_for(client_node))
-                    self._relayed[job.handle] = (stored.key, stored.function, client_node)
+                    self._relayed[(job.handle, client_node)] = (stored.key, stored.function)
+                for watcher in watchers:
+                    self._watch_for(job, watcher)
             self.claimed += len(jobs)
             self.flush()
             full = full or len(jobs) == limit
@@ -255,6 +278,14 @@ class ClusterNode:
             if self.engine.elsewhere:
                 with contextlib.suppress(StoreError):
                     await self._check_elsewhere()
+            if self.engine.watched or self._watched_misses:
+                with contextlib.suppress(StoreError):
+                    await self._check_watched()
+            if self.engine.progress:
+                progress = self.engine.progress
+                self.engine.progress = {}
+                with contextlib.suppress(StoreError):
+                    await self.db.set_progress([(*key, *numbers) for key, numbers in progress.items()])
 
     async def _check_elsewhere(self) -> None:
         """GET_STATUS of jobs left to the cluster: forget those gone from the store, note which are running. The
@@ -265,23 +296,22 @@ class ClusterNode:
         batch = list(itertools.islice(engine.elsewhere.items(), STATUS_CHECKS))
         stored = await self.db.still_stored([(entry.key, entry.function) for _, entry in batch])
         for handle, entry in batch:
-            running = stored.get((entry.key, entry.function))
-            if running is None:
+            found = stored.get((entry.key, entry.function))
+            if found is None:
                 engine.forget_elsewhere(handle)
             elif engine.elsewhere.get(handle) is entry:
-                entry.running = running
+                entry.running, entry.numerator, entry.denominator = found
                 del engine.elsewhere[handle]
                 engine.elsewhere[handle] = entry
 
     # ------------------------------------------------------------------ foreground jobs across nodes
 
     def _release_queued(self) -> list[Removal]:
-        handles = {job.handle for relay in self._relays.values() for job in relay.waiting}
         released = rules.release_queued(self.engine, self._relays.values())
-        for handle in handles:
+        for handle, node in list(self._relayed):
             job = self.engine.jobs.get(handle)
             if job is None or not job.clients:  # released: no packet of it goes back from here
-                self._relayed.pop(handle, None)
+                del self._relayed[(handle, node)]
         return released
 
     def _relay_for(self, node: str) -> Peer:
@@ -294,13 +324,12 @@ class ClusterNode:
 
     def relay(self, node: str, ptype: int, args: Sequence[bytes]) -> None:
         """A packet the engine sent to the relay of ``node``'s clients: queue it for that node."""
-        handle = args[0]
-        entry = self._relayed.get(handle)
+        entry = self._relayed.get((args[0], node))
         if entry is None:
             return
         if ptype in rules.ENDINGS:
-            del self._relayed[handle]
-        key, function, _ = entry
+            del self._relayed[(args[0], node)]
+        key, function = entry
         self._outgoing.append((node, key, function, ptype, b"\0".join(args[1:])))
         if self._sending is None or self._sending.done():
             self._sending = asyncio.get_running_loop().create_task(self._send())
@@ -329,10 +358,81 @@ class ClusterNode:
                 continue
             now = time.time()
             for key, function, ptype, data in events:
+                if ptype == WATCH:
+                    job = rules.held_job(self.engine, key, function)
+                    if job is not None:  # gone: the watcher finds it gone from the store and submits it again
+                        self._watch_for(job, data.decode("utf-8", "replace"))
+                    continue
                 rest = tuple(data.split(b"\0", 1)) if ptype in rules.SPLIT_TWICE else (data,)
                 rules.relayed(self.engine, key, function, ptype, rest, now)
             if events:
                 self.flush()
+
+    def _watch_for(self, job: Job, node: str) -> None:
+        """Clients on ``node`` coalesced onto ``job``, held here: relay its packets to that node too."""
+        if job.store_key is not None and rules.watch_for(job, self._relay_for(node)):
+            self._relayed[(job.handle, node)] = (job.store_key, job.function.name)
+
+    async def _watch(self) -> None:
+        """Clients here coalesced onto jobs other nodes stored first: note this node on each in the store (the node
+        that claims one later relays to it) and tell the node that holds one now; a job already gone is stored
+        again for them."""
+        requests = list(self.engine.watch_requests)
+        self.engine.watch_requests.clear()
+        try:
+            owners = await self.db.watch(requests)
+        except StoreError:
+            self.engine.watch_requests.extend(requests)  # again at the next claim
+            raise
+        events = []
+        for key, function in requests:
+            owner = owners.get((key, function))
+            if owner is None:
+                rules.submit_again(self.engine, key, function)
+            elif owner:
+                events.append((owner, key, function, WATCH, self.node.encode()))
+        if events:
+            await self.db.send_events(events)
+        self.flush()
+
+    async def _look_up_status(self) -> None:
+        """GET_STATUS of handles this node does not know: the store knows the jobs of every node by handle."""
+        engine = self.engine
+        lookups = list(engine.status_lookups)
+        engine.status_lookups.clear()
+        try:
+            found = await self.db.status(list({handle for handle, _ in lookups}))
+        except StoreError:
+            found = {}  # answered "unknown", as a job gone from the store would be
+        for handle, ack in lookups:
+            progress = found.get(handle)
+            entry = None
+            if progress is not None:
+                entry = Elsewhere(b"", b"", b"")
+                entry.running, entry.numerator, entry.denominator = progress
+            engine.status_found(handle, ack, entry)
+        self.flush()
+
+    async def _check_watched(self) -> None:
+        """Jobs this node's clients coalesced onto that are gone from the store without their result (twice in a
+        row: a result is sent just after its deletion) are submitted again for them."""
+        engine = self.engine
+        misses = self._watched_misses
+        for remote in [remote for remote in misses if remote not in engine.watched]:
+            del misses[remote]
+        if not engine.watched:
+            return
+        watched = list(engine.watched)
+        stored = await self.db.still_stored(watched)
+        for remote in watched:
+            if remote in stored:
+                misses.pop(remote, None)
+            elif misses.get(remote, 0) >= 1:
+                del misses[remote]
+                rules.submit_again(engine, *remote)
+            else:
+                misses[remote] = 1
+        self.flush()
 
     # ------------------------------------------------------------------ lease and leader
 

@@ -26,6 +26,7 @@ from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, Connection
 
+    from geartrain.cluster.node import Claimed, Progress
     from geartrain.store.postgres import PostgresStore
 
 NODES_TABLE = "geartrain_nodes"
@@ -52,13 +53,17 @@ class PostgresClusterSql:
         conn.execute(
             f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS owner TEXT, ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ, "
             "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS client_node TEXT, "
-            "ADD COLUMN IF NOT EXISTS handle BYTEA"
+            "ADD COLUMN IF NOT EXISTS handle BYTEA, ADD COLUMN IF NOT EXISTS watchers TEXT[], "
+            "ADD COLUMN IF NOT EXISTS numerator BIGINT NOT NULL DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS denominator BIGINT NOT NULL DEFAULT 0"
         )
         # Claims walk the waiting jobs of one function in order; renewals and releases find a node's own.
         conn.execute(
             f'CREATE INDEX IF NOT EXISTS "{name}_claim_idx" ON {t} (function_name, priority, seq) WHERE owner IS NULL'
         )
         conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_owner_idx" ON {t} (owner) WHERE owner IS NOT NULL')
+        # GET_STATUS on any node finds a job by the handle its submitting node gave.
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_handle_idx" ON {t} (handle)')
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {NODES_TABLE} (queue TEXT, node TEXT, address TEXT, started TIMESTAMPTZ, "
             "heartbeat TIMESTAMPTZ, jobs INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (queue, node))"
@@ -165,9 +170,10 @@ class PostgresClusterDb:
         await self._run(f"DELETE FROM {EVENTS_TABLE} WHERE queue = %s AND node = %s", (sql.store.table_name, sql.node))
         return await self.release_all()
 
-    async def claim(self, function: bytes, limit: int) -> list[tuple[StoredJob, str | None]]:
+    async def claim(self, function: bytes, limit: int) -> list[Claimed]:
         """Up to ``limit`` waiting jobs of ``function`` for this node, in priority and submission order, each with
-        the node whose client waits for it (``None`` for a background job)."""
+        the node whose client waits for it (``None`` for a background job) and the nodes whose clients coalesced
+        onto it."""
         sql = self.sql
         rows = await self._run(
             f"WITH picked AS (SELECT ctid FROM {sql.table} WHERE owner IS NULL AND function_name = %s "
@@ -176,7 +182,7 @@ class PostgresClusterDb:
             f"UPDATE {sql.table} AS t SET owner = %s, lease_until = clock_timestamp() + %s * interval '1 second' "
             "FROM picked WHERE t.ctid = picked.ctid "
             "RETURNING t.unique_key, t.function_name, t.priority, t.data, t.when_to_run, t.reducer, t.seq, "
-            "t.client_node, t.handle",
+            "t.client_node, t.handle, t.watchers",
             (bytes_to_text(function), limit, sql.node, sql.lease),
         )
         rows.sort(key=lambda row: (row[2], row[6]))
@@ -187,9 +193,28 @@ class PostgresClusterDb:
                     handle=bytes(handle or b""),
                 ),
                 client,
+                tuple(watchers or ()),
             )
-            for key, name, priority, data, when, reducer, _, client, handle in rows
+            for key, name, priority, data, when, reducer, _, client, handle, watchers in rows
         ]
+
+    async def watch(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], str]:
+        """Note this node on each of these jobs, whose runner relays their packets to it; returns, per job still
+        stored, the node that holds it ('' while it waits for any node). The update waits for a claim of the row
+        under way, so a job is either claimed with this node noted, or its holder is returned."""
+        sql = self.sql
+        rows = await self._run(
+            f"UPDATE {sql.table} SET watchers = CASE WHEN %s = ANY(coalesce(watchers, '{{}}')) THEN watchers "
+            "ELSE array_append(coalesce(watchers, '{}'), %s) END WHERE (unique_key, function_name) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[])) RETURNING unique_key, function_name, coalesce(owner, '')",
+            (
+                sql.node,
+                sql.node,
+                [bytes_to_text(key) for key, _ in keys],
+                [bytes_to_text(function) for _, function in keys],
+            ),
+        )
+        return {(text_to_bytes(key), text_to_bytes(name)): owner for key, name, owner in rows}
 
     async def renew(self, jobs_held: int) -> None:
         """Extend the lease of every job this node holds, and its heartbeat (raises StoreUnavailable)."""
@@ -201,14 +226,38 @@ class PostgresClusterDb:
             (sql.lease, sql.node, jobs_held, sql.store.table_name, sql.node),
         )
 
-    async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bool]:
-        """Which of these (key, function) the table still holds, each with whether a node holds (runs) it."""
+    async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], Progress]:
+        """Which of these (key, function) the table still holds, each with whether a node holds (runs) it and its
+        last WORK_STATUS."""
         rows = await self._run(
-            f"SELECT unique_key, function_name, owner IS NOT NULL FROM {self.sql.table} WHERE "
-            "(unique_key, function_name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            f"SELECT unique_key, function_name, owner IS NOT NULL, numerator, denominator FROM {self.sql.table} "
+            "WHERE (unique_key, function_name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
             ([bytes_to_text(key) for key, _ in keys], [bytes_to_text(function) for _, function in keys]),
         )
-        return {(text_to_bytes(key), text_to_bytes(name)): bool(held) for key, name, held in rows}
+        return {(text_to_bytes(key), text_to_bytes(name)): (bool(held), n, d) for key, name, held, n, d in rows}
+
+    async def status(self, handles: Sequence[bytes]) -> dict[bytes, Progress]:
+        """The jobs stored under these handles (any node's), as :meth:`still_stored` describes them."""
+        rows = await self._run(
+            f"SELECT handle, owner IS NOT NULL, numerator, denominator FROM {self.sql.table} "
+            "WHERE handle = ANY(%s::bytea[])",
+            (list(handles),),
+        )
+        return {bytes(handle): (bool(held), n, d) for handle, held, n, d in rows}
+
+    async def set_progress(self, updates: Sequence[tuple[bytes, bytes, int, int]]) -> None:
+        """The last WORK_STATUS of running jobs: (key, function, numerator, denominator)."""
+        await self._run(
+            f"UPDATE {self.sql.table} AS t SET numerator = u.n, denominator = u.d FROM "
+            "unnest(%s::text[], %s::text[], %s::int8[], %s::int8[]) AS u(k, f, n, d) "
+            "WHERE t.unique_key = u.k AND t.function_name = u.f",
+            (
+                [bytes_to_text(key) for key, _, _, _ in updates],
+                [bytes_to_text(function) for _, function, _, _ in updates],
+                [numerator for _, _, numerator, _ in updates],
+                [denominator for _, _, _, denominator in updates],
+            ),
+        )
 
     async def release(self, keys: Sequence[Removal]) -> None:
         """Hand these jobs of this node back to the cluster (announced, so a sleeping node claims them)."""

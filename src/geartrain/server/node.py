@@ -95,19 +95,27 @@ def build_node(config: ServerConfig, store: QueueStore | None = None, *, store_o
 
 
 def join_cluster(config: ServerConfig, store: QueueStore | None, store_on_shutdown: bool) -> ClusterDb:
-    """The cluster's database side for ``store`` (PostgreSQL only, for now); StoreError with one line otherwise."""
+    """The cluster's database side for ``store`` (PostgreSQL or Redis); StoreError with one line otherwise."""
     from geartrain.store.postgres import PostgresStore
+    from geartrain.store.redis import RedisStore
 
-    if not isinstance(store, PostgresStore) or store_on_shutdown:
-        where = store.description if store is not None else "memory"
-        raise StoreError(
-            f"--cluster needs a PostgreSQL store (--store postgresql://...), not {where}: the nodes share its table"
-        )
-    from geartrain.cluster.postgres import PostgresClusterDb, PostgresClusterSql
+    if isinstance(store, PostgresStore) and not store_on_shutdown:
+        from geartrain.cluster.postgres import PostgresClusterDb, PostgresClusterSql
 
-    sql = PostgresClusterSql(store, config.node_name(), config.lease)
-    store.cluster = sql
-    return PostgresClusterDb(sql)
+        sql = PostgresClusterSql(store, config.node_name(), config.lease)
+        store.cluster = sql
+        return PostgresClusterDb(sql)
+    if isinstance(store, RedisStore) and not store_on_shutdown:
+        from geartrain.cluster.redis import RedisClusterDb, RedisClusterKeys
+
+        keys = RedisClusterKeys(store, config.node_name(), config.lease)
+        store.cluster = keys
+        return RedisClusterDb(keys)
+    where = store.description if store is not None else "memory"
+    raise StoreError(
+        f"--cluster needs a PostgreSQL or Redis store (--store postgresql://... or redis://...), not {where}: "
+        "the nodes share its queue"
+    )
 
 
 def run_node(

@@ -57,6 +57,8 @@ class GearmanServer:
         self._epoch_heap = self.engine.epoch_heap
         self._timeout_heap = self.engine.timeout_heap
         self._hungry = self.engine.hungry  # a cluster node's functions whose workers sleep (None outside one)
+        self._watch_requests = self.engine.watch_requests  # jobs of other nodes that clients here coalesced onto
+        self._status_lookups = self.engine.status_lookups  # GET_STATUS of handles the store may know
         self.on_hungry: Callable[[], None] | None = None  # set by the composition root: claim jobs for them
         self.persistence = Persistence(store, self.engine, self.flush) if store is not None else None
         self.admin = AdminCommands(self.engine, time.time)
@@ -314,7 +316,11 @@ class GearmanServer:
             dirty.clear()
         if self.persistence is not None:
             self.persistence.kick()
-        if self._hungry and self.on_hungry is not None:
+        if (
+            self._hungry is not None
+            and (self._hungry or self._watch_requests or self._status_lookups)
+            and self.on_hungry is not None
+        ):
             self.on_hungry()
         if self._epoch_heap or self._timeout_heap:
             deadline = self.engine.next_deadline()

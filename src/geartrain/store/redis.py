@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.records import Removal, StoredJob, unique_from_key
+from geartrain.store import resp
 from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import chunks, net_batch, require_driver, translate_errors
 from geartrain.store.holder import LEASE, RENEWAL, Holder, StoreHold
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from redis import Redis
+
+    from geartrain.cluster.redis import RedisClusterKeys
 
 SIDE_PREFIX = b"gt:"
 FETCH_CHUNK = 1000  # keys per pipelined round trip during replay
@@ -122,9 +125,14 @@ class RedisStore:
         self.description = f"redis://{host}:{port}/{db}?prefix={prefix}"  # no password
         self.owner_key = SIDE_PREFIX + self.prefix + b":owner"
         self._client: Redis | None = None
+        self.cluster: RedisClusterKeys | None = None  # set when this server is a node of a cluster on the prefix
         self._hold = StoreHold(
             self.description, lambda: RedisOwnerRecords(self._connection(), self.owner_key), self._errors
         )
+
+    async def connect_async(self) -> RespConnection:
+        """A connection on the event loop (:mod:`geartrain.store.resp`); ConnectionLost when it cannot be made."""
+        return await resp.connect(self.host, self.port, self.password, self.db, CONNECT_TIMEOUT, IO_TIMEOUT)
 
     def job_key(self, function: bytes, key: bytes) -> bytes:
         """gearmand's key for a job."""
@@ -152,6 +160,9 @@ class RedisStore:
             client.close()
             raise
         self._client = client
+        if self.cluster is not None:
+            with self._errors():
+                self.cluster.build_index(client, self)
 
     def load(self) -> Iterator[StoredJob]:
         client = self._connection()
@@ -254,6 +265,10 @@ class RedisStore:
 
     def hold(self, holder: Holder) -> None:
         self._hold.take(holder)
+        # A server of its own on the prefix does not keep a cluster's queue index: a cluster started on it later
+        # builds the index again from the jobs (geartrain.cluster.redis).
+        with self._errors():
+            self._connection().delete(SIDE_PREFIX + self.prefix + b":indexed")
 
     def renew_hold(self) -> bool:
         return self._hold.renew()
@@ -330,23 +345,15 @@ class RedisWriter:
 
     async def _connect(self) -> None:
         store = self._store
-        setup: list[list[Arg]] = []
-        if store.password is not None:
-            setup.append([b"AUTH", store.password.encode()])
-        if store.db:
-            setup.append([b"SELECT", store.db])
         try:
-            conn = await RespConnection.connect(store.host, store.port, CONNECT_TIMEOUT, IO_TIMEOUT)
-            replies = await conn.call(*setup) if setup else []
+            self._conn = await store.connect_async()
         except ConnectionLost as exc:
             raise StoreUnavailable(f"{store.description}: {exc}") from exc
-        for reply in replies:
-            if isinstance(reply, RespError):
-                conn.close()
-                raise StoreUnavailable(f"{store.description}: {reply}")
-        self._conn = conn
 
-    async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+    async def apply(
+        self, adds: Sequence[StoredJob], removes: Sequence[Removal]
+    ) -> frozenset[tuple[bytes, bytes]] | None:
+        """Returns, in a cluster, the keys of the adds the prefix already held (another node stored them)."""
         if self._conn is None or self._conn.lost is not None:
             async with self._connecting:  # batches side by side share the one connection: one of them makes it
                 if self._conn is None or self._conn.lost is not None:
@@ -354,6 +361,12 @@ class RedisWriter:
         conn, store = self._conn, self._store
         assert conn is not None
         adds, removes = net_batch(adds, removes)
+        if store.cluster is not None:
+            try:
+                return await store.cluster.apply(conn, adds, removes)
+            except ConnectionLost as exc:
+                self.close()
+                raise StoreUnavailable(f"{store.description}: {exc}") from exc
         try:
             first = 0
             if adds:
@@ -367,7 +380,7 @@ class RedisWriter:
             elif commands:
                 replies = (await conn.call([b"MULTI"], *commands, [b"EXEC"]))[-1:]
             else:
-                return
+                return None
         except ConnectionLost as exc:
             self.close()
             raise StoreUnavailable(f"{store.description}: {exc}") from exc
@@ -376,6 +389,7 @@ class RedisWriter:
             failed = [error for error in errors if isinstance(error, RespError)]
             if failed or reply is None:  # None: EXEC aborted
                 raise StoreError(f"{store.description}: {failed[0] if failed else 'transaction aborted'}")
+        return None
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,15 +1,16 @@
 """A small Redis client on the event loop: RESP2 commands pipelined on one connection, replies in order.
 
-Only what the Redis store's batch writer needs (AUTH, SELECT, INCRBY, MULTI/DEL/HSET/EXEC). redis-py spends about
-100 µs of Python per command on this machine, as long as the round trip itself; here a batch costs one write and
-one parse of its replies.
+Only what the Redis store's batch writer and a cluster node need: commands, scripts (EVALSHA) and a subscription.
+redis-py spends about 100 µs of Python per command on this machine, as long as the round trip itself; here a batch
+costs one write and one parse of its replies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Union
 
 from geartrain.errors import GearmanError
@@ -111,3 +112,82 @@ class RespConnection(OrderedReplies[list[Reply]]):
     def fail(self, error: Exception) -> None:
         self._counts.clear()
         super().fail(error)
+
+
+class Script:
+    """A Lua script run by its digest (EVALSHA), sent whole (EVAL) only when the server does not know it yet."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text.encode()
+        self.sha = hashlib.sha1(self.text).hexdigest().encode()
+
+    async def run(self, conn: RespConnection, args: Sequence[Arg]) -> Reply:
+        """The script's reply; StoreError when it fails (RespError is one)."""
+        (reply,) = await conn.call([b"EVALSHA", self.sha, 0, *args])
+        if isinstance(reply, RespError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await conn.call([b"EVAL", self.text, 0, *args])
+        if isinstance(reply, RespError):
+            raise reply
+        return reply
+
+
+async def connect(
+    host: str, port: int, password: str | None, db: int, connect_timeout: float, timeout: float
+) -> RespConnection:
+    """A connection, authenticated and on database ``db``; ConnectionLost (StoreUnavailable) when that fails."""
+    setup: list[list[Arg]] = []
+    if password is not None:
+        setup.append([b"AUTH", password.encode()])
+    if db:
+        setup.append([b"SELECT", db])
+    conn = await RespConnection.connect(host, port, connect_timeout, timeout)
+    try:
+        replies = await conn.call(*setup) if setup else []
+    except BaseException:
+        conn.close()
+        raise
+    for reply in replies:
+        if isinstance(reply, RespError):
+            conn.close()
+            raise ConnectionLost(str(reply))
+    return conn
+
+
+async def subscribe(
+    host: str, port: int, password: str | None, channels: Sequence[bytes], connect_timeout: float
+) -> AsyncIterator[tuple[bytes, bytes]]:
+    """The messages published on ``channels``, as (channel, payload), for as long as the connection lasts; raises
+    ConnectionLost when it ends. (A subscribed connection only receives: it has no replies in order.)"""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), connect_timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
+    try:
+        if password is not None:
+            writer.write(encode_command([b"AUTH", password.encode()]))
+        writer.write(encode_command([b"SUBSCRIBE", *channels]))
+        buffer = bytearray()
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                raise ConnectionLost("connection closed by the server")
+            buffer += chunk
+            position = 0
+            try:
+                while position < len(buffer):
+                    reply, position = parse_reply(buffer, position)
+                    if isinstance(reply, RespError):
+                        raise ConnectionLost(str(reply))
+                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                        channel, payload = reply[1], reply[2]
+                        if isinstance(channel, bytes) and isinstance(payload, bytes):
+                            yield channel, payload
+            except _Incomplete:
+                pass
+            except ValueError as exc:
+                raise ConnectionLost(str(exc)) from exc
+            del buffer[:position]
+    except OSError as exc:
+        raise ConnectionLost(str(exc)) from exc
+    finally:
+        writer.close()

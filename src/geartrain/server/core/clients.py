@@ -8,9 +8,9 @@ from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
 from geartrain.server.core.durable import DurableRules
 from geartrain.server.core.jobs import INT64_MAX, MAX_UNIQUE_SIZE, UNIQUE_BY_PAYLOAD, Job, leading_integer
-from geartrain.server.core.peers import Peer
+from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import PRIORITIES
-from geartrain.server.core.state import Handler
+from geartrain.server.core.state import Elsewhere, Handler
 
 P = PacketType
 HIGH, NORMAL, LOW = PRIORITIES
@@ -191,12 +191,28 @@ class ClientRules(DurableRules):
         job = self.jobs.get(handle)
         if job is None:
             entry = self.elsewhere.get(handle) if self.elsewhere else None
-            known, running = (b"1", b"1" if entry.running else b"0") if entry is not None else (b"0", b"0")
-            self._send(peer, encode(replies.STATUS_RES, handle, known, running, b"0", b"0"))
+            if entry is None and self.hungry is not None and not peer.closed:
+                self._look_up_status(peer, handle)  # another node's job, perhaps: the store knows
+                return
+            self._send(peer, status_elsewhere(handle, entry))
             return
         running = b"1" if job.worker is not None else b"0"
         numerator, denominator = str(job.numerator).encode(), str(job.denominator).encode()
         self._send(peer, encode(replies.STATUS_RES, handle, b"1", running, numerator, denominator))
+
+    def _look_up_status(self, peer: Peer, handle: bytes) -> None:
+        """The reply waits in the peer's outbox (later replies queue behind it) until the cluster node has asked
+        the store (:meth:`status_found`)."""
+        ack = PendingAck(peer)
+        if not peer.outbox:
+            self.dirty.append(peer)
+        peer.outbox.append(ack)
+        peer.unresolved += 1
+        self.status_lookups.append((handle, ack))
+
+    def status_found(self, handle: bytes, ack: PendingAck, found: Elsewhere | None) -> None:
+        """The store's answer to a GET_STATUS this node did not know (``None``: no such job anywhere)."""
+        self._resolve(ack, status_elsewhere(handle, found))
 
     def _get_status_unique(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         unique = args[0]
@@ -204,8 +220,12 @@ class ClientRules(DurableRules):
         if job is None:
             handle = self.elsewhere_by_unique.get(unique) if self.elsewhere_by_unique else None
             entry = self.elsewhere.get(handle) if handle is not None else None
-            known, running = (b"1", b"1" if entry.running else b"0") if entry is not None else (b"0", b"0")
-            self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, known, running, b"0", b"0", b"0"))
+            if entry is None:
+                self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
+                return
+            running = b"1" if entry.running else b"0"
+            progress = (str(entry.numerator).encode(), str(entry.denominator).encode())
+            self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, b"1", running, *progress, b"0"))
             return
         fields = (b"1", b"1" if job.worker is not None else b"0", job.numerator, job.denominator)
         encoded = [f if isinstance(f, bytes) else str(f).encode() for f in fields]
@@ -233,3 +253,12 @@ class ClientRules(DurableRules):
     def _set_client_id(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         # gearmand keeps 127 bytes; the id is shown in `workers`, where spaces would break the columns.
         peer.client_id = args[0][:127] or b"-"
+
+
+def status_elsewhere(handle: bytes, entry: Elsewhere | None) -> bytes:
+    """STATUS_RES for a job this node does not hold: known to the cluster (``entry``) or not at all."""
+    if entry is None:
+        return encode(replies.STATUS_RES, handle, b"0", b"0", b"0", b"0")
+    running = b"1" if entry.running else b"0"
+    progress = (str(entry.numerator).encode(), str(entry.denominator).encode())
+    return encode(replies.STATUS_RES, handle, b"1", running, *progress)

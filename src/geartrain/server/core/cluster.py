@@ -17,7 +17,7 @@ from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES
-from geartrain.server.core.records import Removal
+from geartrain.server.core.records import Removal, unique_from_key
 
 # Jobs held per registered worker: a worker finishing one finds the next here, not in the database, and one claim
 # serves many jobs. A node refills when its queue is down to half of that (a worker taking a job marks the function
@@ -96,6 +96,43 @@ def run_for(engine: Engine, job: Job, relay: Peer) -> None:
     relay.waiting.add(job)
 
 
+def held_job(engine: Engine, key: bytes, function: bytes) -> Job | None:
+    """The job this node holds under a stored key (claimed, or kept at submit), if it still does."""
+    known = engine.functions.get(function)
+    if known is None:
+        return None
+    job = known.by_unique.get(unique_from_key(key))
+    return job if job is not None and job.store_key == key and not job.ignore else None
+
+
+def watch_for(job: Job, relay: Peer) -> bool:
+    """Clients on another node (``relay`` stands for them) coalesced onto a job this node holds: every packet its
+    worker sends from now on reaches them too, as gearmand adds a client to a job with the same unique. ``False``
+    when the relay is already one of its clients."""
+    if relay in job.clients:
+        return False
+    job.clients += (relay,)
+    relay.waiting.add(job)
+    return True
+
+
+def submit_again(engine: Engine, key: bytes, function: bytes) -> None:
+    """The job this node's clients coalesced onto is gone from the store without a result reaching them (it ended
+    as they joined, or its own client left and it was dropped): store it again as theirs, as gearmand makes a new
+    job when a unique's job is gone. If yet another node stored one first meanwhile, they coalesce onto that."""
+    remote = (key, function)
+    job = engine.remote_jobs.pop(remote, None)
+    engine.watched.discard(remote)
+    relay = engine.cluster_relay
+    if job is None or relay is None or relay.assigned.get(job.handle) is not job:
+        return
+    del relay.assigned[job.handle]
+    job.worker = None
+    job.function.running -= 1
+    job.store_key = None
+    engine._record_add(job, fresh=True, waiting=True)
+
+
 def relayed(engine: Engine, key: bytes, function: bytes, ptype: int, rest: tuple[bytes, ...], now: float) -> None:
     """A packet the runner of a job of this node's client sent back: hand it to the engine as if a worker here
     had sent it, under this node's handle (unknown jobs, whose client left meanwhile, are ignored)."""
@@ -106,5 +143,6 @@ def relayed(engine: Engine, key: bytes, function: bytes, ptype: int, rest: tuple
         return
     if ptype in ENDINGS:
         del engine.remote_jobs[(key, function)]
+        engine.watched.discard((key, function))
         job.store_key = None  # the runner deleted the record
     engine.handle(relay, ptype, (job.handle, *rest), now)

@@ -170,10 +170,11 @@ class DurableRules(EngineState):
 
     def _run_elsewhere(self, job: Job, taken: bool, now: float) -> None:
         """A foreground job stored for another node: this node's relay peer stands for that node's worker, and the
-        packets the runner sends back come in through it (``geartrain.server.core.cluster.relayed``)."""
+        packets the runner sends back come in through it (``geartrain.server.core.cluster.relayed``). ``taken``:
+        another node stored a job under the same unique first; this node's clients coalesce onto it, once the
+        cluster node has told that job's runner to send its packets here too (``watch_requests``)."""
         relay = self.cluster_relay
-        if taken or relay is None or job.store_key is None:
-            # The key is another node's job: foreground uniques do not coalesce across nodes yet, so it fails.
+        if relay is None or job.store_key is None:
             job.store_key = None
             self._forward(job, encode(replies.WORK_FAIL, job.handle))
             for client in job.clients:
@@ -185,7 +186,11 @@ class DurableRules(EngineState):
         relay.assigned[job.handle] = job
         job.function.running += 1
         job.since = now
-        self.remote_jobs[(job.store_key, job.function.name)] = job
+        remote = (job.store_key, job.function.name)
+        self.remote_jobs[remote] = job
+        if taken:
+            self.watched.add(remote)
+            self.watch_requests.append(remote)
 
     def _owned_settled(self, add: StoredJob) -> None:
         if add.owned:
@@ -211,6 +216,8 @@ class DurableRules(EngineState):
     def _refuse(self, job: Job, fresh: bool, reason: str) -> None:
         error = replies.error_packet(ErrorCode.QUEUE_ERROR, f"Job not stored: {reason}")
         acks, job.acks = job.acks, None
+        if fresh and not acks and job.clients:  # submitted again for clients already told JOB_CREATED
+            self._forward(job, encode(replies.WORK_FAIL, job.handle))
         job.store_key = None
         for ack in acks or ():
             self._resolve(ack, error)

@@ -32,13 +32,14 @@ class Elsewhere:
     """A background job this node acknowledged and left to its cluster: where it is stored, and whether a node
     runs it (as of the last check)."""
 
-    __slots__ = ("function", "key", "running", "unique")
+    __slots__ = ("denominator", "function", "key", "numerator", "running", "unique")
 
     def __init__(self, key: bytes, function: bytes, unique: bytes) -> None:
         self.key = key
         self.function = function
         self.unique = unique
         self.running = False
+        self.numerator = self.denominator = 0  # its worker's last WORK_STATUS, as of the last check
 
 
 class EngineState:
@@ -77,6 +78,14 @@ class EngineState:
         # that run elsewhere are assigned to it), and those jobs by their stored key.
         self.cluster_relay: Peer | None = None
         self.remote_jobs: dict[tuple[bytes, bytes], Job] = {}
+        # Of those, the ones another node stored first under the same unique (its job, which this node's clients
+        # coalesced onto: never deleted from here), and those the cluster node has yet to register as watched.
+        self.watched: set[tuple[bytes, bytes]] = set()
+        self.watch_requests: list[tuple[bytes, bytes]] = []
+        # Cluster mode: GET_STATUS of handles no job here has (another node's), answered once the store is asked;
+        # and the last WORK_STATUS of background jobs running here, for the store (other nodes' GET_STATUS).
+        self.status_lookups: list[tuple[bytes, PendingAck]] = []
+        self.progress: dict[tuple[bytes, bytes], tuple[int, int]] = {}
         # Cluster mode: background jobs this node acknowledged and left to the cluster, by the handle it gave, so
         # that GET_STATUS keeps answering "known" until the job is gone from the store (the cluster node checks).
         self.elsewhere: dict[bytes, Elsewhere] = {}
@@ -206,7 +215,11 @@ class EngineState:
         job.ignore = True
         self._unindex(job)
         if job.worker is not None and job.worker is self.cluster_relay and job.store_key is not None:
-            self.remote_jobs.pop((job.store_key, job.function.name), None)
+            remote = (job.store_key, job.function.name)
+            self.remote_jobs.pop(remote, None)
+            if remote in self.watched:
+                self.watched.discard(remote)
+                job.store_key = None  # another node's job, which may have other clients: it runs on
         self._unstore(job)
         if job.worker is not None and job.worker is self.cluster_relay:
             # Left to another node for a client that is gone: its record is deleted (it runs there only if that

@@ -221,6 +221,9 @@ class WorkerRules(EngineState):
             return
         job.numerator = status_number(args[1])
         job.denominator = status_number(args[2])
+        if job.background and job.store_key is not None and self.hungry is not None:
+            # A cluster: the node that acknowledged the job answers GET_STATUS for it from the store.
+            self.progress[(job.store_key, job.function.name)] = (job.numerator, job.denominator)
         self._forward(job, encode(replies.WORK_STATUS, *args))
 
     def _forward_handler(self, ptype: int) -> Handler:

@@ -1,5 +1,6 @@
-"""A cluster of real node processes on the real PostgreSQL (issue 14): any node hands out any job, each job runs
-once, a killed node's jobs are taken over within its lease, unique keys are cluster-wide, nothing is lost."""
+"""A cluster of real node processes on the real PostgreSQL and on the real Redis (issue 14): any node hands out any
+job, each job runs once, a killed node's jobs are taken over within its lease, unique keys are cluster-wide, nothing
+is lost."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness import FUNCTION, Ledger, Node, Workers, submit
+from harness import FUNCTION, Ledger, Node, Queue, Workers, submit
 
-from databases import postgres_raw
+from databases import redis_raw
 from geartrain.protocol.packets import PacketType as P
 from proxy import CuttableProxy
-from servers import GearmanSocket, admin_raw, wait_until
+from servers import GearmanSocket, admin_raw, free_port, wait_until
 
 LEASE = 4.0  # short, so that the takeover test is quick; the default is 15 s
 
@@ -25,11 +26,6 @@ def start_nodes(nodes: list[Node], url: str, tmp_path: Path, count: int) -> list
     for index in range(count):
         nodes.append(Node(url, f"n{index}", tmp_path, LEASE).start())
     return nodes
-
-
-def rows(table: str, where: str = "true", params: tuple[object, ...] = ()) -> int:
-    with postgres_raw() as conn:
-        return int(conn.execute(f'SELECT count(*) FROM "{table}" WHERE {where}', params).fetchone()[0])
 
 
 def submit_round_robin(nodes: list[Node], uniques: list[bytes], ledger: Ledger) -> list[threading.Thread]:
@@ -42,8 +38,8 @@ def submit_round_robin(nodes: list[Node], uniques: list[bytes], ledger: Ledger) 
     return threads
 
 
-def test_every_job_runs_once_on_any_node(nodes: list[Node], table: tuple[str, str], tmp_path: Path) -> None:
-    url, name = table
+def test_every_job_runs_once_on_any_node(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    url = queue.url
     start_nodes(nodes, url, tmp_path, 3)
     ledger = Ledger()
     workers = Workers(ledger)
@@ -55,7 +51,7 @@ def test_every_job_runs_once_on_any_node(nodes: list[Node], table: tuple[str, st
             thread.join(120)
         assert ledger.acknowledged == set(uniques)
         wait_until(lambda: ledger.done(uniques), timeout=120, message="every job to run")
-        wait_until(lambda: rows(name) == 0, timeout=30, message="the table to empty")
+        wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
     finally:
         workers.close()
     twice = {u: n for u, n in ledger.runs.items() if n > 1}
@@ -66,10 +62,8 @@ def test_every_job_runs_once_on_any_node(nodes: list[Node], table: tuple[str, st
     assert all(info["this"]["claimed"] > 0 for info in claimed if isinstance(info, dict))  # type: ignore[index]
 
 
-def test_a_killed_nodes_jobs_are_taken_over_within_its_lease(
-    nodes: list[Node], table: tuple[str, str], tmp_path: Path
-) -> None:
-    url, name = table
+def test_a_killed_nodes_jobs_are_taken_over_within_its_lease(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    url = queue.url
     start_nodes(nodes, url, tmp_path, 3)
     ledger = Ledger()
     workers = Workers(ledger)
@@ -82,15 +76,15 @@ def test_a_killed_nodes_jobs_are_taken_over_within_its_lease(
         workers.add(victim.address, 2)
         for node in nodes[1:]:
             workers.add(node.address, 1)
-        wait_until(lambda: rows(name, "owner = %s", (victim.name,)) > 0, timeout=30, message="the victim to hold jobs")
-        held = rows(name, "owner = %s", (victim.name,))
+        wait_until(lambda: queue.held_by(victim.name) > 0, timeout=30, message="the victim to hold jobs")
+        held = queue.held_by(victim.name)
         victim.kill9()
         killed_at = time.monotonic()
-        wait_until(lambda: rows(name, "owner = %s", (victim.name,)) == 0, timeout=LEASE + 10, message="the takeover")
+        wait_until(lambda: queue.held_by(victim.name) == 0, timeout=LEASE + 10, message="the takeover")
         takeover = time.monotonic() - killed_at
         assert takeover <= LEASE + 5, f"takeover took {takeover:.1f} s"
         wait_until(lambda: ledger.done(uniques), timeout=120, message="every job to run")
-        wait_until(lambda: rows(name) == 0, timeout=30, message="the table to empty")
+        wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
     finally:
         workers.close()
     reruns = sum(n - 1 for n in ledger.runs.values())
@@ -101,10 +95,8 @@ def test_a_killed_nodes_jobs_are_taken_over_within_its_lease(
     assert {"n0", "n1", "n2"} <= listed
 
 
-def test_one_unique_submitted_to_two_nodes_at_once_is_one_job(
-    nodes: list[Node], table: tuple[str, str], tmp_path: Path
-) -> None:
-    url, name = table
+def test_one_unique_submitted_to_two_nodes_at_once_is_one_job(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    url = queue.url
     start_nodes(nodes, url, tmp_path, 2)
     ledger = Ledger()
     uniques = [f"same-{i}".encode() for i in range(500)]
@@ -113,21 +105,21 @@ def test_one_unique_submitted_to_two_nodes_at_once_is_one_job(
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert rows(name) == len(uniques)
+    assert queue.count() == len(uniques)
     workers = Workers(ledger)
     try:
         for node in nodes:
             workers.add(node.address, 2)
         wait_until(lambda: ledger.done(uniques), timeout=60, message="every job to run")
-        wait_until(lambda: rows(name) == 0, timeout=30, message="the table to empty")
+        wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
         time.sleep(0.5)  # a duplicate would have run by now
     finally:
         workers.close()
     assert max(ledger.runs.values()) == 1
 
 
-def test_a_whole_cluster_restarted_loses_nothing(nodes: list[Node], table: tuple[str, str], tmp_path: Path) -> None:
-    url, name = table
+def test_a_whole_cluster_restarted_loses_nothing(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    url = queue.url
     start_nodes(nodes, url, tmp_path, 2)
     ledger = Ledger()
     uniques = [f"kept-{i}".encode() for i in range(2000)]
@@ -147,25 +139,25 @@ def test_a_whole_cluster_restarted_loses_nothing(nodes: list[Node], table: tuple
         for node in nodes:
             workers.add(node.address, 2)
         acknowledged = ledger.acknowledged
-        wait_until(lambda: rows(name) == 0, timeout=LEASE + 60, message="the restarted cluster to drain")
+        wait_until(lambda: queue.count() == 0, timeout=LEASE + 60, message="the restarted cluster to drain")
     finally:
         workers.close()
     ran = {u for u, n in ledger.runs.items() if n} | {u for u in warm.ledger.runs}
     assert acknowledged <= ran, f"{len(acknowledged - ran)} acknowledged jobs were lost"
 
 
-def test_cluster_mode_needs_postgresql(tmp_path: Path) -> None:
+def test_cluster_mode_needs_postgresql_or_redis(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "geartrain", "server", "--port", "0", "--cluster"]
     command += ["--store", f"sqlite://{tmp_path / 'queue.db'}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--cluster needs a PostgreSQL store" in lines[0], lines
+    assert len(lines) == 1 and "--cluster needs a PostgreSQL or Redis store" in lines[0], lines
 
 
-def test_the_function_name_is_the_wake_up(nodes: list[Node], table: tuple[str, str], tmp_path: Path) -> None:
+def test_the_function_name_is_the_wake_up(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
     """A job queued on one node reaches a sleeping worker on another promptly (a NOTIFY, not the slow poll)."""
-    url, _ = table
+    url = queue.url
     start_nodes(nodes, url, tmp_path, 2)
     ledger = Ledger()
     workers = Workers(ledger)
@@ -190,13 +182,13 @@ def readyz(node: Node) -> int:
 
 
 def test_a_node_cut_off_from_the_database_stops_and_rejoins_without_a_duplicate(
-    nodes: list[Node], table: tuple[str, str], tmp_path: Path
+    queue: Queue, nodes: list[Node], tmp_path: Path
 ) -> None:
-    url, name = table
-    proxy = CuttableProxy("127.0.0.1", 5432)
+    url = queue.url
+    proxy = CuttableProxy("127.0.0.1", queue.port)
     try:
-        assert ":5432/" in url
-        cut_off = Node(url.replace(":5432/", f":{proxy.port}/"), "n0", tmp_path, LEASE).start()
+        assert f":{queue.port}/" in url
+        cut_off = Node(url.replace(f":{queue.port}/", f":{proxy.port}/"), "n0", tmp_path, LEASE).start()
         nodes.append(cut_off)
         other = Node(url, "n1", tmp_path, LEASE).start()
         nodes.append(other)
@@ -207,16 +199,16 @@ def test_a_node_cut_off_from_the_database_stops_and_rejoins_without_a_duplicate(
         workers = Workers(ledger)
         try:
             workers.add(cut_off.address, 2)
-            wait_until(lambda: rows(name, "owner = 'n0'") > 0, timeout=30, message="n0 to hold jobs")
+            wait_until(lambda: queue.held_by("n0") > 0, timeout=30, message="n0 to hold jobs")
             proxy.cut()
             wait_until(lambda: readyz(cut_off) == 503, timeout=LEASE * 2, message="n0 to say it is not ready")
             cut_at_runs = ledger.total_runs()
             workers.add(other.address, 2)
-            wait_until(lambda: rows(name, "owner = 'n0'") == 0, timeout=LEASE + 10, message="the others to adopt")
+            wait_until(lambda: queue.held_by("n0") == 0, timeout=LEASE + 10, message="the others to adopt")
             proxy.restore()
             wait_until(lambda: readyz(cut_off) == 200, timeout=LEASE * 2, message="n0 to rejoin")
             wait_until(lambda: ledger.done(uniques), timeout=120, message="every job to run")
-            wait_until(lambda: rows(name) == 0, timeout=30, message="the table to empty")
+            wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
         finally:
             workers.close()
     finally:
@@ -229,8 +221,8 @@ def test_a_node_cut_off_from_the_database_stops_and_rejoins_without_a_duplicate(
     assert cut_at_runs < len(uniques)
 
 
-def test_status_cluster_and_metrics_list_the_nodes(nodes: list[Node], table: tuple[str, str], tmp_path: Path) -> None:
-    url, _ = table
+def test_status_cluster_and_metrics_list_the_nodes(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    url = queue.url
     start_nodes(nodes, url, tmp_path, 2)
 
     def listed() -> list[list[str]]:
@@ -259,33 +251,48 @@ def test_status_cluster_and_metrics_list_the_nodes(nodes: list[Node], table: tup
 
 
 def test_get_status_knows_a_job_left_to_the_cluster_until_it_is_done(
-    nodes: list[Node], table: tuple[str, str], tmp_path: Path
+    queue: Queue, nodes: list[Node], tmp_path: Path
 ) -> None:
-    url, _ = table
-    start_nodes(nodes, url, tmp_path, 2)
-    with GearmanSocket(nodes[0].address) as client:
+    """On the node that took the submit and on any other: known, running and its worker's WORK_STATUS (carried back
+    through the store), then unknown once done."""
+    start_nodes(nodes, queue.url, tmp_path, 3)
+    with (
+        GearmanSocket(nodes[0].address) as client,
+        GearmanSocket(nodes[2].address) as elsewhere,
+        GearmanSocket(nodes[1].address) as worker,
+    ):
         client.send(P.SUBMIT_JOB_BG, FUNCTION, b"tracked", b"x")
         handle = client.expect(P.JOB_CREATED).body
 
-        def status() -> list[bytes]:
-            client.send(P.GET_STATUS, handle)
-            return client.expect(P.STATUS_RES).body.split(b"\0")[1:3]
+        def status(on: GearmanSocket) -> list[bytes]:
+            on.send(P.GET_STATUS, handle)
+            return on.expect(P.STATUS_RES).body.split(b"\0")[1:]
 
-        assert status() == [b"1", b"0"]  # known, waiting for any node
-        ledger = Ledger()
-        workers = Workers(ledger)
-        try:
-            workers.add(nodes[1].address, 1)
-            wait_until(lambda: ledger.done([b"tracked"]), timeout=10, message="the job to run on the other node")
-            wait_until(lambda: status() == [b"0", b"0"], timeout=10, message="GET_STATUS to forget it")
-        finally:
-            workers.close()
+        def status_unique(on: GearmanSocket) -> list[bytes]:
+            on.send(P.GET_STATUS_UNIQUE, b"tracked")
+            return on.expect(P.STATUS_RES_UNIQUE).body.split(b"\0")[1:5]
+
+        assert status(client) == [b"1", b"0", b"0", b"0"]  # known, waiting for any node
+        assert status(elsewhere) == [b"1", b"0", b"0", b"0"]  # another node asks the store
+        worker.send(P.CAN_DO, FUNCTION)
+        worker.send(P.PRE_SLEEP)
+        worker.expect(P.NOOP, timeout=10)
+        worker.send(P.GRAB_JOB)
+        assigned = worker.expect(P.JOB_ASSIGN).body.split(b"\0")
+        assert assigned[0] == handle
+        worker.send(P.WORK_STATUS, handle, b"3", b"7")
+        wait_until(lambda: status(client) == [b"1", b"1", b"3", b"7"], timeout=10, message="the progress on n0")
+        assert status(elsewhere) == [b"1", b"1", b"3", b"7"]
+        assert status_unique(client) == [b"1", b"1", b"3", b"7"]
+        worker.send(P.WORK_COMPLETE, handle, b"")
+        wait_until(lambda: status(client) == [b"0", b"0", b"0", b"0"], timeout=10, message="n0 to forget it")
+        assert status(elsewhere) == [b"0", b"0", b"0", b"0"]
 
 
 def test_a_foreground_job_whose_runners_node_dies_runs_on_another_for_the_same_client(
-    nodes: list[Node], table: tuple[str, str], tmp_path: Path
+    queue: Queue, nodes: list[Node], tmp_path: Path
 ) -> None:
-    url, _ = table
+    url = queue.url
     start_nodes(nodes, url, tmp_path, 3)
     client_node, victim, survivor = nodes
     with GearmanSocket(client_node.address, timeout=LEASE + 30) as client, GearmanSocket(victim.address) as doomed:
@@ -307,3 +314,85 @@ def test_a_foreground_job_whose_runners_node_dies_runs_on_another_for_the_same_c
             assert ledger.runs[b"fg-1"] == 1
         finally:
             workers.close()
+
+
+def answers(address: str) -> bool:
+    try:
+        return admin_raw(address, "version", timeout=1).startswith(b"OK")
+    except OSError:
+        return False
+
+
+def test_a_cluster_takes_over_the_queue_a_server_of_its_own_left(
+    queue: Queue, nodes: list[Node], tmp_path: Path
+) -> None:
+    """Jobs stored by a plain server (and on Redis by gearmand, as it writes them) are the cluster's when it starts
+    on the same store: on Redis the first node indexes them."""
+    port = free_port()
+    command = [sys.executable, "-m", "geartrain", "server", "--port", str(port), "--store", queue.url]
+    plain = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: answers(f"127.0.0.1:{port}"), timeout=30, message="the plain server to start")
+        ledger = Ledger()
+        uniques = [f"left-{i}".encode() for i in range(300)]
+        submit(f"127.0.0.1:{port}", uniques, ledger)
+        assert ledger.acknowledged == set(uniques)
+    finally:
+        plain.terminate()
+        assert plain.wait(30) == 0, plain.stderr.read() if plain.stderr else ""
+    if queue.kind == "redis":
+        raw = redis_raw()
+        try:
+            raw.hset(f"{queue.name}-{FUNCTION.decode()}-by-gearmand", mapping={"data": b"x", "priority": 1})
+        finally:
+            raw.close()
+        uniques.append(b"by-gearmand")
+    start_nodes(nodes, queue.url, tmp_path, 2)
+    workers = Workers(ledger)
+    try:
+        workers.add(nodes[1].address, 2)
+        wait_until(lambda: ledger.done(uniques), timeout=60, message="every job left behind to run")
+        wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
+    finally:
+        workers.close()
+    assert max(ledger.runs.values()) == 1
+
+
+def test_foreground_clients_on_several_nodes_coalesce_onto_one_job(
+    queue: Queue, nodes: list[Node], tmp_path: Path
+) -> None:
+    """The same unique submitted in the foreground to two nodes, and in the background to a third, is one job: the
+    one worker (on the third node) runs it once, and both foreground clients get its packets and its result."""
+    start_nodes(nodes, queue.url, tmp_path, 3)
+    first, second, third = nodes
+    with (
+        GearmanSocket(first.address) as client_a,
+        GearmanSocket(second.address) as client_b,
+        GearmanSocket(third.address) as submitter,
+        GearmanSocket(third.address, timeout=30) as worker,
+    ):
+        submitter.send(P.SUBMIT_JOB_BG, FUNCTION, b"shared", b"payload")
+        submitter.expect(P.JOB_CREATED)
+        client_a.send(P.SUBMIT_JOB, FUNCTION, b"shared", b"payload")
+        handle_a = client_a.expect(P.JOB_CREATED).body
+        client_b.send(P.SUBMIT_JOB, FUNCTION, b"shared", b"payload")
+        handle_b = client_b.expect(P.JOB_CREATED).body
+        time.sleep(1.5)  # both watchers registered (they register at once; this leaves room for a slow machine)
+        worker.send(P.CAN_DO, FUNCTION)
+        worker.send(P.GRAB_JOB_UNIQ)
+        assigned = worker.recv()
+        while assigned.type == P.NO_JOB:  # the claim for the new worker is under way
+            worker.send(P.PRE_SLEEP)
+            worker.expect(P.NOOP)
+            worker.send(P.GRAB_JOB_UNIQ)
+            assigned = worker.recv()
+        assert assigned.type == P.JOB_ASSIGN_UNIQ
+        handle = assigned.body.split(b"\0")[0]
+        worker.send(P.WORK_DATA, handle, b"part")
+        worker.send(P.WORK_COMPLETE, handle, b"result")
+        for client, client_handle in ((client_a, handle_a), (client_b, handle_b)):
+            assert client.expect(P.WORK_DATA).body == client_handle + b"\0part"
+            assert client.expect(P.WORK_COMPLETE).body == client_handle + b"\0result"
+        worker.send(P.GRAB_JOB_UNIQ)
+        assert worker.expect(P.NO_JOB)  # run once
+    wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
