@@ -205,26 +205,33 @@ def test_a_queued_job_run_for_another_nodes_client_is_released_too() -> None:
     assert relay.waiting == set() and list(talk.engine.jobs.values()) == [mine]
 
 
-def test_a_background_job_left_to_the_cluster_stays_known_to_get_status_until_forgotten() -> None:
+def status_res(ptype: int, *args: bytes) -> bytes:
+    body = b"\0".join(args)
+    return b"\0RES" + struct.pack(">II", ptype, len(body)) + body
+
+
+def test_the_status_of_a_job_left_to_the_cluster_is_asked_of_the_store() -> None:
     talk = node()
     client = talk.connect()
     talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u1", b"data")
     commit(talk)
     handle = client.take_output()[12:]
     assert talk.engine.jobs == {}
-    assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"1", b"0", b"0", b"0"))]
-    talk.engine.elsewhere[handle].running = True  # what the cluster node's check found
-    assert talk.ask(client, P.GET_STATUS_UNIQUE, b"u1") == [
-        (P.STATUS_RES_UNIQUE, (b"u1", b"1", b"1", b"0", b"0", b"0"))
-    ]
-    talk.engine.forget_elsewhere(handle)  # gone from the store: finished
-    talk.send(client, P.GET_STATUS, handle)  # a handle this node does not know: the store is asked
-    [(asked, ack)] = talk.engine.status_lookups
-    assert asked == handle and ack.data is None  # the reply waits for the answer
+    talk.send(client, P.GET_STATUS, handle)  # a handle this node holds no job for: the store is asked
+    talk.send(client, P.GET_STATUS_UNIQUE, b"u1")  # a unique it left to the cluster: the same
+    talk.send(client, P.ECHO_REQ, b"after")
+    [(asked, no_unique, ack), (asked_again, unique, ack_unique)] = talk.engine.status_lookups
+    assert (asked, no_unique, asked_again, unique) == (handle, None, handle, b"u1")
+    assert client.take_output() == b""  # every reply waits, in order, behind the first
     talk.engine.status_lookups.clear()
-    talk.engine.status_found(handle, ack, None)  # the store knows no such job
-    body = b"\0".join((handle, b"0", b"0", b"0", b"0"))
-    assert client.take_output() == b"\0RES" + struct.pack(">II", P.STATUS_RES, len(body)) + body
+    talk.engine.status_found(handle, None, ack, (True, 3, 7))  # a node runs it; its worker said 3/7
+    talk.engine.status_found(handle, b"u1", ack_unique, None)  # and now it is gone
+    assert client.take_output() == (
+        status_res(P.STATUS_RES, handle, b"1", b"1", b"3", b"7")
+        + status_res(P.STATUS_RES_UNIQUE, b"u1", b"0", b"0", b"0", b"0", b"0")
+        + status_res(P.ECHO_RES, b"after")
+    )
+    assert talk.engine.elsewhere_by_unique == {}  # gone: forgotten
     assert talk.ask(client, P.GET_STATUS_UNIQUE, b"u1") == [
         (P.STATUS_RES_UNIQUE, (b"u1", b"0", b"0", b"0", b"0", b"0"))
     ]

@@ -48,19 +48,22 @@ def test_resp_replies_parse_whole_and_in_any_split(wire: bytes, reply: object) -
             parse_reply(wire[:cut], 0)
 
 
-def test_a_resp_error_reply_is_a_value_and_garbage_drops_the_connection() -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["hiredis", "pure"])
+def test_a_resp_error_reply_is_a_value_and_garbage_drops_the_connection(fast: bool) -> None:
     error, _ = parse_reply(b"-ERR wrong\r\n", 0)
     assert isinstance(error, RespError) and str(error) == "ERR wrong"
 
     async def scenario() -> None:
-        conn = RespConnection(timeout=5)
+        conn = RespConnection(timeout=5, fast=fast)
         transport = Transport()
         conn.connection_made(transport)  # type: ignore[arg-type]
         first, second = conn.call([b"PING"]), conn.call([b"MULTI"], [b"DEL", b"k"], [b"EXEC"])
         conn.data_received(b"+PONG\r\n+OK\r\n+QUE")  # replies arrive in pieces
         assert first.result() == [b"PONG"] and not second.done()
-        conn.data_received(b"UED\r\n*1\r\n:1\r\n")
-        assert second.result() == [b"OK", b"QUEUED", [1]]
+        conn.data_received(b"UED\r\n*2\r\n:1\r\n-ERR in exec\r\n")
+        assert second.result()[:2] == [b"OK", b"QUEUED"]
+        [one, failed] = second.result()[2]  # type: ignore[misc]
+        assert one == 1 and isinstance(failed, RespError) and str(failed) == "ERR in exec"
         third = conn.call([b"PING"])
         conn.data_received(b"?what\r\n")
         with pytest.raises(ConnectionLost):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -35,7 +34,6 @@ from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.records import Removal, StoredJob
-from geartrain.server.core.state import Elsewhere
 from geartrain.store.base import StoreError
 
 log = logging.getLogger("geartrain.cluster")
@@ -43,8 +41,6 @@ log = logging.getLogger("geartrain.cluster")
 DEFAULT_LEASE = 15.0
 SAFETY_POLL = 1.0  # seconds: claims also happen this often without a wake-up, in case one was missed
 CLAIM_LIMIT = 500  # jobs per claim statement
-STATUS_CHECKS = 5000  # jobs left to the cluster whose status is checked per safety poll, oldest first
-MAX_TRACKED = 1_000_000  # beyond this many, the oldest jobs left to the cluster are no longer known to GET_STATUS
 RETRY = 1.0  # seconds before listening again after the listening connection was lost
 
 
@@ -275,9 +271,6 @@ class ClusterNode:
             self._wanted.set()
             if self.engine.remote_jobs:
                 self._incoming.set()
-            if self.engine.elsewhere:
-                with contextlib.suppress(StoreError):
-                    await self._check_elsewhere()
             if self.engine.watched or self._watched_misses:
                 with contextlib.suppress(StoreError):
                     await self._check_watched()
@@ -286,23 +279,6 @@ class ClusterNode:
                 self.engine.progress = {}
                 with contextlib.suppress(StoreError):
                     await self.db.set_progress([(*key, *numbers) for key, numbers in progress.items()])
-
-    async def _check_elsewhere(self) -> None:
-        """GET_STATUS of jobs left to the cluster: forget those gone from the store, note which are running. The
-        oldest are checked first; those still there go to the back of the line."""
-        engine = self.engine
-        while len(engine.elsewhere) > MAX_TRACKED:
-            engine.forget_elsewhere(next(iter(engine.elsewhere)))
-        batch = list(itertools.islice(engine.elsewhere.items(), STATUS_CHECKS))
-        stored = await self.db.still_stored([(entry.key, entry.function) for _, entry in batch])
-        for handle, entry in batch:
-            found = stored.get((entry.key, entry.function))
-            if found is None:
-                engine.forget_elsewhere(handle)
-            elif engine.elsewhere.get(handle) is entry:
-                entry.running, entry.numerator, entry.denominator = found
-                del engine.elsewhere[handle]
-                engine.elsewhere[handle] = entry
 
     # ------------------------------------------------------------------ foreground jobs across nodes
 
@@ -396,21 +372,17 @@ class ClusterNode:
         self.flush()
 
     async def _look_up_status(self) -> None:
-        """GET_STATUS of handles this node does not know: the store knows the jobs of every node by handle."""
+        """GET_STATUS of jobs this node does not hold: the store knows the jobs of every node by handle."""
         engine = self.engine
         lookups = list(engine.status_lookups)
         engine.status_lookups.clear()
         try:
-            found = await self.db.status(list({handle for handle, _ in lookups}))
-        except StoreError:
-            found = {}  # answered "unknown", as a job gone from the store would be
-        for handle, ack in lookups:
-            progress = found.get(handle)
-            entry = None
-            if progress is not None:
-                entry = Elsewhere(b"", b"", b"")
-                entry.running, entry.numerator, entry.denominator = progress
-            engine.status_found(handle, ack, entry)
+            found = await self.db.status(list({handle for handle, _, _ in lookups}))
+        except StoreError as error:
+            log.error("cluster: cannot look up a job's status (%s); answered unknown", error)
+            found = {}
+        for handle, unique, ack in lookups:
+            engine.status_found(handle, unique, ack, found.get(handle))
         self.flush()
 
     async def _check_watched(self) -> None:

@@ -78,11 +78,14 @@ end
 -- A job gone for good: its records and every index entry.
 local function forget(jk, fn)
     local fields = redis.call('HMGET', side(jk), 'owner', 'client_node', 'handle')
-    if fields[1] then redis.call('SREM', base .. ':owned:' .. fields[1], jk) end
+    if fields[1] then
+        redis.call('SREM', base .. ':owned:' .. fields[1], jk)  -- held: in no queue
+    else
+        redis.call('ZREM', base .. ':q:' .. fn, jk)
+        redis.call('ZREM', base .. ':d:' .. fn, jk)
+    end
     if fields[2] then redis.call('SREM', base .. ':fg:' .. fields[2], jk) end
     if fields[3] and fields[3] ~= '' then redis.call('HDEL', base .. ':h', fields[3]) end
-    redis.call('ZREM', base .. ':q:' .. fn, jk)
-    redis.call('ZREM', base .. ':d:' .. fn, jk)
     redis.call('DEL', jk, side(jk))
 end
 -- Every job a node holds back to the cluster; returns how many.

@@ -10,7 +10,7 @@ from geartrain.server.core.durable import DurableRules
 from geartrain.server.core.jobs import INT64_MAX, MAX_UNIQUE_SIZE, UNIQUE_BY_PAYLOAD, Job, leading_integer
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import PRIORITIES
-from geartrain.server.core.state import Elsewhere, Handler
+from geartrain.server.core.state import Handler
 
 P = PacketType
 HIGH, NORMAL, LOW = PRIORITIES
@@ -190,42 +190,50 @@ class ClientRules(DurableRules):
         handle = args[0]
         job = self.jobs.get(handle)
         if job is None:
-            entry = self.elsewhere.get(handle) if self.elsewhere else None
-            if entry is None and self.hungry is not None and not peer.closed:
-                self._look_up_status(peer, handle)  # another node's job, perhaps: the store knows
+            if self.hungry is not None and not peer.closed:
+                self._look_up_status(peer, handle, None)  # left to the cluster, or another node's: the store knows
                 return
-            self._send(peer, status_elsewhere(handle, entry))
+            self._send(peer, encode(replies.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
             return
         running = b"1" if job.worker is not None else b"0"
         numerator, denominator = str(job.numerator).encode(), str(job.denominator).encode()
         self._send(peer, encode(replies.STATUS_RES, handle, b"1", running, numerator, denominator))
 
-    def _look_up_status(self, peer: Peer, handle: bytes) -> None:
+    def _look_up_status(self, peer: Peer, handle: bytes, unique: bytes | None) -> None:
         """The reply waits in the peer's outbox (later replies queue behind it) until the cluster node has asked
-        the store (:meth:`status_found`)."""
+        the store (:meth:`status_found`). ``unique``: for GET_STATUS_UNIQUE, of the job stored under ``handle``."""
         ack = PendingAck(peer)
         if not peer.outbox:
             self.dirty.append(peer)
         peer.outbox.append(ack)
         peer.unresolved += 1
-        self.status_lookups.append((handle, ack))
+        self.status_lookups.append((handle, unique, ack))
 
-    def status_found(self, handle: bytes, ack: PendingAck, found: Elsewhere | None) -> None:
-        """The store's answer to a GET_STATUS this node did not know (``None``: no such job anywhere)."""
-        self._resolve(ack, status_elsewhere(handle, found))
+    def status_found(
+        self, handle: bytes, unique: bytes | None, ack: PendingAck, found: tuple[bool, int, int] | None
+    ) -> None:
+        """The store's answer to a status this node could not give: whether a node runs the job and its last
+        WORK_STATUS, or ``None`` (no such job anywhere any more)."""
+        known, running, numerator, denominator = (b"0", b"0", b"0", b"0")
+        if found is not None:
+            known, running = b"1", b"1" if found[0] else b"0"
+            numerator, denominator = str(found[1]).encode(), str(found[2]).encode()
+        if unique is None:
+            self._resolve(ack, encode(replies.STATUS_RES, handle, known, running, numerator, denominator))
+            return
+        if found is None:
+            self.forget_elsewhere(unique, handle)
+        self._resolve(ack, encode(replies.STATUS_RES_UNIQUE, unique, known, running, numerator, denominator, b"0"))
 
     def _get_status_unique(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         unique = args[0]
         job = self.find_unique(unique)
         if job is None:
             handle = self.elsewhere_by_unique.get(unique) if self.elsewhere_by_unique else None
-            entry = self.elsewhere.get(handle) if handle is not None else None
-            if entry is None:
-                self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
+            if handle is not None and not peer.closed:
+                self._look_up_status(peer, handle, unique)  # left to the cluster: the store knows how it is doing
                 return
-            running = b"1" if entry.running else b"0"
-            progress = (str(entry.numerator).encode(), str(entry.denominator).encode())
-            self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, b"1", running, *progress, b"0"))
+            self._send(peer, encode(replies.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
             return
         fields = (b"1", b"1" if job.worker is not None else b"0", job.numerator, job.denominator)
         encoded = [f if isinstance(f, bytes) else str(f).encode() for f in fields]
@@ -253,12 +261,3 @@ class ClientRules(DurableRules):
     def _set_client_id(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         # gearmand keeps 127 bytes; the id is shown in `workers`, where spaces would break the columns.
         peer.client_id = args[0][:127] or b"-"
-
-
-def status_elsewhere(handle: bytes, entry: Elsewhere | None) -> bytes:
-    """STATUS_RES for a job this node does not hold: known to the cluster (``entry``) or not at all."""
-    if entry is None:
-        return encode(replies.STATUS_RES, handle, b"0", b"0", b"0", b"0")
-    running = b"1" if entry.running else b"0"
-    progress = (str(entry.numerator).encode(), str(entry.denominator).encode())
-    return encode(replies.STATUS_RES, handle, b"1", running, *progress)

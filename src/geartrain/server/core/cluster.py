@@ -13,16 +13,16 @@ from collections import deque
 from collections.abc import Iterable
 
 from geartrain.protocol.packets import PacketType
+from geartrain.server.core.config import CLUSTER_PREFETCH
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES
 from geartrain.server.core.records import Removal, unique_from_key
 
-# Jobs held per registered worker: a worker finishing one finds the next here, not in the database, and one claim
-# serves many jobs. A node refills when its queue is down to half of that (a worker taking a job marks the function
-# hungry); what it holds but has not started goes back to the cluster if it dies, without having run.
-PREFETCH = 16
+# Jobs held per registered worker. A node refills when its queue is down to half of that (a worker taking a job then
+# marks the function hungry); what it holds but has not started goes back to the cluster if it dies, unrun.
+PREFETCH = CLUSTER_PREFETCH
 
 
 def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:

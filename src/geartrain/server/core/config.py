@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 VERBOSE_LEVELS = ("FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
 
+# Cluster mode: jobs a node holds per registered worker (see geartrain.server.core.cluster.wanted). A worker
+# finishing one finds the next here, not in the database, and one claim serves many jobs; the node claims again
+# when its queue is down to half of that.
+CLUSTER_PREFETCH = 16
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:

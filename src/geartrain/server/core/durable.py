@@ -18,7 +18,10 @@ from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.records import Removal, StoredJob, storage_key
-from geartrain.server.core.state import Elsewhere, EngineState, log
+from geartrain.server.core.state import EngineState, log
+
+#: Background jobs left to the cluster whose unique this node remembers for GET_STATUS_UNIQUE (the newest).
+ELSEWHERE_LIMIT = 100_000
 
 
 @dataclass(slots=True)
@@ -143,7 +146,7 @@ class DurableRules(EngineState):
                 self._run_elsewhere(job, position in elsewhere, now)
             elif cluster and (not add.owned or position in elsewhere):
                 # The store keeps it for whichever node claims it; this node keeps only what GET_STATUS needs.
-                self._track_elsewhere(job, add)
+                self._track_elsewhere(job)
                 job.store_key = None
                 self._free(job)
             else:
@@ -157,16 +160,18 @@ class DurableRules(EngineState):
             handle = self._new_handle()
         return handle
 
-    def _track_elsewhere(self, job: Job, add: StoredJob) -> None:
-        self.elsewhere[job.handle] = Elsewhere(add.key, add.function, job.unique)
+    def _track_elsewhere(self, job: Job) -> None:
         if job.unique and job.unique != UNIQUE_BY_PAYLOAD:
-            self.elsewhere_by_unique[job.unique] = job.handle
+            known = self.elsewhere_by_unique
+            known.pop(job.unique, None)  # to the back: the newest are kept
+            known[job.unique] = job.handle
+            if len(known) > ELSEWHERE_LIMIT:
+                del known[next(iter(known))]
 
-    def forget_elsewhere(self, handle: bytes) -> None:
-        """A job left to the cluster is gone from the store (finished, or dropped): GET_STATUS stops knowing it."""
-        entry = self.elsewhere.pop(handle, None)
-        if entry is not None and self.elsewhere_by_unique.get(entry.unique) == handle:
-            del self.elsewhere_by_unique[entry.unique]
+    def forget_elsewhere(self, unique: bytes, handle: bytes) -> None:
+        """A job left to the cluster is gone from the store (finished, or dropped)."""
+        if self.elsewhere_by_unique.get(unique) == handle:
+            del self.elsewhere_by_unique[unique]
 
     def _run_elsewhere(self, job: Job, taken: bool, now: float) -> None:
         """A foreground job stored for another node: this node's relay peer stands for that node's worker, and the

@@ -28,20 +28,6 @@ P = PacketType
 Handler = Callable[[Peer, tuple[bytes, ...], float], None]
 
 
-class Elsewhere:
-    """A background job this node acknowledged and left to its cluster: where it is stored, and whether a node
-    runs it (as of the last check)."""
-
-    __slots__ = ("denominator", "function", "key", "numerator", "running", "unique")
-
-    def __init__(self, key: bytes, function: bytes, unique: bytes) -> None:
-        self.key = key
-        self.function = function
-        self.unique = unique
-        self.running = False
-        self.numerator = self.denominator = 0  # its worker's last WORK_STATUS, as of the last check
-
-
 class EngineState:
     """Jobs, functions and connections, and the transitions they share."""
 
@@ -82,14 +68,13 @@ class EngineState:
         # coalesced onto: never deleted from here), and those the cluster node has yet to register as watched.
         self.watched: set[tuple[bytes, bytes]] = set()
         self.watch_requests: list[tuple[bytes, bytes]] = []
-        # Cluster mode: GET_STATUS of handles no job here has (another node's), answered once the store is asked;
-        # and the last WORK_STATUS of background jobs running here, for the store (other nodes' GET_STATUS).
-        self.status_lookups: list[tuple[bytes, PendingAck]] = []
+        # Cluster mode: GET_STATUS (and GET_STATUS_UNIQUE: the unique) of jobs this node does not hold, answered
+        # once the store is asked; and the last WORK_STATUS of background jobs running here, for the store.
+        self.status_lookups: list[tuple[bytes, bytes | None, PendingAck]] = []
         self.progress: dict[tuple[bytes, bytes], tuple[int, int]] = {}
-        # Cluster mode: background jobs this node acknowledged and left to the cluster, by the handle it gave, so
-        # that GET_STATUS keeps answering "known" until the job is gone from the store (the cluster node checks).
-        self.elsewhere: dict[bytes, Elsewhere] = {}
-        self.elsewhere_by_unique: dict[bytes, bytes] = {}  # unique -> handle, for GET_STATUS_UNIQUE
+        # Cluster mode: the handles of background jobs this node acknowledged and left to the cluster, by unique, so
+        # that GET_STATUS_UNIQUE (which names no function) finds them in the store; the newest ELSEWHERE_LIMIT.
+        self.elsewhere_by_unique: dict[bytes, bytes] = {}
 
     # ------------------------------------------------------------------ output
 
