@@ -259,7 +259,7 @@ def start_server(name: str, workdir: Path, attempts: int = 3) -> GearmanServer:
 # --------------------------------------------------------------------------------------------------------------
 # Admin text protocol.
 
-LISTING_COMMANDS = ("status", "prioritystatus", "workers", "show jobs", "show unique jobs", "status cluster")
+LISTING_COMMANDS = ("status", "prioritystatus", "workers", "show jobs", "show unique jobs", "status cluster", "paused")
 
 
 class _LineReader:
@@ -290,7 +290,8 @@ def admin_raw(address: str | GearmanServer, command: str, timeout: float = IO_TI
         sock.settimeout(timeout)
         sock.sendall(command.encode() + b"\n")
         reader = _LineReader(sock)
-        is_listing = " ".join(command.lower().split()) in LISTING_COMMANDS
+        words = command.lower().split()
+        is_listing = " ".join(words) in LISTING_COMMANDS or words[:2] == ["dead", "list"]
         reply = b""
         while True:
             line = reader.readline()

@@ -18,6 +18,7 @@ from geartrain.cli.limit_args import add_limit_arguments, limits_from_args
 from geartrain.cli.security_args import add_server_security_arguments, security_from_args
 from geartrain.cli.store_args import add_store_arguments
 from geartrain.errors import GearmanError
+from geartrain.lifecycle.policy import load_policies
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.server.config import DEFAULT_PORT, KeepaliveConfig, ServerConfig
 from geartrain.server.core.config import VERBOSE_LEVELS, EngineConfig
@@ -71,6 +72,13 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
         action="store_true",
         help="be a node of a cluster: every server started with --cluster on the same PostgreSQL store (URL and "
         "table) or Redis store (URL and prefix) shares its queue (docs/cluster.md)",
+    )
+    net.add_argument(
+        "--policy-file",
+        default=None,
+        metavar="PATH",
+        help="the job life cycle: retries with backoff, dead jobs, timeouts, pause, per function (a TOML file, "
+        "read again on SIGHUP; docs/lifecycle.md)",
     )
     net.add_argument(
         "--lease",
@@ -287,6 +295,8 @@ def config_from_args(args: argparse.Namespace, *, gearmand_defaults: bool) -> Se
         node_id=args.node_id,
         cluster=args.cluster,
         lease=args.lease,
+        policy_file=args.policy_file,
+        policies=load_policies(args.policy_file) if args.policy_file else None,
     )
 
 

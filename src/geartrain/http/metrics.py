@@ -31,6 +31,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "geartrain_jobs_exceptions_total": ("counter", "Jobs that ended with WORK_EXCEPTION"),
     "geartrain_jobs_requeued_total": ("counter", "Jobs taken back from a worker (disconnect, CANT_DO, timeout)"),
     "geartrain_jobs_dropped_total": ("counter", "Jobs given up after --job-retries attempts"),
+    "geartrain_jobs_retried_total": ("counter", "Failed background jobs queued again after a backoff (--policy-file)"),
+    "geartrain_jobs_dead_total": ("counter", "Background jobs out of retries, moved to the dead set (--policy-file)"),
+    "geartrain_dead_jobs": ("gauge", "Jobs in the dead set (--policy-file)"),
     "geartrain_jobs_queued": ("gauge", "Jobs waiting for a worker, by priority (scheduled epoch jobs included)"),
     "geartrain_jobs_running": ("gauge", "Jobs a worker is working on"),
     "geartrain_workers": ("gauge", "Worker registrations (CAN_DO) per function"),
@@ -115,6 +118,11 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
         out.add("geartrain_jobs_exceptions_total", stats.exceptions, labels(function=fn))
         out.add("geartrain_jobs_requeued_total", stats.requeued, labels(function=fn))
         out.add("geartrain_jobs_dropped_total", stats.dropped, labels(function=fn))
+        if engine.lifecycle is not None:
+            out.add("geartrain_jobs_retried_total", stats.retried, labels(function=fn))
+            out.add("geartrain_jobs_dead_total", stats.dead, labels(function=fn))
+            dead = sum(1 for job in engine.lifecycle.dead.values() if job.function == name)
+            out.add("geartrain_dead_jobs", dead, labels(function=fn))
         out.histogram("geartrain_queue_wait_seconds", stats.queue_wait, function=fn)
         out.histogram("geartrain_run_seconds", stats.run_time, function=fn)
         function = engine.functions.get(name)

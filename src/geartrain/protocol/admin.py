@@ -99,6 +99,20 @@ def parse(line: bytes) -> AdminCommand | bytes:
         if count < 2:
             return incomplete_arguments(word)
         return AdminCommand("maxqueue", tuple(tokens[1:]))
+    # geartrain's extensions for the job life cycle (core/lifecycle.py): the dead set, pause and resume.
+    if command == b"dead":
+        sub = tokens[1].lower() if count >= 2 else b""
+        if sub == b"list" and count <= 3:
+            return AdminCommand("dead list", tuple(tokens[2:]))
+        if sub in (b"show", b"retry", b"delete") and count == 3:
+            return AdminCommand(f"dead {sub.decode()}", (tokens[2],))
+        return incomplete_arguments(word)
+    if command in (b"pause", b"resume"):
+        if count == 2:
+            return AdminCommand(command.decode(), (tokens[1],))
+        return incomplete_arguments(word)
+    if command == b"paused" and count == 1:
+        return AdminCommand("paused")
     if command == b"shutdown":
         if count >= 2 and tokens[1].lower() == b"graceful":
             return AdminCommand("shutdown graceful")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
 from geartrain.security.settings import SecurityConfig
@@ -11,6 +12,9 @@ from geartrain.server.core.config import EngineConfig
 from geartrain.server.gc_policy import GcSettings
 
 DEFAULT_PORT = 4730
+
+if TYPE_CHECKING:
+    from geartrain.lifecycle.policy import Policies
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,9 @@ class ServerConfig:
     # A node of a cluster on its store's table (--cluster), and the lease its jobs are held under.
     cluster: bool = False
     lease: float = 15.0
+    # The job life cycle (--policy-file): retries, the dead set, pause (server/core/lifecycle.py); None: off.
+    policy_file: str | None = None
+    policies: Policies | None = None
 
     def node_name(self) -> str:
         return self.node_id or f"{socket.gethostname()}:{self.port}"

@@ -84,7 +84,7 @@ class Persistence:
         count = 0
         now = time.time()
         for stored in self.store.load():
-            self.engine.restore(stored, now)
+            self.engine.restore_record(stored, now)
             count += 1
             if count % REPLAY_PROGRESS_EVERY == 0:
                 log.warning("replaying %s: %d jobs so far", self.store.description, count)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from geartrain.lifecycle.policy import PolicyError as LifecyclePolicyError
+from geartrain.lifecycle.policy import load_policies
 from geartrain.security.guard import AccessGuard
 from geartrain.security.policy import PolicyError, load_policy
 from geartrain.security.tls import server_context
@@ -22,6 +24,7 @@ from geartrain.server.config import ServerConfig
 from geartrain.server.connection import GearmanConnection
 from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.engine import Engine
+from geartrain.server.core.lifecycle import Lifecycle
 from geartrain.server.limits import ConnectionGuard
 from geartrain.server.persistence import Persistence
 from geartrain.server.tls_listener import TlsListener, bind
@@ -52,10 +55,13 @@ class GearmanServer:
             config = replace(config, engine=replace(config.engine, persistent=True))
         self.config = config
         self.engine = Engine(config.engine)
+        if config.policies is not None:
+            self.engine.lifecycle = Lifecycle(self.engine, config.policies)
         # Bound once for flush, which runs after every input; the engine never rebinds these lists.
         self._dirty = self.engine.dirty
         self._epoch_heap = self.engine.epoch_heap
         self._timeout_heap = self.engine.timeout_heap
+        self._retry_heap = self.engine.lifecycle.retry_heap if self.engine.lifecycle is not None else []
         self._hungry = self.engine.hungry  # a cluster node's functions whose workers sleep (None outside one)
         self._watch_requests = self.engine.watch_requests  # jobs of other nodes that clients here coalesced onto
         self._status_lookups = self.engine.status_lookups  # GET_STATUS of handles the store may know
@@ -251,6 +257,21 @@ class GearmanServer:
         if reopen_log is not None:
             reopen_log()  # first, so that what the reload logs goes to the new file
         self.reload_acl()
+        self.reload_policies()
+
+    def reload_policies(self) -> bool:
+        """Read ``--policy-file`` again; a file that does not parse leaves the policies in force (logged)."""
+        path, lifecycle = self.config.policy_file, self.engine.lifecycle
+        if path is None or lifecycle is None:
+            return False
+        try:
+            policies = load_policies(path)
+        except LifecyclePolicyError as error:
+            log.error("life cycle: kept the policies in force; %s", error)
+            return False
+        lifecycle.reload(policies)
+        log.info("life cycle: reloaded %s", path)
+        return True
 
     def reload_acl(self) -> bool:
         """Read ``--acl-file`` again and put it in force; a file that does not parse leaves the policy in force as
@@ -322,7 +343,7 @@ class GearmanServer:
             and self.on_hungry is not None
         ):
             self.on_hungry()
-        if self._epoch_heap or self._timeout_heap:
+        if self._epoch_heap or self._timeout_heap or self._retry_heap:
             deadline = self.engine.next_deadline()
             if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
                 self._arm_timer(deadline)

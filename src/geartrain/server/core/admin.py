@@ -6,6 +6,7 @@ first within a bucket), so listings compare byte for byte with the C server.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from geartrain.protocol.admin import (
 )
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
+from geartrain.server.core.lifecycle import Lifecycle, dead_rows
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import Function
 from geartrain.server.core.snapshot import functions_view, jobs_view, totals_view, workers_view
@@ -72,6 +74,13 @@ class AdminCommands:
             "workers json": lambda peer, cmd: _json_line({"workers": workers_view(engine)}),
             "show jobs json": self._show_jobs_json,
             "status cluster": self._status_cluster,
+            "dead list": self._lifecycle(self._dead_list),
+            "dead show": self._lifecycle(self._dead_show),
+            "dead retry": self._lifecycle(self._dead_retry),
+            "dead delete": self._lifecycle(self._dead_delete),
+            "pause": self._lifecycle(self._pause),
+            "resume": self._lifecycle(self._resume),
+            "paused": self._lifecycle(lambda lifecycle, cmd: format_table([(f,) for f in sorted(lifecycle.paused)])),
         }
 
     def run(self, peer: Peer, line: bytes) -> None:
@@ -193,10 +202,53 @@ class AdminCommands:
             function.max_queue = limits
         return OK
 
+    # ------------------------------------------------------------------ the job life cycle (core/lifecycle.py)
+
+    def _lifecycle(self, handler: Callable[[Lifecycle, AdminCommand], bytes]) -> Callable[[Peer, AdminCommand], bytes]:
+        def run(peer: Peer, command: AdminCommand) -> bytes:
+            lifecycle = self.engine.lifecycle
+            return NO_POLICY_FILE if lifecycle is None else handler(lifecycle, command)
+
+        return run
+
+    def _now(self) -> float:
+        return self.clock() if self.clock is not None else 0.0
+
+    def _dead_list(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        """HANDLE, FUNCTION, UNIQUE, ATTEMPTS, LAST FAILED (Unix time), LAST ERROR; oldest first."""
+        selector = command.args[0] if command.args else None
+        return format_table(dead_rows(lifecycle.dead_jobs(selector)))
+
+    def _dead_show(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        dead = lifecycle.dead.get(command.args[0])
+        if dead is None:
+            return b"ERR UNKNOWN_JOB\r\n"
+        view = dead.view()
+        view["data"] = dead.data.decode("utf-8", "replace")
+        view["data_base64"] = base64.b64encode(dead.data).decode()
+        return _json_line(view)
+
+    def _dead_retry(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        return format_ok_value(str(lifecycle.retry_dead(command.args[0], self._now())).encode())
+
+    def _dead_delete(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        return format_ok_value(str(lifecycle.delete_dead(command.args[0])).encode())
+
+    def _pause(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        lifecycle.pause(command.args[0])
+        return OK
+
+    def _resume(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        lifecycle.resume(command.args[0], self._now())
+        return OK
+
     def _shutdown(self, peer: Peer, command: AdminCommand) -> bytes:
         # gearmand dropped `shutdown` in 1.1.15; geartrain keeps it (graceful: stop taking jobs, exit when idle).
         self.engine.shutdown_mode = "graceful" if command.name == "shutdown graceful" else "now"
         return OK
+
+
+NO_POLICY_FILE = b"ERR NO_POLICY_FILE start+the+server+with+--policy-file+(an+empty+file+will+do)\r\n"
 
 
 def _json_line(data: object) -> bytes:

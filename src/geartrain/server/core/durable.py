@@ -16,6 +16,7 @@ from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
 from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
+from geartrain.server.core.lifecycle import PAUSED_FUNCTION, DeadJob, dead_from_record, is_lifecycle_record
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.records import Removal, StoredJob, storage_key
 from geartrain.server.core.state import EngineState, log
@@ -30,7 +31,9 @@ class StoreBatch:
 
     adds: list[StoredJob] = field(default_factory=list)
     removes: list[Removal] = field(default_factory=list)
-    jobs: list[tuple[Job, bool]] = field(default_factory=list)  # (job, fresh): fresh jobs are in no queue yet
+    # Per add, (job, fresh): fresh jobs are in no queue yet; None for a record that is no live job (a dead job, a
+    # pause: geartrain.server.core.lifecycle).
+    jobs: list[tuple[Job | None, bool]] = field(default_factory=list)
     barriers: list[PendingAck] = field(default_factory=list)  # worker replies held until the batch is applied
 
     def __bool__(self) -> bool:
@@ -74,6 +77,18 @@ class DurableRules(EngineState):
             )
         )
         self.store_jobs.append((job, fresh))
+
+    def store_record(self, record: StoredJob) -> None:
+        """Store a record that is no live job (geartrain.server.core.lifecycle), in the next batch."""
+        removal = Removal(record.key, record.function)
+        if self.store_removed:
+            self._cancel_removal(removal)
+        self.store_adds.append(record)
+        self.store_jobs.append((None, False))
+
+    def store_removal(self, removal: Removal) -> None:
+        self.store_removes.append(removal)
+        self.store_removed.add(removal)
 
     def _keep_here(self, job: Job) -> bool:
         """Cluster mode: keep a new job on this node when one of its workers sleeps for it (no claim round trip),
@@ -128,6 +143,8 @@ class DurableRules(EngineState):
         self._release(batch)
         cluster = self.hungry is not None
         for position, (job, fresh) in enumerate(batch.jobs):
+            if job is None:
+                continue
             if cluster:
                 self._owned_settled(batch.adds[position])
             if position in refused:
@@ -214,6 +231,8 @@ class DurableRules(EngineState):
         if release_barriers:
             self._release(batch)
         for position, (job, fresh) in enumerate(batch.jobs):
+            if job is None:
+                continue
             if self.hungry is not None:
                 self._owned_settled(batch.adds[position])
             self._refuse(job, fresh, reason)
@@ -241,6 +260,39 @@ class DurableRules(EngineState):
         peer = ack.peer
         if not peer.closed:
             self.dirty.append(peer)
+
+    def restore_record(self, stored: StoredJob, now: float) -> None:
+        """A record replayed at start-up: a job, or (with a policy file) a dead job or a pause."""
+        if self.lifecycle is not None and is_lifecycle_record(stored.function):
+            if stored.function == PAUSED_FUNCTION:
+                self.lifecycle.restore_paused(stored.key)
+            elif (dead := dead_from_record(stored)) is not None:
+                self.lifecycle.restore_dead(dead)
+            return
+        self.restore(stored, now)
+
+    def revive(self, dead: DeadJob, now: float) -> Job:
+        """A dead job queued again (``dead retry``): a background job as when first submitted, its attempts
+        starting over, under its old handle unless a live job has it now."""
+        function = self.function(dead.function)
+        handle = dead.handle if dead.handle not in self.jobs else self._unused_handle()
+        job = Job(handle, function, dead.unique, dead.data, dead.priority, True, 0, dead.reducer, now)
+        self.jobs[handle] = job
+        function.total += 1
+        self.queued_bytes += len(dead.data)
+        if dead.unique:
+            index, key = (
+                (function.by_payload, dead.data)
+                if dead.unique == UNIQUE_BY_PAYLOAD
+                else (function.by_unique, dead.unique)
+            )
+            index.setdefault(key, job)
+        if self.config.persistent:
+            job.acks = []  # nobody waits for its JOB_CREATED: queued once the store holds it
+            self._record_add(job, fresh=True)
+        else:
+            self._enqueue(job, now)
+        return job
 
     def restore(self, stored: StoredJob, now: float) -> Job:
         """Queue a job replayed from the store at start-up (it gets a new handle, as in gearmand), or claimed from

@@ -54,7 +54,7 @@ class Engine(WorkerRules, ClientRules):
         peer.unresolved = 0
         self.peers.pop(peer.id, None)
         for job in list(reversed(peer.assigned.values())):  # gearmand puts the last-grabbed back first
-            self._requeue(job, now)
+            self._requeue(job, now, failure=b"worker disconnected")
         for function in set(peer.abilities):
             function.workers.pop(peer, None)
             function.sleepers.pop(peer, None)
@@ -143,6 +143,8 @@ class Engine(WorkerRules, ClientRules):
             deadlines.append(float(self.epoch_heap[0][0]))
         if self.timeout_heap:
             deadlines.append(self.timeout_heap[0][0])
+        if self.lifecycle is not None and (retry_at := self.lifecycle.next_deadline()) is not None:
+            deadlines.append(retry_at)
         return min(deadlines) if deadlines else None
 
     def tick(self, now: float) -> None:
@@ -156,11 +158,15 @@ class Engine(WorkerRules, ClientRules):
                 self._wake(function)
         timeout_heap = self.timeout_heap
         while timeout_heap and timeout_heap[0][0] <= now:
-            _, _, job, worker, attempt = heapq.heappop(timeout_heap)
+            due, _, job, worker, attempt = heapq.heappop(timeout_heap)
             if job.worker is worker and job.retries == attempt and self.jobs.get(job.handle) is job:
+                if self.lifecycle is not None and self.lifecycle.extended(job, due):
+                    continue  # a WORK_STATUS since moved its deadline (another entry stands for it)
                 log.warning(
                     "Worker timeout reached on job, requeueing: %s %s",
                     job.handle.decode(),
                     job.unique.decode(),
                 )
-                self._requeue(job, now)
+                self._requeue(job, now, failure=b"timed out")
+        if self.lifecycle is not None:
+            self.lifecycle.due(now)

@@ -31,6 +31,7 @@ class Function:
         "created_seq",
         "max_queue",
         "name",
+        "paused",
         "queued",
         "queues",
         "running",
@@ -53,6 +54,7 @@ class Function:
         self.by_unique: dict[bytes, Job] = {}
         self.by_payload: dict[bytes, Job] = {}
         self.stats = stats if stats is not None else FunctionStats()  # counters for metrics (core/stats.py)
+        self.paused = False  # admin `pause`: submits are taken, nothing is handed out (core/lifecycle.py)
 
     @property
     def worker_count(self) -> int:
@@ -61,6 +63,8 @@ class Function:
 
     def has_runnable(self) -> bool:
         """True if some queued job could be handed out now (abandoned ones are not worth a wake-up)."""
+        if self.paused:
+            return False
         for queue in self.queues:
             for job in queue:
                 if not job.ignore:

@@ -40,6 +40,9 @@ def function_view(function: Function) -> JSON:
         "exceptions": stats.exceptions,
         "requeued": stats.requeued,
         "dropped": stats.dropped,
+        "retried": stats.retried,
+        "dead": stats.dead,
+        "paused": function.paused,
         "coalesced": stats.coalesced,
         "rejected": stats.rejected,
     }

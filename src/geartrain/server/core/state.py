@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
@@ -20,6 +21,9 @@ from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.server.core.stats import EngineStats
+
+if TYPE_CHECKING:
+    from geartrain.server.core.lifecycle import Lifecycle
 
 log = logging.getLogger("geartrain.engine")
 
@@ -54,7 +58,7 @@ class EngineState:
         self.store_adds: list[StoredJob] = []
         self.store_removes: list[Removal] = []
         self.store_removed: set[Removal] = set()  # store_removes as a set: a re-add of one of them cancels it
-        self.store_jobs: list[tuple[Job, bool]] = []
+        self.store_jobs: list[tuple[Job | None, bool]] = []
         self.store_barriers: list[PendingAck] = []
         # Cluster mode: functions whose workers went to sleep with nothing to do (the node should claim jobs for
         # them), and per function the jobs being stored as this node's own (see DurableRules._record_add).
@@ -68,6 +72,8 @@ class EngineState:
         # coalesced onto: never deleted from here), and those the cluster node has yet to register as watched.
         self.watched: set[tuple[bytes, bytes]] = set()
         self.watch_requests: list[tuple[bytes, bytes]] = []
+        # With a policy file: retries, the dead set, pause (core/lifecycle.py); None otherwise.
+        self.lifecycle: Lifecycle | None = None
         # Cluster mode: GET_STATUS (and GET_STATUS_UNIQUE: the unique) of jobs this node does not hold, answered
         # once the store is asked; and the last WORK_STATUS of background jobs running here, for the store.
         self.status_lookups: list[tuple[bytes, bytes | None, PendingAck]] = []
@@ -114,8 +120,15 @@ class EngineState:
         if function.sleepers:
             self._wake(function)
 
+    def wake_sleepers(self, function: Function) -> None:
+        """A function that could not hand out jobs can again (resumed): wake its sleepers if it has some."""
+        if function.sleepers and function.has_runnable():
+            self._wake(function)
+
     def _wake(self, function: Function) -> None:
         """Send NOOP to the function's sleeping workers: one per sleep, at most ``worker_wakeup`` of them."""
+        if function.paused:
+            return
         sleepers = function.sleepers
         limit = self.config.worker_wakeup
         woken = 0
@@ -146,6 +159,23 @@ class EngineState:
                 self._barrier(worker)
         self._free(job)
 
+    def _attempt_failed(self, job: Job, error: bytes, now: float) -> None:
+        """A background job's attempt failed (its clients, if any, were told): detach it from its worker and its
+        clients, and let the life cycle retry it later or bury it."""
+        assert self.lifecycle is not None
+        worker = job.worker
+        if worker is not None:
+            worker.assigned.pop(job.handle, None)
+            job.worker = None
+            job.function.running -= 1
+        for client in job.clients:
+            client.waiting.discard(job)
+        job.clients = ()
+        job.numerator = job.denominator = 0
+        buried = self.lifecycle.failed(job, error, now)
+        if buried and worker is not None and self.config.persistent and self.config.hold_after_result:
+            self._barrier(worker)  # as after a result: its next reply waits until the store has buried the job
+
     def _barrier(self, peer: Peer) -> None:
         """Hold ``peer``'s next replies until the store has applied what is recorded now.
 
@@ -172,6 +202,8 @@ class EngineState:
             self._unindex(job)
         if job.store_key is not None:
             self._unstore(job)
+        if self.lifecycle is not None:
+            self.lifecycle.forget(job.handle)
         if job.clients:
             for client in job.clients:
                 client.waiting.discard(job)
@@ -227,8 +259,13 @@ class EngineState:
         self._abandon(job)
         return True
 
-    def _requeue(self, job: Job, now: float) -> None:
-        """Take a job back from its worker (gone, CANT_DO, timed out) and put it at the tail of its queue."""
+    def _requeue(self, job: Job, now: float, failure: bytes | None = None) -> None:
+        """Take a job back from its worker (gone, CANT_DO, timed out) and put it at the tail of its queue.
+        ``failure``: what went wrong, when it counts as a failed attempt (its worker disconnected, it timed out):
+        with a policy file, a background job is then retried later or dead (core/lifecycle.py)."""
+        if failure is not None and self.lifecycle is not None and job.background and not job.ignore:
+            self._attempt_failed(job, failure, now)
+            return
         worker = job.worker
         if worker is not None:
             worker.assigned.pop(job.handle, None)

@@ -55,12 +55,14 @@ class FunctionStats:
     __slots__ = (
         "coalesced",
         "completed",
+        "dead",
         "dropped",
         "exceptions",
         "failed",
         "queue_wait",
         "rejected",
         "requeued",
+        "retried",
         "run_time",
         "submitted",
     )
@@ -75,6 +77,8 @@ class FunctionStats:
         self.exceptions = 0
         self.requeued = 0  # jobs taken back from a worker (gone, CANT_DO, timed out) and queued again
         self.dropped = 0  # jobs given up after --job-retries attempts
+        self.retried = 0  # failed background jobs queued again after their backoff (--policy-file retries)
+        self.dead = 0  # background jobs out of retries, moved to the dead set
         self.queue_wait = Histogram()
         self.run_time = Histogram()
 

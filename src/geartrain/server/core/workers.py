@@ -60,7 +60,7 @@ class WorkerRules(EngineState):
         peer.timeouts.pop(function, None)
         function.sleepers.pop(peer, None)
         for job in [job for job in reversed(peer.assigned.values()) if job.function is function]:
-            self._requeue(job, now)
+            self._requeue(job, now, failure=None)  # CANT_DO: not the job's fault
 
     # ------------------------------------------------------------------ sleeping and waking
 
@@ -118,12 +118,14 @@ class WorkerRules(EngineState):
         if self.config.global_priority:
             for priority in PRIORITIES:
                 for position, function in enumerate(abilities):
+                    if function.paused:
+                        continue
                     job = self._pop(function, priority)
                     if job is not None:
                         return self._assign(peer, job, position, now)
             return None
         for position, function in enumerate(abilities):
-            if not function.total:
+            if not function.total or function.paused:
                 continue  # nothing queued or running: the common case of an idle function, without a call
             for priority, queue in enumerate(function.queues):
                 if queue:
@@ -165,6 +167,8 @@ class WorkerRules(EngineState):
         ):
             self.hungry.add(function)
         timeout = peer.timeouts.get(function)
+        if timeout is None and self.lifecycle is not None:
+            timeout = self.lifecycle.timeout(function.name)  # the policy's, unless the worker set its own
         if timeout is not None:
             self._seq += 1
             heap = self.timeout_heap
@@ -204,6 +208,9 @@ class WorkerRules(EngineState):
             return
         self._forward(job, encode(replies.WORK_FAIL, job.handle))
         job.function.stats.fail(now - job.since)
+        if self.lifecycle is not None and job.background:
+            self._attempt_failed(job, b"WORK_FAIL", now)  # retried later, or dead
+            return
         self._finish(job)
 
     def _work_exception(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
@@ -219,6 +226,9 @@ class WorkerRules(EngineState):
             for client in job.clients:
                 self._send(client, exception if every_client or client.exceptions else fail)
         job.function.stats.exception(now - job.since)
+        if self.lifecycle is not None and job.background:
+            self._attempt_failed(job, args[1] if len(args) > 1 else b"WORK_EXCEPTION", now)
+            return
         self._finish(job)
 
     def _work_status(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
@@ -228,6 +238,8 @@ class WorkerRules(EngineState):
             return
         job.numerator = status_number(args[1])
         job.denominator = status_number(args[2])
+        if self.lifecycle is not None:
+            self.lifecycle.heartbeat(job, peer, now)  # a running job's WORK_STATUS extends its policy timeout
         if job.background and job.store_key is not None and self.hungry is not None:
             # A cluster: the node that acknowledged the job answers GET_STATUS for it from the store.
             self.progress[(job.store_key, job.function.name)] = (job.numerator, job.denominator)

@@ -1,0 +1,334 @@
+"""The job life cycle beyond Gearman, in the engine: retries with backoff, the dead set, pause (issue 15).
+
+It is off (``engine.lifecycle is None``) unless the server has a policy file, and then plain Gearman clients see no
+byte change: a foreground client still gets each WORK_FAIL or WORK_EXCEPTION as it happens. What changes is what
+becomes of a *background* job that fails (WORK_FAIL, WORK_EXCEPTION, its worker disconnected, it timed out):
+
+* while its function's policy allows retries, it waits ``backoff_delay(attempt)`` seconds and is queued again,
+  under the same handle and unique (GET_STATUS says known, not running, meanwhile); its store record stays;
+* after the last, it goes to the dead set: out of the queues, kept with its last error for ``dead list``, ``dead
+  retry`` and ``dead delete``. In the store a dead job is a record of its own, under the function
+  ``gt:dead:<function>`` (so every store keeps it without a new table, and gearmand never runs it), written in the
+  same batch that deletes the live record.
+
+A paused function accepts submits and hands nothing out; the pause is a record in the store too
+(``gt:meta:paused``), so it outlives a restart.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from geartrain.server.core.jobs import Job
+from geartrain.server.core.peers import Peer
+from geartrain.server.core.records import Removal, StoredJob
+
+if TYPE_CHECKING:
+    from geartrain.lifecycle.policy import FunctionPolicy, Policies
+    from geartrain.server.core.engine import Engine
+
+log = logging.getLogger("geartrain.lifecycle")
+
+DEAD_PREFIX = b"gt:dead:"
+PAUSED_FUNCTION = b"gt:meta:paused"
+DEAD_MAGIC = b"GTDEAD1\n"  # a dead record's data: this, a JSON header line, then the job's payload
+
+# What a failure was, for the dead set's "last error".
+FAILED = b"WORK_FAIL"
+DISCONNECTED = b"worker disconnected"
+TIMED_OUT = b"timed out"
+
+
+@dataclass(slots=True)
+class DeadJob:
+    """A background job out of retries."""
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int
+    attempts: int
+    first_failed: float
+    last_failed: float
+    error: bytes
+    reducer: bytes | None
+    store_key: bytes | None  # its live record's key; the dead record is under (key, DEAD_PREFIX + function)
+
+    def record(self) -> StoredJob:
+        header = {
+            "handle": self.handle.decode("latin-1"),
+            "attempts": self.attempts,
+            "first_failed": self.first_failed,
+            "last_failed": self.last_failed,
+            "error": self.error.decode("latin-1"),
+        }
+        data = DEAD_MAGIC + json.dumps(header).encode() + b"\n" + self.data
+        key = self.store_key or self.handle
+        return StoredJob(key, DEAD_PREFIX + self.function, self.unique, self.priority, data, 0, self.reducer)
+
+    def view(self) -> dict[str, object]:
+        """For the JSON views (HTTP API, dashboard)."""
+        return {
+            "handle": self.handle.decode("latin-1"),
+            "function": self.function.decode("utf-8", "replace"),
+            "unique": self.unique.decode("utf-8", "replace"),
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "first_failed": self.first_failed,
+            "last_failed": self.last_failed,
+            "error": self.error.decode("utf-8", "replace"),
+            "size": len(self.data),
+        }
+
+
+def dead_from_record(stored: StoredJob) -> DeadJob | None:
+    """The dead job a replayed ``gt:dead:`` record stands for (``None``: not one of ours)."""
+    data = stored.data
+    if not data.startswith(DEAD_MAGIC):
+        return None
+    header_line, _, payload = data[len(DEAD_MAGIC) :].partition(b"\n")
+    try:
+        header = json.loads(header_line)
+        return DeadJob(
+            str(header["handle"]).encode("latin-1"),
+            stored.function[len(DEAD_PREFIX) :],
+            stored.unique,
+            payload,
+            stored.priority,
+            int(header["attempts"]),
+            float(header["first_failed"]),
+            float(header["last_failed"]),
+            str(header["error"]).encode("latin-1"),
+            stored.reducer,
+            stored.key,
+        )
+    except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+        return None
+
+
+class Lifecycle:
+    """The life-cycle state of one engine: policies, jobs waiting out a backoff, the dead set, paused functions."""
+
+    def __init__(self, engine: Engine, policies: Policies) -> None:
+        self.engine = engine
+        self.policies = policies
+        self.retry_heap: list[tuple[float, int, Job]] = []
+        self.failures: dict[bytes, tuple[int, float]] = {}  # handle -> (failed attempts, first failure)
+        self.dead: dict[bytes, DeadJob] = {}  # by handle, oldest first
+        self.paused: set[bytes] = set()
+        self.deadlines: dict[bytes, float] = {}  # handle -> policy timeout moved by a WORK_STATUS
+        self._timeouts: dict[bytes, float | None] = {}  # per function, from the policies (a cache)
+        self.retried = 0  # counters for /metrics
+        self.died = 0
+        self._seq = 0
+
+    def policy(self, function: bytes) -> FunctionPolicy:
+        return self.policies.for_function(function)
+
+    def reload(self, policies: Policies) -> None:
+        """New policies (SIGHUP): they apply to the next failure, assignment and pruning."""
+        self.policies = policies
+        self._timeouts.clear()
+
+    # ------------------------------------------------------------------ timeouts
+
+    def timeout(self, function: bytes) -> float | None:
+        """The policy's timeout of a running job of ``function`` (None: none)."""
+        try:
+            return self._timeouts[function]
+        except KeyError:
+            timeout = self._timeouts[function] = self.policy(function).timeout
+            return timeout
+
+    def heartbeat(self, job: Job, worker: Peer, now: float) -> None:
+        """A WORK_STATUS: a job under its policy's timeout gets that long again (as Faktory's BEAT)."""
+        if job.function in worker.timeouts:
+            return  # the worker's own CAN_DO_TIMEOUT is gearmand's: not extended
+        timeout = self.timeout(job.function.name)
+        if timeout is None:
+            return
+        engine = self.engine
+        deadline = self.deadlines[job.handle] = now + timeout
+        engine._seq += 1
+        heapq.heappush(engine.timeout_heap, (deadline, engine._seq, job, worker, job.retries))
+
+    def extended(self, job: Job, due: float) -> bool:
+        """Whether a timeout entry due at ``due`` was superseded by a later deadline."""
+        deadline = self.deadlines.get(job.handle)
+        return deadline is not None and deadline > due
+
+    def forget(self, handle: bytes) -> None:
+        """A job is gone from the engine."""
+        if self.failures:
+            self.failures.pop(handle, None)
+        if self.deadlines:
+            self.deadlines.pop(handle, None)
+
+    # ------------------------------------------------------------------ failures
+
+    def failed(self, job: Job, error: bytes, now: float) -> bool:
+        """A background job's attempt failed; its worker is detached already. Retry it later, or bury it (then
+        ``True``)."""
+        engine = self.engine
+        self.deadlines.pop(job.handle, None)
+        attempts, first = self.failures.get(job.handle, (0, now))
+        attempts += 1
+        policy = self.policy(job.function.name)
+        if attempts <= policy.retries and not job.ignore:
+            self.failures[job.handle] = (attempts, first)
+            delay = policy.backoff_delay(attempts)
+            self._seq += 1
+            heapq.heappush(self.retry_heap, (now + delay, self._seq, job))
+            self.retried += 1
+            job.function.stats.retried += 1
+            log.info("job %s failed (%r); retry %d in %.1f s", job.handle.decode(), error, attempts, delay)
+            return False
+        self.failures.pop(job.handle, None)
+        if job.ignore:
+            engine._free(job)
+            return False
+        dead = DeadJob(
+            job.handle,
+            job.function.name,
+            job.unique,
+            job.data,
+            job.priority,
+            attempts,
+            first,
+            now,
+            error,
+            job.reducer,
+            job.store_key,
+        )
+        engine._free(job)  # deletes its live record
+        self._bury(dead, now)
+        self.died += 1
+        job.function.stats.dead += 1
+        log.warning("job %s of %r is dead after %d attempts: %r", dead.handle.decode(), dead.function, attempts, error)
+        return True
+
+    def _bury(self, dead: DeadJob, now: float) -> None:
+        engine = self.engine
+        self.dead[dead.handle] = dead
+        if engine.config.persistent:
+            engine.store_record(dead.record())
+        self.prune(now, dead.function)
+
+    def prune(self, now: float, function: bytes | None = None) -> None:
+        """Drop dead jobs past their function's retention, and the oldest beyond its ``dead_max``."""
+        counts: dict[bytes, int] = {}
+        for dead in reversed(list(self.dead.values())):  # newest first: the oldest go over the limit
+            if function is not None and dead.function != function:
+                continue
+            policy = self.policy(dead.function)
+            counts[dead.function] = kept = counts.get(dead.function, 0) + 1
+            if kept > policy.dead_max or now - dead.last_failed > policy.dead_retention:
+                self._forget(dead)
+
+    def _forget(self, dead: DeadJob) -> None:
+        del self.dead[dead.handle]
+        if self.engine.config.persistent:
+            self.engine.store_removal(Removal(dead.store_key or dead.handle, DEAD_PREFIX + dead.function))
+
+    def due(self, now: float) -> None:
+        """Queue again the jobs whose backoff is over."""
+        heap = self.retry_heap
+        engine = self.engine
+        while heap and heap[0][0] <= now:
+            _, _, job = heapq.heappop(heap)
+            if engine.jobs.get(job.handle) is job and job.worker is None and not job.ignore:
+                engine._enqueue(job, now)
+
+    def next_deadline(self) -> float | None:
+        return self.retry_heap[0][0] if self.retry_heap else None
+
+    def finished(self, job: Job) -> None:
+        """A job ended for good (its result came): forget its failed attempts."""
+        if self.failures:
+            self.failures.pop(job.handle, None)
+
+    def attempts(self, job: Job) -> int:
+        """Failed attempts so far (0 for a job that has not failed)."""
+        return self.failures.get(job.handle, (0, 0.0))[0]
+
+    # ------------------------------------------------------------------ the dead set
+
+    def dead_jobs(self, selector: bytes | None = None) -> list[DeadJob]:
+        """``selector``: a handle, a function name, ``all`` (or ``None``: all)."""
+        if selector is None or selector == b"all":
+            return list(self.dead.values())
+        if selector in self.dead:
+            return [self.dead[selector]]
+        return [dead for dead in self.dead.values() if dead.function == selector]
+
+    def retry_dead(self, selector: bytes, now: float) -> int:
+        """Queue these dead jobs again as new background jobs (their attempts start over); returns how many."""
+        engine = self.engine
+        count = 0
+        for dead in self.dead_jobs(selector):
+            self._forget(dead)
+            engine.revive(dead, now)
+            count += 1
+        return count
+
+    def delete_dead(self, selector: bytes) -> int:
+        dead_jobs = self.dead_jobs(selector)
+        for dead in dead_jobs:
+            self._forget(dead)
+        return len(dead_jobs)
+
+    def restore_dead(self, dead: DeadJob) -> None:
+        self.dead[dead.handle] = dead
+
+    # ------------------------------------------------------------------ pause
+
+    def pause(self, function: bytes) -> bool:
+        """``False`` if it was paused already."""
+        if function in self.paused:
+            return False
+        self.paused.add(function)
+        self.engine.function(function).paused = True
+        if self.engine.config.persistent:
+            self.engine.store_record(StoredJob(function, PAUSED_FUNCTION, function, 1, b""))
+        return True
+
+    def resume(self, function: bytes, now: float) -> bool:
+        if function not in self.paused:
+            return False
+        self.paused.discard(function)
+        known = self.engine.functions.get(function)
+        if known is not None:
+            known.paused = False
+            self.engine.wake_sleepers(known)
+        if self.engine.config.persistent:
+            self.engine.store_removal(Removal(function, PAUSED_FUNCTION))
+        return True
+
+    def restore_paused(self, function: bytes) -> None:
+        self.paused.add(function)
+        self.engine.function(function).paused = True
+
+
+def is_lifecycle_record(function: bytes) -> bool:
+    return function.startswith(DEAD_PREFIX) or function == PAUSED_FUNCTION
+
+
+def dead_rows(dead_jobs: Iterable[DeadJob]) -> list[tuple[bytes | int, ...]]:
+    """``dead list``: HANDLE, FUNCTION, UNIQUE, ATTEMPTS, LAST FAILED (Unix time), LAST ERROR (one line)."""
+    return [
+        (
+            dead.handle,
+            dead.function,
+            dead.unique,
+            dead.attempts,
+            int(dead.last_failed),
+            dead.error.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\t", b" ")[:200],
+        )
+        for dead in dead_jobs
+    ]

@@ -1,0 +1,89 @@
+"""The job life cycle (issue 15) on real server processes and every store: a failing background job is retried
+after its backoff and then dead; the dead job and a pause outlive a kill -9; `dead retry` runs it again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from test_store_holder import Server, shared  # noqa: F401  (the fixture: every store with a server, and SQLite)
+
+from databases import Backend
+from geartrain.protocol.packets import PacketType as P
+from servers import GearmanSocket, admin_raw, wait_until
+
+POLICY = """
+[functions.flaky]
+retries = 1
+backoff = "fixed"
+backoff_base = "1s"
+"""
+
+
+def fail_one(worker: GearmanSocket) -> bytes:
+    """Grab the next job (waiting for it) and fail it with an exception; returns its handle."""
+    while True:
+        worker.send(P.GRAB_JOB)
+        reply = worker.recv()
+        if reply.type == P.JOB_ASSIGN:
+            handle = reply.body.split(b"\0")[0]
+            worker.send(P.WORK_EXCEPTION, handle, b"it broke")
+            return handle
+        worker.send(P.PRE_SLEEP)
+        worker.expect(P.NOOP, timeout=10)
+
+
+def dead_handles(address: str) -> list[bytes]:
+    return [line.split(b"\t")[0] for line in admin_raw(address, "dead list").splitlines() if line != b"."]
+
+
+def test_a_dead_job_and_a_pause_survive_a_kill_9_and_the_job_runs_again_on_retry(
+    shared: Backend,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    flags = ("--store", shared.url, "--policy-file", str(policy))
+    server = Server(*flags).wait_ready()
+    try:
+        with GearmanSocket(server.address) as client, GearmanSocket(server.address, timeout=15) as worker:
+            client.send(P.SUBMIT_JOB_BG, b"flaky", b"u1", b"payload")
+            handle = client.expect(P.JOB_CREATED).body
+            worker.send(P.CAN_DO, b"flaky")
+            started = time.monotonic()
+            assert fail_one(worker) == handle
+            assert fail_one(worker) == handle  # the retry, after its one-second backoff
+            assert time.monotonic() - started >= 0.9
+            wait_until(lambda: dead_handles(server.address) == [handle], timeout=10, message="the job to be dead")
+        assert admin_raw(server.address, "pause other") == b"OK\r\n"
+        time.sleep(0.5)  # stored in the next batch (an admin reply does not wait for the store)
+        server.proc.kill()
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    restarted = Server(*flags).wait_ready()
+    try:
+        assert dead_handles(restarted.address) == [handle]  # replayed with its handle
+        listed = admin_raw(restarted.address, "dead list").split(b"\n")[0].split(b"\t")
+        assert listed[1:4] == [b"flaky", b"u1", b"2"] and listed[5] == b"it broke"
+        assert admin_raw(restarted.address, "paused") == b"other\n.\n"
+        with GearmanSocket(restarted.address, timeout=15) as worker:
+            worker.send(P.CAN_DO, b"flaky")
+            assert admin_raw(restarted.address, "dead retry all") == b"OK 1\n"
+            worker.send(P.PRE_SLEEP)
+            worker.expect(P.NOOP, timeout=10)  # queued once the store holds it again
+            worker.send(P.GRAB_JOB)
+            assigned = worker.expect(P.JOB_ASSIGN).body.split(b"\0")
+            assert assigned[0] == handle and assigned[2] == b"payload"
+            worker.send(P.WORK_COMPLETE, handle, b"")
+            worker.send(P.GRAB_JOB)
+            worker.expect(P.NO_JOB)
+        assert dead_handles(restarted.address) == []
+    finally:
+        restarted.stop()
+    final = Server(*flags).wait_ready()  # nothing comes back: the retried job finished, the dead one is gone
+    try:
+        assert dead_handles(final.address) == []
+        assert b"flaky\t" not in admin_raw(final.address, "status")  # no job of it came back
+    finally:
+        final.stop()

@@ -1,0 +1,155 @@
+"""The job life cycle in the engine (issue 15), without a server: retries with backoff, the dead set and its admin
+commands, policy timeouts with WORK_STATUS heartbeats, pause and resume, and the records a store keeps of them."""
+
+from __future__ import annotations
+
+import json
+
+from conversation import NO_JOB, Conversation, P
+
+from geartrain.lifecycle.policy import parse_policies
+from geartrain.server.core.config import EngineConfig
+from geartrain.server.core.lifecycle import DEAD_PREFIX, PAUSED_FUNCTION, Lifecycle, dead_from_record
+from geartrain.server.core.records import Removal
+
+POLICY = """
+[functions.f]
+retries = 2
+backoff = "fixed"
+backoff_base = "10s"
+timeout = "30s"
+"""
+
+
+def talk_with(policy: str = POLICY, persistent: bool = False) -> Conversation:
+    talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=persistent))
+    talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies(policy))
+    return talk
+
+
+def fail_next(talk: Conversation, worker: object, how: int = P.WORK_FAIL) -> bytes:
+    handle = talk.grab_handle(worker)  # type: ignore[arg-type]
+    args = (handle, b"boom") if how == P.WORK_EXCEPTION else (handle,)
+    talk.send(worker, how, *args)  # type: ignore[arg-type]
+    return handle
+
+
+def test_a_failed_background_job_waits_out_its_backoff_then_runs_again_under_its_handle() -> None:
+    talk = talk_with()
+    client, worker = talk.connect(), talk.worker(b"f")
+    handle = talk.submit(client, b"f", b"u", b"data", P.SUBMIT_JOB_BG)
+    assert fail_next(talk, worker) == handle
+    assert talk.grab(worker) == NO_JOB  # waiting out its backoff (10 s)
+    assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"1", b"0", b"0", b"0"))]
+    talk.tick(talk.now + 9.9)
+    assert talk.grab(worker) == NO_JOB
+    talk.tick(talk.now + 0.2)
+    assert talk.grab_handle(worker) == handle  # the same handle, the same job
+    talk.send(worker, P.WORK_COMPLETE, handle, b"ok")
+    assert talk.engine.jobs == {} and talk.engine.lifecycle is not None and not talk.engine.lifecycle.failures
+
+
+def test_out_of_retries_a_job_is_dead_with_its_last_error_and_can_be_retried_or_deleted() -> None:
+    talk = talk_with()
+    client, worker, admin = talk.connect(), talk.worker(b"f"), talk.connect()
+    handle = talk.submit(client, b"f", b"u", b"data", P.SUBMIT_JOB_BG)
+    fail_next(talk, worker)
+    for _ in range(2):
+        talk.tick(talk.now + 10)
+        fail_next(talk, worker, P.WORK_EXCEPTION)
+    assert talk.engine.jobs == {}  # out of the queues
+    listed = talk.admin(admin, b"dead list").split(b"\n")
+    assert listed[0].split(b"\t")[:4] == [handle, b"f", b"u", b"3"] and listed[0].endswith(b"\tboom")
+    assert listed[1:] == [b".", b""]
+    shown = json.loads(talk.admin(admin, b"dead show " + handle))
+    assert (shown["attempts"], shown["error"], shown["data"]) == (3, "boom", "data")
+    assert talk.admin(admin, b"dead list g") == b".\n"
+    assert talk.admin(admin, b"dead retry f") == b"OK 1\n"
+    assert talk.grab_handle(worker) == handle  # queued again, its attempts starting over
+    assert talk.admin(admin, b"dead list") == b".\n"
+    talk.send(worker, P.WORK_EXCEPTION, handle, b"again")
+    assert talk.engine.lifecycle is not None and talk.engine.lifecycle.attempts(talk.engine.jobs[handle]) == 1
+
+
+def test_a_foreground_client_sees_what_it_always_saw() -> None:
+    talk = talk_with()
+    client, worker = talk.connect(), talk.worker(b"f")
+    handle = talk.submit(client, b"f", b"u", b"data")
+    fail_next(talk, worker)
+    assert talk.replies(client) == [(P.WORK_FAIL, (handle,))]  # foreground jobs are not retried
+    assert talk.engine.jobs == {}
+
+
+def test_a_disconnected_worker_or_a_timeout_counts_as_a_failed_attempt() -> None:
+    talk = talk_with()
+    client, worker = talk.connect(), talk.worker(b"f")
+    handle = talk.submit(client, b"f", b"u", b"data", P.SUBMIT_JOB_BG)
+    assert talk.grab_handle(worker) == handle
+    talk.disconnect(worker)
+    lifecycle = talk.engine.lifecycle
+    assert lifecycle is not None and lifecycle.attempts(talk.engine.jobs[handle]) == 1
+    talk.tick(talk.now + 10)
+    worker = talk.worker(b"f")
+    assert talk.grab_handle(worker) == handle
+    talk.tick(talk.now + 20)
+    talk.send(worker, P.WORK_STATUS, handle, b"1", b"2")  # a heartbeat: 30 s from now again
+    talk.tick(talk.now + 29)
+    assert talk.engine.jobs[handle].worker is worker
+    talk.tick(talk.now + 2)  # timed out: the second failure
+    assert talk.engine.jobs[handle].worker is None and lifecycle.attempts(talk.engine.jobs[handle]) == 2
+    talk.send(worker, P.WORK_COMPLETE, handle, b"late")  # taken back: its worker's late result is refused
+    [(ptype, (code, _))] = talk.replies(worker)
+    assert (ptype, code) == (P.ERROR, b"JOB_NOT_FOUND")
+    assert handle in talk.engine.jobs  # and the job waits for its retry
+
+
+def test_a_paused_function_takes_submits_and_hands_out_nothing_until_resumed() -> None:
+    talk = talk_with()
+    client, worker, admin = talk.connect(), talk.worker(b"f"), talk.connect()
+    assert talk.admin(admin, b"pause f") == b"OK\r\n"
+    handle = talk.submit(client, b"f", b"u", b"data", P.SUBMIT_JOB_BG)
+    assert talk.grab(worker) == NO_JOB
+    talk.send(worker, P.PRE_SLEEP)
+    assert talk.replies(worker) == []  # not woken either
+    assert talk.admin(admin, b"paused") == b"f\n.\n"
+    assert talk.admin(admin, b"resume f") == b"OK\r\n"
+    assert talk.replies(worker) == [(P.NOOP, ())]
+    assert talk.grab_handle(worker) == handle
+
+
+def test_without_a_policy_file_the_commands_say_so() -> None:
+    talk = Conversation()
+    admin = talk.connect()
+    assert talk.admin(admin, b"dead list").startswith(b"ERR NO_POLICY_FILE ")
+    assert talk.admin(admin, b"pause f").startswith(b"ERR NO_POLICY_FILE ")
+
+
+def test_dead_jobs_and_pauses_are_store_records_that_replay() -> None:
+    policy = "[defaults]\nretries = 0\n"
+    talk = talk_with(policy, persistent=True)
+    client, worker, admin = talk.connect(), talk.worker(b"f"), talk.connect()
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u", b"data")
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    talk.engine.store_committed(batch, talk.now)
+    handle = fail_next(talk, worker)
+    talk.admin(admin, b"pause g")
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    assert batch.removes == [Removal(b"u", b"f")]  # the live record goes, in the same batch as the dead one
+    [dead_record, pause_record] = batch.adds
+    assert (dead_record.key, dead_record.function) == (b"u", DEAD_PREFIX + b"f")
+    assert (pause_record.key, pause_record.function) == (b"g", PAUSED_FUNCTION)
+    dead = dead_from_record(dead_record)
+    assert dead is not None and (dead.handle, dead.data, dead.error) == (handle, b"data", b"WORK_FAIL")
+    talk.engine.store_committed(batch, talk.now)
+    # A new engine replays them.
+    again = talk_with(policy, persistent=True)
+    for record in batch.adds:
+        again.engine.restore_record(record, again.now)
+    lifecycle = again.engine.lifecycle
+    assert lifecycle is not None and list(lifecycle.dead) == [handle] and lifecycle.paused == {b"g"}
+    assert again.engine.jobs == {} and again.engine.functions[b"g"].paused
+    assert again.admin(again.connect(), b"dead delete all") == b"OK 1\n"
+    batch = again.engine.take_store_batch()
+    assert batch is not None and batch.removes == [Removal(b"u", DEAD_PREFIX + b"f")]
