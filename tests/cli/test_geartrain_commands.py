@@ -150,3 +150,25 @@ def test_admin_shutdown(second_server: GearmanServer) -> None:
     assert (result.returncode, result.stdout) == (0, b"OK\n"), result
     wait_until(lambda: second_server.process.poll() is not None, message="the server to exit")
     assert second_server.process.returncode == 0
+
+
+def test_submit_in_and_at_submit_a_delayed_background_job(gearman_server: GearmanServer) -> None:
+    import time
+
+    if gearman_server.name == "gearmand":
+        pytest.skip("gearmand fires epoch jobs late, on its own schedule (gearmand #101)")
+    before = time.time()
+    result = geartrain("submit", "-s", gearman_server.address, "-v", "--in", "2s", "later", "x")
+    assert result.returncode == 0 and result.stdout.startswith(b"Task created: "), result
+    with GearmanSocket(gearman_server.address, timeout=15) as worker:
+        worker.send(PacketType.CAN_DO, b"later")
+        worker.send(PacketType.GRAB_JOB)
+        assert worker.recv().type == PacketType.NO_JOB  # not before its time
+        worker.send(PacketType.PRE_SLEEP)
+        worker.expect(PacketType.NOOP)
+        assert time.time() >= int(before) + 2
+        assert worker.grab().args[2] == b"x"
+    for flags in (["--in", "soon"], ["--at", "2026-12-24 18:00"], ["--in", "1s", "--at", "2026-12-24T18:00Z"]):
+        result = geartrain("submit", "-s", gearman_server.address, *flags, "later", "x")
+        assert result.returncode == 2, result
+        assert result.stderr.splitlines()[-1].startswith(b"geartrain submit: error: "), result  # after the usage

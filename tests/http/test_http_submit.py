@@ -252,3 +252,22 @@ def test_a_chunked_request_body_is_the_workload(http_server: HttpServer) -> None
         sock.settimeout(10)
         sock.sendall(b"POST /f HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 501 ")
+
+
+def test_a_delayed_submit_runs_no_earlier_than_asked(http_server: HttpServer) -> None:
+    import time
+
+    submitted = time.time()
+    status, headers, _ = http_server.request("POST", "/later", b"x", {"X-Gearman-Delay": "2s"})
+    assert (status, headers["X-Gearman-Command"]) == (200, "JOB_CREATED")  # type: ignore[index]
+    with worker_for(http_server, "later") as worker:
+        worker.send(P.GRAB_JOB)
+        assert worker.recv().type == P.NO_JOB  # not yet: a delayed job is a background epoch job
+        worker.send(P.PRE_SLEEP)
+        worker.expect(P.NOOP, timeout=10)
+        assert time.time() >= int(submitted) + 2  # whole seconds, rounded up: never early
+        handle, _, data = worker.grab().args
+        assert data == b"x" and handle.decode() == headers["X-Gearman-Job-Handle"]  # type: ignore[index]
+    for header, value in (("X-Gearman-Delay", "soon"), ("X-Gearman-At", "2026-12-24 18:00")):
+        status, _, body = http_server.request("POST", "/later", b"x", {header: value})
+        assert status == 400 and body.count(b"\n") == 1, body

@@ -395,3 +395,15 @@ def test_an_error_in_a_loaded_file_names_its_path(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f'policy file {path}: functions.resize.timeout: "3x" is not a duration (e.g. 30s, 5m, 1h30m)'
     )
+
+
+def test_a_delay_or_a_time_becomes_whole_seconds_never_early() -> None:
+    from geartrain.lifecycle.when import WhenError, run_at
+
+    assert run_at(None, None, 100.5) is None
+    assert run_at("30s", None, 100.5) == 131
+    assert run_at(None, "2026-12-24T18:00:00+01:00", 0) == 1798131600
+    assert run_at(None, "2026-12-24T17:00:00.2Z", 0) == 1798131601
+    for delay, at in (("x", None), (None, "2026-12-24 18:00"), (None, "yesterday"), ("1s", "2026-12-24T18:00Z")):
+        with pytest.raises(WhenError):
+            run_at(delay, at, 0)

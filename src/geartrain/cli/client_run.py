@@ -50,6 +50,7 @@ class ClientOptions:
     prog: str = "gearman"
     tls: SSLContext | None = None
     secret: str | None = None
+    when: float | None = None  # a Unix time: SUBMIT_JOB_EPOCH, a background job that runs from then on
 
 
 class Output(Protocol):
@@ -171,7 +172,8 @@ async def _run_workload(client: Client, options: ClientOptions, data: bytes, out
                 data,
                 unique=unique,
                 priority=options.priority,
-                background=options.background,
+                background=options.background or options.when is not None,
+                when=options.when,
                 on_event=on_event,
             )
         except NoServersAvailable as exc:

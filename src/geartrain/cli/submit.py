@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from geartrain.client.events import (
 )
 from geartrain.client.loopthread import new_event_loop
 from geartrain.errors import GearmanError
+from geartrain.lifecycle.when import run_at
 from geartrain.protocol.packets import Priority
 
 PROG = "geartrain submit"
@@ -103,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-p", "--priority", choices=("high", "normal", "low"), default="normal", help="job priority (normal)"
     )
+    later = parser.add_mutually_exclusive_group()
+    later.add_argument(
+        "--in",
+        dest="delay",
+        metavar="DURATION",
+        help="run the job this long from now (30s, 5m, 1h30m): a background job",
+    )
+    later.add_argument(
+        "--at",
+        metavar="TIME",
+        help="run the job from this time on (RFC 3339, 2026-12-24T18:00:00+01:00): a background job",
+    )
     parser.add_argument("-u", "--unique", metavar="KEY", help="unique key (equal keys coalesce); default a UUID")
     parser.add_argument("--lines", action="store_true", help="one job per line of stdin, without its newline")
     parser.add_argument("--keep-newline", action="store_true", help="with --lines: keep each line's newline")
@@ -127,6 +141,10 @@ def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
     servers, tls, secret = client_settings_from_args(parser, args)
+    try:
+        when = run_at(args.delay, args.at, time.time())
+    except GearmanError as error:
+        parser.error(str(error))
     workloads: Iterator[bytes]
     if args.data:
         workloads = iter([arg.encode("utf-8", "surrogateescape") for arg in args.data])
@@ -147,6 +165,7 @@ def main(argv: Sequence[str]) -> int:
         prog=PROG,
         tls=tls,
         secret=secret,
+        when=when,
     )
     output = JsonOutput() if args.json else TextOutput(PROG, prefix=args.prefix, verbose=args.verbose)
     undo = log_to_stderr(PROG, logging.CRITICAL)

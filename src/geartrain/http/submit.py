@@ -4,6 +4,8 @@
 reads them: ``X-Gearman-Unique`` (absent means ``-``: coalesce on the workload, as gearmand does),
 ``X-Gearman-Background: true``, ``X-Gearman-Priority: high|low``. A background submit answers once the job is
 created (and stored); a foreground one answers with the result. ``X-Gearman-Command`` says how the job ended.
+geartrain's own: ``X-Gearman-Delay: 30s`` or ``X-Gearman-At: <RFC 3339>`` submit a delayed background job
+(SUBMIT_JOB_EPOCH; docs/lifecycle.md).
 
 The request becomes a client connection of the engine, like any other: an internal peer whose packets are the same
 bytes a socket client would receive, so coalescing, priorities, maxqueue and persistence apply unchanged. When the
@@ -15,10 +17,12 @@ response carries a ``Content-Length``, as gearmand's does.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from geartrain.errors import ErrorCode
 from geartrain.http.message import Request, chunk, last_chunk
+from geartrain.lifecycle.when import WhenError, run_at
 from geartrain.protocol.codec import Decoder
 from geartrain.protocol.packets import RES, Packet, PacketType
 
@@ -55,8 +59,18 @@ def submit_job(actions: NodeActions, connection: HttpConnection, request: Reques
     unique = request.header("x-gearman-unique")
     unique_bytes = b"-" if unique is None else unique.encode("latin-1")
     workload = request.body if request.method != "GET" else b""
+    try:
+        when = run_at(request.header("x-gearman-delay"), request.header("x-gearman-at"), time.time())
+    except WhenError as error:
+        connection.respond(400, f"X-Gearman-Delay / X-Gearman-At: {error}\n".encode())
+        return
+    if when is not None:  # a delayed job is a background job (SUBMIT_JOB_EPOCH)
+        gateway = HttpClientPeer(actions, connection, True)
+        args = (function.encode("utf-8"), unique_bytes, str(when).encode(), workload)
+        gateway.submit(P.SUBMIT_JOB_EPOCH, args)
+        return
     gateway = HttpClientPeer(actions, connection, background)
-    gateway.submit(SUBMIT_TYPES[priority, background], function.encode("utf-8"), unique_bytes, workload)
+    gateway.submit(SUBMIT_TYPES[priority, background], (function.encode("utf-8"), unique_bytes, workload))
 
 
 class HttpClientPeer:
@@ -78,9 +92,9 @@ class HttpClientPeer:
         self.collected: list[bytes] = []
         self.done = False
 
-    def submit(self, ptype: int, function: bytes, unique: bytes, workload: bytes) -> None:
+    def submit(self, ptype: int, args: tuple[bytes, ...]) -> None:
         self.connection.on_lost = self._client_gone
-        self.actions.submit(self.peer, ptype, (function, unique, workload))
+        self.actions.submit(self.peer, ptype, args)
 
     # ------------------------------------------------------------------ what the server's flush calls
 

@@ -111,7 +111,7 @@ class ServerActions:
         self._server.connections[peer.id] = sink  # type: ignore[assignment]  # written like a connection
         return peer
 
-    def submit(self, peer: Peer, ptype: int, args: tuple[bytes, bytes, bytes]) -> None:
+    def submit(self, peer: Peer, ptype: int, args: tuple[bytes, ...]) -> None:
         self._server.engine.handle(peer, ptype, args, time.time())
         self._server.flush()
 
