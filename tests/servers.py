@@ -259,7 +259,16 @@ def start_server(name: str, workdir: Path, attempts: int = 3) -> GearmanServer:
 # --------------------------------------------------------------------------------------------------------------
 # Admin text protocol.
 
-LISTING_COMMANDS = ("status", "prioritystatus", "workers", "show jobs", "show unique jobs", "status cluster", "paused")
+LISTING_COMMANDS = (
+    "status",
+    "prioritystatus",
+    "workers",
+    "show jobs",
+    "show unique jobs",
+    "status cluster",
+    "paused",
+    "cron list",
+)
 
 
 class _LineReader:

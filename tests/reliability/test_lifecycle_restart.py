@@ -87,3 +87,44 @@ def test_a_dead_job_and_a_pause_survive_a_kill_9_and_the_job_runs_again_on_retry
         assert b"flaky\t" not in admin_raw(final.address, "status")  # no job of it came back
     finally:
         final.stop()
+
+
+def test_cron_fires_each_instant_once_across_a_kill_9(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[cron]]\nfunction = "tick"\nschedule = "@every 1s"\npayload = "t"\n')
+    flags = ("--store", f"sqlite://{tmp_path / 'queue.db'}", "--policy-file", str(policy))
+    uniques: list[bytes] = []
+
+    def run_some(server: Server, count: int) -> None:
+        with GearmanSocket(server.address, timeout=15) as worker:
+            worker.send(P.CAN_DO, b"tick")
+            while len(uniques) < count:
+                worker.send(P.GRAB_JOB_UNIQ)
+                reply = worker.recv()
+                if reply.type == P.NO_JOB:
+                    worker.send(P.PRE_SLEEP)
+                    worker.expect(P.NOOP, timeout=10)
+                    continue
+                handle, _, unique, data = reply.body.split(b"\0", 3)
+                assert data == b"t"
+                uniques.append(unique)
+                worker.send(P.WORK_COMPLETE, handle, b"")
+
+    server = Server(*flags).wait_ready()
+    try:
+        run_some(server, 3)
+        time.sleep(0.3)
+        server.proc.kill()
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    time.sleep(2.5)  # firings missed while it is down are skipped (catch_up = "skip", the default)
+    restarted = Server(*flags).wait_ready()
+    try:
+        run_some(restarted, 6)
+        assert b"tick\t" in admin_raw(restarted.address, "cron list")
+    finally:
+        restarted.stop()
+    assert len(set(uniques)) == len(uniques), uniques  # no instant fired twice
+    instants = [int(unique.rsplit(b":", 1)[1]) for unique in uniques]
+    assert instants == sorted(instants)

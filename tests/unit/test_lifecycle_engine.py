@@ -153,3 +153,49 @@ def test_dead_jobs_and_pauses_are_store_records_that_replay() -> None:
     assert again.admin(again.connect(), b"dead delete all") == b"OK 1\n"
     batch = again.engine.take_store_batch()
     assert batch is not None and batch.removes == [Removal(b"u", DEAD_PREFIX + b"f")]
+
+
+CRON = """
+[[cron]]
+function = "report"
+schedule = "@every 10s"
+payload = "daily"
+catch_up = "once"
+"""
+
+
+def test_a_cron_entry_submits_a_background_job_at_each_firing_and_stores_when_it_last_fired() -> None:
+    talk = talk_with(CRON, persistent=True)
+    lifecycle = talk.engine.lifecycle
+    assert lifecycle is not None
+    start = (int(talk.now) // 10 + 1) * 10  # @every is aligned to the epoch
+    lifecycle.arm_cron(talk.now)
+    assert talk.engine.next_deadline() == start
+    talk.tick(start - 0.5)
+    assert talk.engine.take_store_batch() is None  # not yet
+    talk.tick(start)
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    [job_record, fired] = batch.adds
+    assert (job_record.function, job_record.key, job_record.data) == (
+        b"report",
+        f"cron:report:{start}".encode(),
+        b"daily",
+    )
+    assert (fired.key, fired.data) == (b"report|@every 10s", repr(float(start)).encode())
+    talk.engine.store_committed(batch, talk.now)
+    assert [job.unique for job in talk.engine.jobs.values()] == [f"cron:report:{start}".encode()]
+    admin = talk.connect()
+    row = talk.admin(admin, b"cron list").split(b"\n")[0].split(b"\t")
+    assert row == [b"report", b"@every 10s", b"UTC", str(start + 10).encode(), str(start).encode()]
+    # Restarted 35 s later: the record says when it last fired; catch_up = "once" fires one missed run at once.
+    again = talk_with(CRON, persistent=True)
+    again.engine.restore_record(fired, again.now)
+    again_lifecycle = again.engine.lifecycle
+    assert again_lifecycle is not None
+    again.now = start + 35
+    again_lifecycle.arm_cron(again.now)
+    again.tick(again.now)
+    batch = again.engine.take_store_batch()
+    assert batch is not None and batch.adds[0].key == f"cron:report:{start + 10}".encode()  # the first one missed
+    assert again.engine.next_deadline() == start + 40  # then on schedule, not every missed one

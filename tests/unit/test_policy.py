@@ -136,7 +136,9 @@ def test_cron_priorities_are_gearmand_queue_numbers(word: str, number: int) -> N
 
 
 def test_function_names_are_utf8_bytes() -> None:
-    policies = parse_policies('[functions."bild.größe"]\nretries = 1\n[[cron]]\nfunction = "größe"\nschedule = "x"')
+    policies = parse_policies(
+        '[functions."bild.größe"]\nretries = 1\n[[cron]]\nfunction = "größe"\nschedule = "@hourly"'
+    )
     assert policies.for_function("bild.größe".encode()).retries == 1
     assert policies.cron[0].function == "größe".encode()
 
@@ -172,7 +174,7 @@ def test_tables_that_only_repeat_built_in_defaults_are_empty() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["[defaults]\nretries = 1", "[functions.f]\ntimeout = 5", '[[cron]]\nfunction = "f"\nschedule = "x"'],
+    ["[defaults]\nretries = 1", "[functions.f]\ntimeout = 5", '[[cron]]\nfunction = "f"\nschedule = "@hourly"'],
 )
 def test_any_setting_or_cron_entry_makes_the_policy_non_empty(text: str) -> None:
     assert parse_policies(text).empty is False
@@ -333,26 +335,32 @@ def test_backoff_counts_retries_from_one() -> None:
         ('cron = "daily"', "cron: must be an array of tables ([[cron]])"),
         ("cron = [1]", "cron #1: must be a table ([[cron]])"),
         ('[[cron]]\nschedule = "* * * * *"', "cron #1: function is missing (every [[cron]] entry needs a function"),
-        ('[[cron]]\nfunction = "a"\nschedule = "x"\n[[cron]]\nfunction = "b"', "cron #2: schedule is missing"),
-        ('[[cron]]\nfunction = ""\nschedule = "x"', 'cron #1.function: must be a non-empty string, not ""'),
+        ('[[cron]]\nfunction = "a"\nschedule = "@hourly"\n[[cron]]\nfunction = "b"', "cron #2: schedule is missing"),
+        ('[[cron]]\nfunction = ""\nschedule = "@hourly"', 'cron #1.function: must be a non-empty string, not ""'),
         ('[[cron]]\nfunction = "f"\nschedule = "  "', 'cron #1.schedule: must be a non-empty string, not "  "'),
         ('[[cron]]\nfunction = "f"\nschedule = 5', "cron #1.schedule: must be a non-empty string, not 5"),
-        ('[[cron]]\nfunction = "f"\nschedule = "x"\npayload = 5', "cron #1.payload: must be a string, not 5"),
-        ('[[cron]]\nfunction = "f"\nschedule = "x"\nunique = ""', "cron #1.unique: must be a non-empty string"),
-        ('[[cron]]\nfunction = "f"\nschedule = "x"\nwhen = 1', "cron #1.when: unknown key (allowed: catch_up, "),
+        ('[[cron]]\nfunction = "f"\nschedule = "@hourly"\npayload = 5', "cron #1.payload: must be a string, not 5"),
+        ('[[cron]]\nfunction = "f"\nschedule = "@hourly"\nunique = ""', "cron #1.unique: must be a non-empty string"),
+        ('[[cron]]\nfunction = "f"\nschedule = "@hourly"\nwhen = 1', "cron #1.when: unknown key (allowed: catch_up, "),
         (
-            '[[cron]]\nfunction = "f"\nschedule = "x"\ntimezone = "Mars/Olympus"',
+            '[[cron]]\nfunction = "f"\nschedule = "@hourly"\ntimezone = "Mars/Olympus"',
             'cron #1.timezone: "Mars/Olympus" is not a known time zone',
         ),
-        ('[[cron]]\nfunction = "f"\nschedule = "x"\ntimezone = "/etc/passwd"', 'cron #1.timezone: "/etc/passwd" is'),
-        ('[[cron]]\nfunction = "f"\nschedule = "x"\ntimezone = "../x"', 'cron #1.timezone: "../x" is not a known'),
         (
-            '[[cron]]\nfunction = "f"\nschedule = "x"\npriority = "urgent"',
+            '[[cron]]\nfunction = "f"\nschedule = "@hourly"\ntimezone = "/etc/passwd"',
+            'cron #1.timezone: "/etc/passwd" is',
+        ),
+        (
+            '[[cron]]\nfunction = "f"\nschedule = "@hourly"\ntimezone = "../x"',
+            'cron #1.timezone: "../x" is not a known',
+        ),
+        (
+            '[[cron]]\nfunction = "f"\nschedule = "@hourly"\npriority = "urgent"',
             'cron #1.priority: "urgent" is not a priority (use high, normal or low)',
         ),
-        ('[[cron]]\nfunction = "f"\nschedule = "x"\npriority = 0', "cron #1.priority: 0 is not a priority"),
+        ('[[cron]]\nfunction = "f"\nschedule = "@hourly"\npriority = 0', "cron #1.priority: 0 is not a priority"),
         (
-            '[[cron]]\nfunction = "f"\nschedule = "x"\ncatch_up = "all"',
+            '[[cron]]\nfunction = "f"\nschedule = "@hourly"\ncatch_up = "all"',
             'cron #1.catch_up: "all" is not a catch-up kind (use skip or once)',
         ),
         ("[defaults]\nretries = ", "not valid TOML: Invalid value (at end of document)"),

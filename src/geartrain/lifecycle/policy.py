@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from geartrain.errors import GearmanError
+from geartrain.lifecycle.cron import CronError, parse_schedule
 
 T = TypeVar("T")
 
@@ -262,7 +263,7 @@ def _cron_entry(entry: object, where: str) -> CronEntry:
 
     return CronEntry(
         function=value("function", _function_name),
-        schedule=value("schedule", _text),
+        schedule=value("schedule", _schedule),
         payload=value("payload", _payload, ""),
         timezone=value("timezone", _timezone, "UTC"),
         unique=None if "unique" not in entry else value("unique", _text),
@@ -329,6 +330,15 @@ def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(f"must be a non-empty string, not {_shown(value)}")
     return value
+
+
+def _schedule(value: object) -> str:
+    text = _text(value)
+    try:
+        parse_schedule(text)
+    except CronError as error:
+        raise PolicyError(str(error)) from None
+    return text
 
 
 def _payload(value: object) -> bytes:

@@ -113,6 +113,8 @@ def parse(line: bytes) -> AdminCommand | bytes:
         return incomplete_arguments(word)
     if command == b"paused" and count == 1:
         return AdminCommand("paused")
+    if command == b"cron" and count == 2 and tokens[1].lower() == b"list":
+        return AdminCommand("cron list")
     if command == b"shutdown":
         if count >= 2 and tokens[1].lower() == b"graceful":
             return AdminCommand("shutdown graceful")

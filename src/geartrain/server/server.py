@@ -96,6 +96,9 @@ class GearmanServer:
             # The queue is back before the port opens; StoreHeld if another server runs it.
             self.persistence.replay(keep=not self.store_on_shutdown, holder=Holder(self.config.node_name()))
             self.persistence.keep_holding(self._lost_store)
+        if self.engine.lifecycle is not None:
+            self.engine.lifecycle.arm_cron(time.time())  # after the replay: it knows each entry's last firing
+            self.flush()  # arms the timer for the first firing
         tls = self.config.security.tls
         context = self.config.security.tls_context or (server_context(tls) if tls is not None else None)
         self.tls_context = context  # the HTTP listener serves HTTPS with it
@@ -269,7 +272,8 @@ class GearmanServer:
         except LifecyclePolicyError as error:
             log.error("life cycle: kept the policies in force; %s", error)
             return False
-        lifecycle.reload(policies)
+        lifecycle.reload(policies, time.time())
+        self.flush()
         log.info("life cycle: reloaded %s", path)
         return True
 

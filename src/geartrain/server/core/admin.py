@@ -81,6 +81,7 @@ class AdminCommands:
             "pause": self._lifecycle(self._pause),
             "resume": self._lifecycle(self._resume),
             "paused": self._lifecycle(lambda lifecycle, cmd: format_table([(f,) for f in sorted(lifecycle.paused)])),
+            "cron list": self._lifecycle(self._cron_list),
         }
 
     def run(self, peer: Peer, line: bytes) -> None:
@@ -233,6 +234,20 @@ class AdminCommands:
 
     def _dead_delete(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
         return format_ok_value(str(lifecycle.delete_dead(command.args[0])).encode())
+
+    def _cron_list(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        """FUNCTION, SCHEDULE, TIME ZONE, NEXT FIRING, LAST FIRING (Unix times; - for never), per entry."""
+        rows: list[tuple[bytes | int, ...]] = [
+            (
+                firing.entry.function,
+                firing.entry.schedule.encode(),
+                firing.entry.timezone.encode(),
+                b"-" if firing.next_at is None else int(firing.next_at),
+                b"-" if firing.last_at is None else int(firing.last_at),
+            )
+            for firing in lifecycle.crons.values()
+        ]
+        return format_table(rows)
 
     def _pause(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
         lifecycle.pause(command.args[0])

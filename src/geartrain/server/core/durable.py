@@ -16,7 +16,13 @@ from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
 from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
-from geartrain.server.core.lifecycle import PAUSED_FUNCTION, DeadJob, dead_from_record, is_lifecycle_record
+from geartrain.server.core.lifecycle import (
+    CRON_FUNCTION,
+    PAUSED_FUNCTION,
+    DeadJob,
+    dead_from_record,
+    is_lifecycle_record,
+)
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.records import Removal, StoredJob, storage_key
 from geartrain.server.core.state import EngineState, log
@@ -266,6 +272,8 @@ class DurableRules(EngineState):
         if self.lifecycle is not None and is_lifecycle_record(stored.function):
             if stored.function == PAUSED_FUNCTION:
                 self.lifecycle.restore_paused(stored.key)
+            elif stored.function == CRON_FUNCTION:
+                self.lifecycle.restore_fired(stored)
             elif (dead := dead_from_record(stored)) is not None:
                 self.lifecycle.restore_dead(dead)
             return
@@ -274,19 +282,32 @@ class DurableRules(EngineState):
     def revive(self, dead: DeadJob, now: float) -> Job:
         """A dead job queued again (``dead retry``): a background job as when first submitted, its attempts
         starting over, under its old handle unless a live job has it now."""
-        function = self.function(dead.function)
         handle = dead.handle if dead.handle not in self.jobs else self._unused_handle()
-        job = Job(handle, function, dead.unique, dead.data, dead.priority, True, 0, dead.reducer, now)
+        return self._new_background(handle, dead.function, dead.unique, dead.data, dead.priority, dead.reducer, now)
+
+    def submit_background(self, function: bytes, unique: bytes, data: bytes, priority: int, now: float) -> Job | None:
+        """A background job the server submits itself (a cron firing); ``None`` when a job with that unique is
+        already queued or running (it coalesces, as a client's submit would)."""
+        known = self.functions.get(function)
+        if unique and known is not None and unique in known.by_unique:
+            return None
+        handle = self._new_handle() if self.hungry is None else self._unused_handle()
+        job = self._new_background(handle, function, unique, data, priority, None, now)
+        job.function.stats.submitted[priority * 2 + 1] += 1
+        return job
+
+    def _new_background(
+        self, handle: bytes, name: bytes, unique: bytes, data: bytes, priority: int, reducer: bytes | None, now: float
+    ) -> Job:
+        function = self.function(name)
+        job = Job(handle, function, unique, data, priority, True, 0, reducer, now)
         self.jobs[handle] = job
         function.total += 1
-        self.queued_bytes += len(dead.data)
-        if dead.unique:
-            index, key = (
-                (function.by_payload, dead.data)
-                if dead.unique == UNIQUE_BY_PAYLOAD
-                else (function.by_unique, dead.unique)
-            )
-            index.setdefault(key, job)
+        self.queued_bytes += len(data)
+        if unique == UNIQUE_BY_PAYLOAD:
+            function.by_payload.setdefault(data, job)
+        elif unique:
+            function.by_unique.setdefault(unique, job)
         if self.config.persistent:
             job.acks = []  # nobody waits for its JOB_CREATED: queued once the store holds it
             self._record_add(job, fresh=True)

@@ -13,17 +13,27 @@ becomes of a *background* job that fails (WORK_FAIL, WORK_EXCEPTION, its worker 
 
 A paused function accepts submits and hands nothing out; the pause is a record in the store too
 (``gt:meta:paused``), so it outlives a restart.
+
+``[[cron]]`` entries submit a background job at each firing of their schedule. The job's unique is made from the
+firing's time (``cron:<function>:<epoch>`` unless the entry gives a template), and the time of the last firing is a
+record (``gt:meta:cron``) stored in the same batch as the job: a restart does not fire an instant twice, and with
+``catch_up = "once"`` fires one run missed while the server was down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from geartrain.lifecycle.cron import Schedule, parse_schedule
+from geartrain.lifecycle.policy import ONCE, CronEntry
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.records import Removal, StoredJob
@@ -36,6 +46,7 @@ log = logging.getLogger("geartrain.lifecycle")
 
 DEAD_PREFIX = b"gt:dead:"
 PAUSED_FUNCTION = b"gt:meta:paused"
+CRON_FUNCTION = b"gt:meta:cron"  # key: the entry's identity; data: the Unix time of its last firing
 DEAD_MAGIC = b"GTDEAD1\n"  # a dead record's data: this, a JSON header line, then the job's payload
 
 # What a failure was, for the dead set's "last error".
@@ -87,6 +98,36 @@ class DeadJob:
         }
 
 
+@dataclass(slots=True)
+class Firing:
+    """One ``[[cron]]`` entry, parsed, with its next and last firing (Unix times)."""
+
+    entry: CronEntry
+    schedule: Schedule
+    zone: ZoneInfo
+    ident: bytes  # function and schedule: what identifies the entry across restarts and reloads
+    next_at: float | None = None
+    last_at: float | None = None
+
+    def unique(self, at: float) -> bytes:
+        moment = datetime.fromtimestamp(at, UTC)
+        fields = {"function": self.entry.function.decode(), "epoch": int(at), "time": moment.strftime("%Y%m%dT%H%M%SZ")}
+        template = self.entry.unique if self.entry.unique is not None else "cron:{function}:{epoch}"
+        try:
+            return template.format(**fields).encode()
+        except (KeyError, IndexError, ValueError):  # a template naming something else: kept as written, plus the time
+            return f"{template}:{int(at)}".encode()
+
+    def view(self) -> dict[str, object]:
+        return {
+            "function": self.entry.function.decode("utf-8", "replace"),
+            "schedule": self.entry.schedule,
+            "timezone": self.entry.timezone,
+            "next": self.next_at,
+            "last": self.last_at,
+        }
+
+
 def dead_from_record(stored: StoredJob) -> DeadJob | None:
     """The dead job a replayed ``gt:dead:`` record stands for (``None``: not one of ours)."""
     data = stored.data
@@ -118,7 +159,10 @@ class Lifecycle:
     def __init__(self, engine: Engine, policies: Policies) -> None:
         self.engine = engine
         self.policies = policies
-        self.retry_heap: list[tuple[float, int, Job]] = []
+        # Jobs waiting out a backoff, and the next firing of each cron entry, by time.
+        self.retry_heap: list[tuple[float, int, Job | Firing]] = []
+        self.crons: dict[bytes, Firing] = {}
+        self._last_fired: dict[bytes, float] = {}  # replayed gt:meta:cron records, until the entries are armed
         self.failures: dict[bytes, tuple[int, float]] = {}  # handle -> (failed attempts, first failure)
         self.dead: dict[bytes, DeadJob] = {}  # by handle, oldest first
         self.paused: set[bytes] = set()
@@ -131,10 +175,60 @@ class Lifecycle:
     def policy(self, function: bytes) -> FunctionPolicy:
         return self.policies.for_function(function)
 
-    def reload(self, policies: Policies) -> None:
-        """New policies (SIGHUP): they apply to the next failure, assignment and pruning."""
+    def reload(self, policies: Policies, now: float) -> None:
+        """New policies (SIGHUP): they apply to the next failure, assignment and pruning; cron entries are armed
+        again (an entry kept keeps its last firing)."""
         self.policies = policies
         self._timeouts.clear()
+        self._last_fired.update({ident: f.last_at for ident, f in self.crons.items() if f.last_at is not None})
+        self.arm_cron(now)
+
+    # ------------------------------------------------------------------ cron
+
+    def arm_cron(self, now: float) -> None:
+        """Compute every entry's next firing (at start, once the store is replayed, and on reload); an entry with
+        ``catch_up = "once"`` that missed firings since its last one fires once now."""
+        self.crons.clear()
+        # In place: the server holds the list (it arms its timer when the heap is not empty).
+        self.retry_heap[:] = [entry for entry in self.retry_heap if not isinstance(entry[2], Firing)]
+        heapq.heapify(self.retry_heap)
+        current = datetime.fromtimestamp(now, UTC)
+        for entry in self.policies.cron:
+            ident = entry.function + b"|" + entry.schedule.encode()
+            firing = Firing(entry, parse_schedule(entry.schedule), ZoneInfo(entry.timezone), ident)
+            firing.last_at = self._last_fired.get(ident)
+            missed = None
+            if entry.catch_up == ONCE and firing.last_at is not None:
+                after = datetime.fromtimestamp(firing.last_at, UTC)
+                missed = firing.schedule.next_after(after, firing.zone)
+            if missed is not None and missed.timestamp() <= now:
+                firing.next_at = missed.timestamp()
+            else:
+                firing.next_at = firing.schedule.next_after(current, firing.zone).timestamp()
+            self.crons[ident] = firing
+            self._push(firing.next_at, firing)
+
+    def _push(self, at: float, item: Job | Firing) -> None:
+        self._seq += 1
+        heapq.heappush(self.retry_heap, (at, self._seq, item))
+
+    def _fire(self, firing: Firing, now: float) -> None:
+        at = firing.next_at
+        if at is None or self.crons.get(firing.ident) is not firing:
+            return  # an entry a reload replaced
+        entry = firing.entry
+        self.engine.submit_background(entry.function, firing.unique(at), entry.payload, entry.priority, now)
+        firing.last_at = at
+        if self.engine.config.persistent:
+            self.engine.store_record(StoredJob(firing.ident, CRON_FUNCTION, firing.ident, 1, repr(at).encode()))
+        following = firing.schedule.next_after(datetime.fromtimestamp(max(at, now), UTC), firing.zone)
+        firing.next_at = following.timestamp()
+        self._push(firing.next_at, firing)
+        log.info("cron: %r fired (%s); next at %s", entry.function, entry.schedule, following.isoformat())
+
+    def restore_fired(self, stored: StoredJob) -> None:
+        with contextlib.suppress(ValueError):  # not a time: as if it never fired
+            self._last_fired[stored.key] = float(stored.data)
 
     # ------------------------------------------------------------------ timeouts
 
@@ -183,8 +277,7 @@ class Lifecycle:
         if attempts <= policy.retries and not job.ignore:
             self.failures[job.handle] = (attempts, first)
             delay = policy.backoff_delay(attempts)
-            self._seq += 1
-            heapq.heappush(self.retry_heap, (now + delay, self._seq, job))
+            self._push(now + delay, job)
             self.retried += 1
             job.function.stats.retried += 1
             log.info("job %s failed (%r); retry %d in %.1f s", job.handle.decode(), error, attempts, delay)
@@ -237,13 +330,15 @@ class Lifecycle:
             self.engine.store_removal(Removal(dead.store_key or dead.handle, DEAD_PREFIX + dead.function))
 
     def due(self, now: float) -> None:
-        """Queue again the jobs whose backoff is over."""
+        """Queue again the jobs whose backoff is over; fire the cron entries whose time has come."""
         heap = self.retry_heap
         engine = self.engine
         while heap and heap[0][0] <= now:
-            _, _, job = heapq.heappop(heap)
-            if engine.jobs.get(job.handle) is job and job.worker is None and not job.ignore:
-                engine._enqueue(job, now)
+            _, _, item = heapq.heappop(heap)
+            if isinstance(item, Firing):
+                self._fire(item, now)
+            elif engine.jobs.get(item.handle) is item and item.worker is None and not item.ignore:
+                engine._enqueue(item, now)
 
     def next_deadline(self) -> float | None:
         return self.retry_heap[0][0] if self.retry_heap else None
@@ -316,7 +411,7 @@ class Lifecycle:
 
 
 def is_lifecycle_record(function: bytes) -> bool:
-    return function.startswith(DEAD_PREFIX) or function == PAUSED_FUNCTION
+    return function.startswith(DEAD_PREFIX) or function in (PAUSED_FUNCTION, CRON_FUNCTION)
 
 
 def dead_rows(dead_jobs: Iterable[DeadJob]) -> list[tuple[bytes | int, ...]]:
