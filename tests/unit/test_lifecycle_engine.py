@@ -199,3 +199,34 @@ def test_a_cron_entry_submits_a_background_job_at_each_firing_and_stores_when_it
     batch = again.engine.take_store_batch()
     assert batch is not None and batch.adds[0].key == f"cron:report:{start + 10}".encode()  # the first one missed
     assert again.engine.next_deadline() == start + 40  # then on schedule, not every missed one
+
+
+def test_a_functions_concurrency_holds_back_jobs_until_a_running_one_ends() -> None:
+    talk = talk_with("[functions.f]\nconcurrency = 1\n")
+    client, first, second = talk.connect(), talk.worker(b"f"), talk.worker(b"f")
+    handles = [talk.submit(client, b"f", unique, b"data", P.SUBMIT_JOB_BG) for unique in (b"a", b"b")]
+    assert talk.grab_handle(first) == handles[0]
+    assert talk.grab(second) == NO_JOB  # one at a time
+    talk.send(second, P.PRE_SLEEP)
+    talk.send(first, P.WORK_COMPLETE, handles[0], b"")
+    assert talk.replies(second) == [(P.NOOP, ())]  # woken as the running one ended
+    assert talk.grab_handle(second) == handles[1]
+    talk.submit(client, b"f", b"c", b"data", P.SUBMIT_JOB_BG)
+    talk.send(first, P.PRE_SLEEP)
+    talk.disconnect(second)  # a failed attempt (no retries: dead) ends the running job as well
+    assert talk.replies(first) == [(P.NOOP, ())]
+    assert talk.grab_data(first) == b"data" and talk.engine.functions[b"f"].held  # the third, and one at a time
+
+
+def test_a_reload_applies_new_limits() -> None:
+    talk = talk_with("[functions.f]\nconcurrency = 1\n")
+    client, first, second = talk.connect(), talk.worker(b"f"), talk.worker(b"f")
+    for unique in (b"a", b"b"):
+        talk.submit(client, b"f", unique, b"data", P.SUBMIT_JOB_BG)
+    talk.grab_handle(first)
+    assert talk.grab(second) == NO_JOB
+    talk.send(second, P.PRE_SLEEP)
+    lifecycle = talk.engine.lifecycle
+    assert lifecycle is not None
+    lifecycle.reload(parse_policies("[functions.f]\nconcurrency = 2\n"), talk.now)
+    assert talk.replies(second) == [(P.NOOP, ())]

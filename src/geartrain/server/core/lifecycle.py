@@ -36,6 +36,7 @@ from geartrain.lifecycle.cron import Schedule, parse_schedule
 from geartrain.lifecycle.policy import ONCE, CronEntry
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
+from geartrain.server.core.queues import Function
 from geartrain.server.core.records import Removal, StoredJob
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class Lifecycle:
         self._timeouts.clear()
         self._last_fired.update({ident: f.last_at for ident, f in self.crons.items() if f.last_at is not None})
         self.arm_cron(now)
+        self.apply_limits()
 
     # ------------------------------------------------------------------ cron
 
@@ -388,7 +390,9 @@ class Lifecycle:
         if function in self.paused:
             return False
         self.paused.add(function)
-        self.engine.function(function).paused = True
+        known = self.engine.function(function)
+        known.paused = True
+        known.update_held()
         if self.engine.config.persistent:
             self.engine.store_record(StoredJob(function, PAUSED_FUNCTION, function, 1, b""))
         return True
@@ -400,6 +404,7 @@ class Lifecycle:
         known = self.engine.functions.get(function)
         if known is not None:
             known.paused = False
+            known.update_held()
             self.engine.wake_sleepers(known)
         if self.engine.config.persistent:
             self.engine.store_removal(Removal(function, PAUSED_FUNCTION))
@@ -407,7 +412,19 @@ class Lifecycle:
 
     def restore_paused(self, function: bytes) -> None:
         self.paused.add(function)
-        self.engine.function(function).paused = True
+        known = self.engine.function(function)
+        known.paused = True
+        known.update_held()
+
+    def apply_limits(self) -> None:
+        """Each function's concurrency from the policies (at start, on reload, for a function first seen)."""
+        for name, function in self.engine.functions.items():
+            self.limit(function, name)
+
+    def limit(self, function: Function, name: bytes) -> None:
+        function.limit = self.policy(name).concurrency or 0
+        if function.update_held():
+            self.engine.wake_sleepers(function)
 
 
 def is_lifecycle_record(function: bytes) -> bool:

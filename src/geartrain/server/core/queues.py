@@ -29,6 +29,8 @@ class Function:
         "by_payload",
         "by_unique",
         "created_seq",
+        "held",
+        "limit",
         "max_queue",
         "name",
         "paused",
@@ -54,7 +56,19 @@ class Function:
         self.by_unique: dict[bytes, Job] = {}
         self.by_payload: dict[bytes, Job] = {}
         self.stats = stats if stats is not None else FunctionStats()  # counters for metrics (core/stats.py)
-        self.paused = False  # admin `pause`: submits are taken, nothing is handed out (core/lifecycle.py)
+        # The job life cycle (core/lifecycle.py): admin `pause` (submits are taken, nothing is handed out), the
+        # policy's `concurrency` (0: none), and ``held``: whether either stops the hand-out now (one flag for the
+        # hot path; set where they change, looked at where jobs are handed out).
+        self.paused = False
+        self.limit = 0
+        self.held = False
+
+    def update_held(self) -> bool:
+        """Whether the hand-out is stopped, from the pause and the concurrency limit; ``True`` when that just
+        ended (its sleeping workers may want waking)."""
+        was = self.held
+        self.held = self.paused or (self.limit > 0 and self.running >= self.limit)
+        return was and not self.held
 
     @property
     def worker_count(self) -> int:
@@ -63,7 +77,7 @@ class Function:
 
     def has_runnable(self) -> bool:
         """True if some queued job could be handed out now (abandoned ones are not worth a wake-up)."""
-        if self.paused:
+        if self.held:
             return False
         for queue in self.queues:
             for job in queue:

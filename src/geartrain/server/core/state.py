@@ -106,6 +106,8 @@ class EngineState:
         if function is None:
             self._seq += 1
             function = self.functions[name] = Function(name, self._seq, self.stats.for_function(name))
+            if self.lifecycle is not None:
+                self.lifecycle.limit(function, name)  # its policy's concurrency
         return function
 
     def _enqueue(self, job: Job, now: float) -> None:
@@ -120,6 +122,11 @@ class EngineState:
         if function.sleepers:
             self._wake(function)
 
+    def _release_hold(self, function: Function) -> None:
+        """A running job of a held function ended: below its concurrency again, its sleepers are woken."""
+        if function.update_held() and function.sleepers and function.has_runnable():
+            self._wake(function)
+
     def wake_sleepers(self, function: Function) -> None:
         """A function that could not hand out jobs can again (resumed): wake its sleepers if it has some."""
         if function.sleepers and function.has_runnable():
@@ -127,7 +134,7 @@ class EngineState:
 
     def _wake(self, function: Function) -> None:
         """Send NOOP to the function's sleeping workers: one per sleep, at most ``worker_wakeup`` of them."""
-        if function.paused:
+        if function.held:
             return
         sleepers = function.sleepers
         limit = self.config.worker_wakeup
@@ -155,6 +162,8 @@ class EngineState:
             worker.assigned.pop(job.handle, None)
             job.worker = None
             job.function.running -= 1
+            if job.function.held:
+                self._release_hold(job.function)
             if job.store_key is not None and self.config.persistent and self.config.hold_after_result:
                 self._barrier(worker)
         self._free(job)
@@ -168,6 +177,8 @@ class EngineState:
             worker.assigned.pop(job.handle, None)
             job.worker = None
             job.function.running -= 1
+            if job.function.held:
+                self._release_hold(job.function)
         for client in job.clients:
             client.waiting.discard(job)
         job.clients = ()
@@ -271,6 +282,8 @@ class EngineState:
             worker.assigned.pop(job.handle, None)
             job.worker = None
             job.function.running -= 1
+            if job.function.held:
+                self._release_hold(job.function)
         if job.ignore:
             self._free(job)
             return

@@ -118,14 +118,14 @@ class WorkerRules(EngineState):
         if self.config.global_priority:
             for priority in PRIORITIES:
                 for position, function in enumerate(abilities):
-                    if function.paused:
+                    if function.held:
                         continue
                     job = self._pop(function, priority)
                     if job is not None:
                         return self._assign(peer, job, position, now)
             return None
         for position, function in enumerate(abilities):
-            if not function.total or function.paused:
+            if not function.total or function.held:
                 continue  # nothing queued or running: the common case of an idle function, without a call
             for priority, queue in enumerate(function.queues):
                 if queue:
@@ -154,6 +154,8 @@ class WorkerRules(EngineState):
         job.worker = peer
         peer.assigned[job.handle] = job
         function.running += 1
+        if function.limit and function.running >= function.limit:
+            function.held = True  # its policy's concurrency: nothing more until one ends
         function.stats.waited(now - job.since)
         job.since = now
         if self.config.round_robin:
