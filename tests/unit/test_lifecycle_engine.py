@@ -230,3 +230,22 @@ def test_a_reload_applies_new_limits() -> None:
     assert lifecycle is not None
     lifecycle.reload(parse_policies("[functions.f]\nconcurrency = 2\n"), talk.now)
     assert talk.replies(second) == [(P.NOOP, ())]
+
+
+def test_a_functions_rate_lets_a_burst_through_then_one_start_per_token() -> None:
+    talk = talk_with('[functions.f]\nrate = "2/s"\n')
+    client, worker = talk.connect(), talk.worker(b"f")
+    for unique in (b"a", b"b", b"c", b"d"):
+        talk.submit(client, b"f", unique, b"data", P.SUBMIT_JOB_BG)
+    for _ in range(2):  # a burst of two: the bucket holds two tokens
+        handle = talk.grab_handle(worker)
+        talk.send(worker, P.WORK_COMPLETE, handle, b"")
+    assert talk.grab(worker) == NO_JOB  # out of tokens
+    talk.send(worker, P.PRE_SLEEP)
+    deadline = talk.engine.next_deadline()
+    assert deadline is not None and abs(deadline - (talk.now + 0.5)) < 1e-6  # one token every half second
+    talk.tick(deadline)
+    assert talk.replies(worker) == [(P.NOOP, ())]
+    handle = talk.grab_handle(worker)
+    talk.send(worker, P.WORK_COMPLETE, handle, b"")
+    assert talk.grab(worker) == NO_JOB  # that token is spent

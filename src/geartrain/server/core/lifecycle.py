@@ -129,6 +129,25 @@ class Firing:
         }
 
 
+class Bucket:
+    """A token bucket: ``count`` starts per ``per`` seconds, in bursts of up to ``count``."""
+
+    __slots__ = ("capacity", "refill", "tokens", "updated")
+
+    def __init__(self, count: float, per: float, now: float) -> None:
+        self.capacity = max(count, 1.0)
+        self.refill = count / per  # tokens per second
+        self.tokens = self.capacity
+        self.updated = now
+
+    def fill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill)
+        self.updated = now
+
+    def next_token_at(self) -> float:
+        return self.updated + (1.0 - self.tokens) / self.refill
+
+
 def dead_from_record(stored: StoredJob) -> DeadJob | None:
     """The dead job a replayed ``gt:dead:`` record stands for (``None``: not one of ours)."""
     data = stored.data
@@ -161,13 +180,14 @@ class Lifecycle:
         self.engine = engine
         self.policies = policies
         # Jobs waiting out a backoff, and the next firing of each cron entry, by time.
-        self.retry_heap: list[tuple[float, int, Job | Firing]] = []
+        self.retry_heap: list[tuple[float, int, Job | Firing | Function]] = []
         self.crons: dict[bytes, Firing] = {}
         self._last_fired: dict[bytes, float] = {}  # replayed gt:meta:cron records, until the entries are armed
         self.failures: dict[bytes, tuple[int, float]] = {}  # handle -> (failed attempts, first failure)
         self.dead: dict[bytes, DeadJob] = {}  # by handle, oldest first
         self.paused: set[bytes] = set()
         self.deadlines: dict[bytes, float] = {}  # handle -> policy timeout moved by a WORK_STATUS
+        self.buckets: dict[bytes, Bucket] = {}  # per function with a rate
         self._timeouts: dict[bytes, float | None] = {}  # per function, from the policies (a cache)
         self.retried = 0  # counters for /metrics
         self.died = 0
@@ -210,7 +230,7 @@ class Lifecycle:
             self.crons[ident] = firing
             self._push(firing.next_at, firing)
 
-    def _push(self, at: float, item: Job | Firing) -> None:
+    def _push(self, at: float, item: Job | Firing | Function) -> None:
         self._seq += 1
         heapq.heappush(self.retry_heap, (at, self._seq, item))
 
@@ -339,6 +359,8 @@ class Lifecycle:
             _, _, item = heapq.heappop(heap)
             if isinstance(item, Firing):
                 self._fire(item, now)
+            elif isinstance(item, Function):
+                self._refilled(item, now)
             elif engine.jobs.get(item.handle) is item and item.worker is None and not item.ignore:
                 engine._enqueue(item, now)
 
@@ -421,8 +443,39 @@ class Lifecycle:
         for name, function in self.engine.functions.items():
             self.limit(function, name)
 
-    def limit(self, function: Function, name: bytes) -> None:
-        function.limit = self.policy(name).concurrency or 0
+    def limit(self, function: Function, name: bytes, now: float = 0.0) -> None:
+        """Its policy's concurrency and rate, in force from now on."""
+        policy = self.policy(name)
+        function.limit = policy.concurrency or 0
+        if policy.rate is None:
+            self.buckets.pop(name, None)
+            function.rate_blocked = False
+        elif name not in self.buckets:
+            self.buckets[name] = Bucket(*policy.rate, now)
+        function.gated = bool(function.limit) or name in self.buckets
+        if function.update_held():
+            self.engine.wake_sleepers(function)
+
+    def started(self, function: Function, now: float) -> None:
+        """A job of a gated function was handed out: count it against its concurrency and its rate."""
+        if function.limit and function.running >= function.limit:
+            function.held = True  # nothing more until one ends (EngineState._release_hold)
+        bucket = self.buckets.get(function.name)
+        if bucket is not None:
+            bucket.fill(now)
+            bucket.tokens -= 1.0
+            if bucket.tokens < 1.0:
+                function.rate_blocked = function.held = True
+                self._push(bucket.next_token_at(), function)
+
+    def _refilled(self, function: Function, now: float) -> None:
+        bucket = self.buckets.get(function.name)
+        if bucket is not None:
+            bucket.fill(now)
+            if bucket.tokens < 1.0:
+                self._push(bucket.next_token_at(), function)
+                return
+        function.rate_blocked = False
         if function.update_held():
             self.engine.wake_sleepers(function)
 

@@ -29,6 +29,7 @@ class Function:
         "by_payload",
         "by_unique",
         "created_seq",
+        "gated",
         "held",
         "limit",
         "max_queue",
@@ -36,6 +37,7 @@ class Function:
         "paused",
         "queued",
         "queues",
+        "rate_blocked",
         "running",
         "sleepers",
         "stats",
@@ -61,13 +63,15 @@ class Function:
         # hot path; set where they change, looked at where jobs are handed out).
         self.paused = False
         self.limit = 0
+        self.rate_blocked = False  # its policy's rate: no token left until the bucket refills
+        self.gated = False  # it has a concurrency or a rate: each start is counted (core/lifecycle.py)
         self.held = False
 
     def update_held(self) -> bool:
         """Whether the hand-out is stopped, from the pause and the concurrency limit; ``True`` when that just
         ended (its sleeping workers may want waking)."""
         was = self.held
-        self.held = self.paused or (self.limit > 0 and self.running >= self.limit)
+        self.held = self.paused or self.rate_blocked or (self.limit > 0 and self.running >= self.limit)
         return was and not self.held
 
     @property

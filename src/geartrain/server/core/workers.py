@@ -154,8 +154,8 @@ class WorkerRules(EngineState):
         job.worker = peer
         peer.assigned[job.handle] = job
         function.running += 1
-        if function.limit and function.running >= function.limit:
-            function.held = True  # its policy's concurrency: nothing more until one ends
+        if function.gated and self.lifecycle is not None:
+            self.lifecycle.started(function, now)  # its policy's concurrency and rate
         function.stats.waited(now - job.since)
         job.since = now
         if self.config.round_robin:
