@@ -249,3 +249,31 @@ def test_a_functions_rate_lets_a_burst_through_then_one_start_per_token() -> Non
     handle = talk.grab_handle(worker)
     talk.send(worker, P.WORK_COMPLETE, handle, b"")
     assert talk.grab(worker) == NO_JOB  # that token is spent
+
+
+def test_a_kept_result_answers_get_status_until_it_expires_and_is_a_store_record() -> None:
+    talk = talk_with('[functions.f]\nresult_ttl = "60s"\n', persistent=True)
+    client, worker, admin = talk.connect(), talk.worker(b"f"), talk.connect()
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u", b"data")
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    talk.engine.store_committed(batch, talk.now)
+    handle = client.take_output()[12:]
+    talk.send(worker, P.GRAB_JOB)
+    talk.replies(worker)
+    talk.send(worker, P.WORK_COMPLETE, handle, b"the result")
+    batch = talk.engine.take_store_batch()
+    assert batch is not None and batch.removes == [Removal(b"u", b"f")]
+    [record] = batch.adds
+    assert (record.key, record.function) == (handle, b"gt:result:f")
+    talk.engine.store_committed(batch, talk.now)
+    assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"1", b"0", b"1", b"1"))]
+    kept = json.loads(talk.admin(admin, b"result " + handle))
+    assert (kept["status"], kept["data"]) == ("complete", "the result")
+    again = talk_with('[functions.f]\nresult_ttl = "60s"\n', persistent=True)  # replayed
+    again.engine.restore_record(record, again.now)
+    assert json.loads(again.admin(again.connect(), b"result " + handle))["data"] == "the result"
+    talk.tick(talk.now + 61)
+    assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"0", b"0", b"0", b"0"))]
+    batch = talk.engine.take_store_batch()
+    assert batch is not None and batch.removes == [Removal(handle, b"gt:result:f")]

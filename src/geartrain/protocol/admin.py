@@ -115,6 +115,8 @@ def parse(line: bytes) -> AdminCommand | bytes:
         return AdminCommand("paused")
     if command == b"cron" and count == 2 and tokens[1].lower() == b"list":
         return AdminCommand("cron list")
+    if command == b"result" and count == 2:
+        return AdminCommand("result", (tokens[1],))
     if command == b"shutdown":
         if count >= 2 and tokens[1].lower() == b"graceful":
             return AdminCommand("shutdown graceful")

@@ -49,7 +49,7 @@ def _api_requirement(method: str, route: str, function_of_job: Callable[[str], s
     action = ADMIN_READ if method in ("GET", "HEAD") else ADMIN_WRITE
     if route.startswith("functions/"):
         name = route.removeprefix("functions/")
-        for suffix in ("/purge", "/maxqueue"):
+        for suffix in ("/purge", "/maxqueue", "/pause", "/resume"):
             name = name.removesuffix(suffix)
         return Requirement(action, name)
     if route.startswith("jobs/"):

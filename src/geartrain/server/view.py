@@ -105,6 +105,31 @@ class ServerActions:
     def set_max_queue(self, function: bytes, limits: list[int]) -> bool:
         return operations.set_max_queue(self._server.engine, function, limits)
 
+    def retry_dead(self, selector: bytes) -> int | None:
+        lifecycle = self._server.engine.lifecycle
+        if lifecycle is None:
+            return None
+        count = lifecycle.retry_dead(selector, time.time())
+        self._server.flush()
+        return count
+
+    def delete_dead(self, selector: bytes) -> int | None:
+        lifecycle = self._server.engine.lifecycle
+        if lifecycle is None:
+            return None
+        count = lifecycle.delete_dead(selector)
+        self._server.flush()
+        return count
+
+    def pause(self, function: bytes, paused: bool) -> bool | None:
+        """Pause or resume; ``True`` when that changed anything."""
+        lifecycle = self._server.engine.lifecycle
+        if lifecycle is None:
+            return None
+        changed = lifecycle.pause(function) if paused else lifecycle.resume(function, time.time())
+        self._server.flush()
+        return changed
+
     def open_peer(self, address: str, sink: Sink) -> Peer:
         """An engine peer whose output the server's flush writes to ``sink``, as it writes to a socket."""
         peer = self._server.engine.connect(-1, address)

@@ -82,6 +82,7 @@ class AdminCommands:
             "resume": self._lifecycle(self._resume),
             "paused": self._lifecycle(lambda lifecycle, cmd: format_table([(f,) for f in sorted(lifecycle.paused)])),
             "cron list": self._lifecycle(self._cron_list),
+            "result": self._lifecycle(self._result),
         }
 
     def run(self, peer: Peer, line: bytes) -> None:
@@ -234,6 +235,11 @@ class AdminCommands:
 
     def _dead_delete(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
         return format_ok_value(str(lifecycle.delete_dead(command.args[0])).encode())
+
+    def _result(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        """How a background job ended, while its function's result_ttl keeps it: one line of JSON."""
+        kept = lifecycle.result(command.args[0], self._now())
+        return b"ERR UNKNOWN_JOB\r\n" if kept is None else _json_line(kept.view())
 
     def _cron_list(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
         """FUNCTION, SCHEDULE, TIME ZONE, NEXT FIRING, LAST FIRING (Unix times; - for never), per entry."""

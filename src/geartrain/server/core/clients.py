@@ -190,6 +190,10 @@ class ClientRules(DurableRules):
         handle = args[0]
         job = self.jobs.get(handle)
         if job is None:
+            if self.lifecycle is not None and self.lifecycle.result(handle, now) is not None:
+                # Known and finished (result_ttl): not running, its progress complete.
+                self._send(peer, encode(replies.STATUS_RES, handle, b"1", b"0", b"1", b"1"))
+                return
             if self.hungry is not None and not peer.closed:
                 self._look_up_status(peer, handle, None)  # left to the cluster, or another node's: the store knows
                 return

@@ -19,9 +19,11 @@ from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
 from geartrain.server.core.lifecycle import (
     CRON_FUNCTION,
     PAUSED_FUNCTION,
+    RESULT_PREFIX,
     DeadJob,
     dead_from_record,
     is_lifecycle_record,
+    result_from_record,
 )
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.records import Removal, StoredJob, storage_key
@@ -274,6 +276,10 @@ class DurableRules(EngineState):
                 self.lifecycle.restore_paused(stored.key)
             elif stored.function == CRON_FUNCTION:
                 self.lifecycle.restore_fired(stored)
+            elif stored.function.startswith(RESULT_PREFIX):
+                kept = result_from_record(stored)
+                if kept is not None:
+                    self.lifecycle.restore_result(kept)
             elif (dead := dead_from_record(stored)) is not None:
                 self.lifecycle.restore_dead(dead)
             return

@@ -22,6 +22,7 @@ record (``gt:meta:cron``) stored in the same batch as the job: a restart does no
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import heapq
 import json
@@ -48,6 +49,8 @@ log = logging.getLogger("geartrain.lifecycle")
 DEAD_PREFIX = b"gt:dead:"
 PAUSED_FUNCTION = b"gt:meta:paused"
 CRON_FUNCTION = b"gt:meta:cron"  # key: the entry's identity; data: the Unix time of its last firing
+RESULT_PREFIX = b"gt:result:"  # a kept result (result_ttl): key the job's handle, function gt:result:<function>
+RESULT_MAGIC = b"GTRESULT1\n"
 DEAD_MAGIC = b"GTDEAD1\n"  # a dead record's data: this, a JSON header line, then the job's payload
 
 # What a failure was, for the dead set's "last error".
@@ -129,6 +132,49 @@ class Firing:
         }
 
 
+@dataclass(slots=True)
+class KeptResult:
+    """How a background job ended, kept for its function's ``result_ttl``."""
+
+    handle: bytes
+    function: bytes
+    unique: bytes
+    status: str  # "complete", "failed" or "exception"
+    data: bytes  # WORK_COMPLETE's data, or the exception's, or the last error of a dead job
+    finished: float
+    expires: float
+
+    def record(self) -> StoredJob:
+        header = {"status": self.status, "finished": self.finished, "expires": self.expires}
+        data = RESULT_MAGIC + json.dumps(header).encode() + b"\n" + self.data
+        return StoredJob(self.handle, RESULT_PREFIX + self.function, self.unique, 1, data)
+
+    def view(self) -> dict[str, object]:
+        return {
+            "handle": self.handle.decode("latin-1"),
+            "function": self.function.decode("utf-8", "replace"),
+            "unique": self.unique.decode("utf-8", "replace"),
+            "status": self.status,
+            "finished": self.finished,
+            "expires": self.expires,
+            "data": self.data.decode("utf-8", "replace"),
+            "data_base64": base64.b64encode(self.data).decode(),
+        }
+
+
+def result_from_record(stored: StoredJob) -> KeptResult | None:
+    if not stored.data.startswith(RESULT_MAGIC):
+        return None
+    header_line, _, data = stored.data[len(RESULT_MAGIC) :].partition(b"\n")
+    try:
+        header = json.loads(header_line)
+        status, finished, expires = str(header["status"]), float(header["finished"]), float(header["expires"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    function = stored.function[len(RESULT_PREFIX) :]
+    return KeptResult(stored.key, function, stored.unique, status, data, finished, expires)
+
+
 class Bucket:
     """A token bucket: ``count`` starts per ``per`` seconds, in bursts of up to ``count``."""
 
@@ -180,7 +226,7 @@ class Lifecycle:
         self.engine = engine
         self.policies = policies
         # Jobs waiting out a backoff, and the next firing of each cron entry, by time.
-        self.retry_heap: list[tuple[float, int, Job | Firing | Function]] = []
+        self.retry_heap: list[tuple[float, int, Job | Firing | Function | KeptResult]] = []
         self.crons: dict[bytes, Firing] = {}
         self._last_fired: dict[bytes, float] = {}  # replayed gt:meta:cron records, until the entries are armed
         self.failures: dict[bytes, tuple[int, float]] = {}  # handle -> (failed attempts, first failure)
@@ -188,6 +234,8 @@ class Lifecycle:
         self.paused: set[bytes] = set()
         self.deadlines: dict[bytes, float] = {}  # handle -> policy timeout moved by a WORK_STATUS
         self.buckets: dict[bytes, Bucket] = {}  # per function with a rate
+        self.results: dict[bytes, KeptResult] = {}  # by handle (result_ttl)
+        self._expiries: list[tuple[float, bytes]] = []  # (expires, handle), a heap
         self._timeouts: dict[bytes, float | None] = {}  # per function, from the policies (a cache)
         self.retried = 0  # counters for /metrics
         self.died = 0
@@ -230,7 +278,7 @@ class Lifecycle:
             self.crons[ident] = firing
             self._push(firing.next_at, firing)
 
-    def _push(self, at: float, item: Job | Firing | Function) -> None:
+    def _push(self, at: float, item: Job | Firing | Function | KeptResult) -> None:
         self._seq += 1
         heapq.heappush(self.retry_heap, (at, self._seq, item))
 
@@ -323,6 +371,7 @@ class Lifecycle:
         )
         engine._free(job)  # deletes its live record
         self._bury(dead, now)
+        self.ended(job, "exception" if error not in (FAILED, DISCONNECTED, TIMED_OUT) else "failed", error, now)
         self.died += 1
         job.function.stats.dead += 1
         log.warning("job %s of %r is dead after %d attempts: %r", dead.handle.decode(), dead.function, attempts, error)
@@ -361,6 +410,8 @@ class Lifecycle:
                 self._fire(item, now)
             elif isinstance(item, Function):
                 self._refilled(item, now)
+            elif isinstance(item, KeptResult):
+                self.expire(now)
             elif engine.jobs.get(item.handle) is item and item.worker is None and not item.ignore:
                 engine._enqueue(item, now)
 
@@ -375,6 +426,41 @@ class Lifecycle:
     def attempts(self, job: Job) -> int:
         """Failed attempts so far (0 for a job that has not failed)."""
         return self.failures.get(job.handle, (0, 0.0))[0]
+
+    # ------------------------------------------------------------------ kept results
+
+    def ended(self, job: Job, status: str, data: bytes, now: float) -> None:
+        """A background job ended for good: keep how, if its function's policy says so."""
+        ttl = self.policy(job.function.name).result_ttl
+        if not ttl:
+            return
+        kept = KeptResult(job.handle, job.function.name, job.unique, status, data, now, now + ttl)
+        self.results[job.handle] = kept
+        heapq.heappush(self._expiries, (kept.expires, kept.handle))
+        self._push(kept.expires, kept)  # the server's timer comes back to delete it
+        if self.engine.config.persistent:
+            self.engine.store_record(kept.record())
+        self.expire(now)
+
+    def result(self, handle: bytes, now: float) -> KeptResult | None:
+        kept = self.results.get(handle)
+        return kept if kept is not None and kept.expires > now else None
+
+    def expire(self, now: float) -> None:
+        """Forget the results past their time (and delete their records)."""
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            expires, handle = heapq.heappop(expiries)
+            kept = self.results.get(handle)
+            if kept is not None and kept.expires == expires:
+                del self.results[handle]
+                if self.engine.config.persistent:
+                    self.engine.store_removal(Removal(handle, RESULT_PREFIX + kept.function))
+
+    def restore_result(self, kept: KeptResult) -> None:
+        self.results[kept.handle] = kept
+        heapq.heappush(self._expiries, (kept.expires, kept.handle))
+        self._push(kept.expires, kept)
 
     # ------------------------------------------------------------------ the dead set
 
@@ -481,7 +567,7 @@ class Lifecycle:
 
 
 def is_lifecycle_record(function: bytes) -> bool:
-    return function.startswith(DEAD_PREFIX) or function in (PAUSED_FUNCTION, CRON_FUNCTION)
+    return function.startswith((DEAD_PREFIX, RESULT_PREFIX)) or function in (PAUSED_FUNCTION, CRON_FUNCTION)
 
 
 def dead_rows(dead_jobs: Iterable[DeadJob]) -> list[tuple[bytes | int, ...]]:

@@ -201,6 +201,8 @@ class WorkerRules(EngineState):
                         dirty.append(client)
                     client.outbox.append(packet)
         job.function.stats.complete(now - job.since)
+        if self.lifecycle is not None and job.background:
+            self.lifecycle.ended(job, "complete", args[1] if len(args) > 1 else b"", now)  # its result_ttl
         self._finish(job)
 
     def _work_fail(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
