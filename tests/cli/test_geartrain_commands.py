@@ -172,3 +172,53 @@ def test_submit_in_and_at_submit_a_delayed_background_job(gearman_server: Gearma
         result = geartrain("submit", "-s", gearman_server.address, *flags, "later", "x")
         assert result.returncode == 2, result
         assert result.stderr.splitlines()[-1].startswith(b"geartrain submit: error: "), result  # after the usage
+
+
+def test_admin_lifecycle_commands(tmp_path: Path) -> None:
+    import sys
+
+    from servers import admin_raw
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[functions.f]\nresult_ttl = "1h"\n[[cron]]\nfunction = "r"\nschedule = "@daily"\n')
+    port = free_port()
+    command = [sys.executable, "-m", "geartrain", "server", "--port", str(port), "--store", "memory"]
+    server = subprocess.Popen([*command, "--policy-file", str(policy)], stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return admin_raw(address, "version", timeout=1).startswith(b"OK")
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, timeout=30, message="the server to start")
+        with GearmanSocket(address) as client, GearmanSocket(address) as worker:
+            client.send(PacketType.SUBMIT_JOB_BG, b"f", b"u", b"x")
+            handle = client.expect(PacketType.JOB_CREATED).body.decode()
+            worker.send(PacketType.CAN_DO, b"f")
+            worker.send(PacketType.WORK_EXCEPTION, worker.grab().args[0], b"boom")
+            worker.sync()
+        listed = geartrain("admin", "-s", address, "--json", "dead")
+        assert listed.returncode == 0, listed
+        [entry] = json.loads(listed.stdout)[0]["result"]
+        assert (entry["handle"], entry["function"], entry["attempts"], entry["error"]) == (handle, "f", 1, "boom")
+        assert (
+            json.loads(geartrain("admin", "-s", address, "--json", "result", handle).stdout)[0]["result"]["status"]
+            == "exception"
+        )
+        assert geartrain("admin", "-s", address, "pause", "g").stdout == b"OK\n"
+        assert geartrain("admin", "-s", address, "paused").stdout.split() == [b"FUNCTION", b"g"]
+        assert b"@daily" in geartrain("admin", "-s", address, "cron").stdout
+        assert geartrain("admin", "-s", address, "dead-retry", "all").stdout == b"retried: 1\n"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_admin_lifecycle_commands_without_a_policy_file_say_so(gearman_server: GearmanServer) -> None:
+    if gearman_server.name == "gearmand":
+        pytest.skip("gearmand has no job life cycle")
+    result = geartrain("admin", "-s", gearman_server.address, "dead")
+    assert result.returncode == 1 and b"NO_POLICY_FILE" in result.stderr and result.stderr.count(b"\n") == 1, result

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from ssl import SSLContext
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from geartrain.admin.records import (
     FunctionStatus,
@@ -148,13 +149,76 @@ class AdminClient:
         """``shutdown [graceful]`` (geartrain only: gearmand removed the command in 1.1.15 and answers ERR)."""
         await self._value(b"shutdown graceful" if graceful else b"shutdown")
 
+    # ------------------------------------------------------------------ the job life cycle (geartrain, --policy-file)
+
+    async def dead_list(self, function: str | None = None) -> list[dict[str, Any]]:
+        """The dead set, oldest first: handle, function, unique, attempts, last_failed, error."""
+        line = b"dead list" + (b" " + _check_word(function, "function") if function else b"")
+        keys = ("handle", "function", "unique", "attempts", "last_failed", "error")
+        rows = [raw.split(b"\t", 5) for raw in await self._run(line, listing=True)]
+        return [
+            {**dict(zip(keys, (field.decode("utf-8", "replace") for field in row), strict=False)),
+             "attempts": int(row[3]), "last_failed": int(row[4])}
+            for row in rows
+            if len(row) == 6
+        ]  # fmt: skip
+
+    async def dead_show(self, handle: str) -> dict[str, Any]:
+        return await self._json(b"dead show " + _check_word(handle, "handle"))
+
+    async def dead_retry(self, selector: str) -> int:
+        """Queue dead jobs again (a handle, a function, or ``all``); how many."""
+        return int(await self._value(b"dead retry " + _check_word(selector, "selector")))
+
+    async def dead_delete(self, selector: str) -> int:
+        return int(await self._value(b"dead delete " + _check_word(selector, "selector")))
+
+    async def pause(self, function: str) -> None:
+        await self._value(b"pause " + _check_word(function, "function"))
+
+    async def resume(self, function: str) -> None:
+        await self._value(b"resume " + _check_word(function, "function"))
+
+    async def paused(self) -> list[str]:
+        return [line.decode("utf-8", "replace") for line in await self._run(b"paused", listing=True)]
+
+    async def cron_list(self) -> list[dict[str, Any]]:
+        """The cron entries: function, schedule, timezone, next and last firing (Unix times, None for never)."""
+        entries = []
+        for raw in await self._run(b"cron list", listing=True):
+            fields = raw.decode("utf-8", "replace").split("\t")
+            if len(fields) == 5:
+                function, schedule, zone, following, last = fields
+                times = [None if value == "-" else int(value) for value in (following, last)]
+                entries.append({"function": function, "schedule": schedule, "timezone": zone, "next": times[0],
+                                "last": times[1]})  # fmt: skip
+        return entries
+
+    async def result(self, handle: str) -> dict[str, Any]:
+        """How a background job ended, while its function's result_ttl keeps it."""
+        return await self._json(b"result " + _check_word(handle, "handle"))
+
+    async def _json(self, command: bytes) -> dict[str, Any]:
+        (line,) = await self._run(command, listing=False)
+        try:
+            value = json.loads(line)
+        except ValueError:
+            raise AdminError(f"unexpected reply {line!r}", "UNEXPECTED_REPLY") from None
+        if not isinstance(value, dict):
+            raise AdminError(f"unexpected reply {line!r}", "UNEXPECTED_REPLY")
+        return value
+
     async def command(self, line: str) -> list[bytes]:
         """Send any command line and return the reply's lines (a listing without its ``.`` line, or one line).
 
         ``ERR`` replies raise :class:`~geartrain.errors.AdminError`.
         """
-        word = line.split(" ", 1)[0].lower()
-        listing = word in ("status", "prioritystatus", "workers", "show")
+        words = line.lower().split()
+        word = words[0] if words else ""
+        listing = word in ("status", "prioritystatus", "workers", "show", "paused") or words[:2] in (
+            ["dead", "list"],
+            ["cron", "list"],
+        )
         return await self._run(line.encode(), listing)
 
     # ------------------------------------------------------------------ plumbing

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,16 @@ commands:
   create-function NAME        drop-function NAME
   maxqueue FUNCTION [SIZE | HIGH NORMAL LOW]   queue limits (none = unlimited)
   shutdown [--graceful]       stop the server (geartrain servers; gearmand refuses)
+
+the job life cycle (geartrain servers started with --policy-file; docs/lifecycle.md):
+  dead [FUNCTION]             the dead set: jobs out of retries, with their last error
+  dead-show HANDLE            one dead job, with its payload
+  dead-retry HANDLE|FUNCTION|all    queue dead jobs again
+  dead-delete HANDLE|FUNCTION|all   delete dead jobs
+  pause FUNCTION | resume FUNCTION  stop or restart handing out a function's jobs
+  paused                      the paused functions
+  cron                        the cron entries: schedule, next and last firing
+  result HANDLE               how a background job ended (while its result_ttl keeps it)
 
 Exit status: 0 all servers answered, 1 a server answered with an error (or an unknown job), 2 a server could
 not be reached.
@@ -69,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     maxqueue.add_argument("function")
     maxqueue.add_argument("sizes", nargs="*", type=int, metavar="SIZE")
     command("shutdown").add_argument("--graceful", action="store_true")
+    command("dead").add_argument("function", nargs="?")
+    for name in ("dead-show", "result"):
+        command(name).add_argument("handle")
+    for name in ("dead-retry", "dead-delete"):
+        command(name).add_argument("selector", metavar="HANDLE|FUNCTION|all")
+    for name in ("pause", "resume"):
+        command(name).add_argument("function")
+    command("paused")
+    command("cron")
     return parser
 
 
@@ -114,6 +134,31 @@ async def _ask(admin: AdminClient, args: argparse.Namespace) -> Any:
         await admin.maxqueue(args.function, *args.sizes)
     elif command == "shutdown":
         await admin.shutdown(args.graceful)
+    elif command in LIFECYCLE:
+        return await _ask_lifecycle(admin, args)
+    return True
+
+
+LIFECYCLE = ("dead", "dead-show", "dead-retry", "dead-delete", "pause", "resume", "paused", "cron", "result")
+
+
+async def _ask_lifecycle(admin: AdminClient, args: argparse.Namespace) -> Any:
+    command = args.command
+    if command == "dead":
+        return await admin.dead_list(args.function)
+    if command == "dead-show":
+        return await admin.dead_show(args.handle)
+    if command == "result":
+        return await admin.result(args.handle)
+    if command == "dead-retry":
+        return {"retried": await admin.dead_retry(args.selector)}
+    if command == "dead-delete":
+        return {"deleted": await admin.dead_delete(args.selector)}
+    if command == "paused":
+        return await admin.paused()
+    if command == "cron":
+        return await admin.cron_list()
+    await (admin.pause if command == "pause" else admin.resume)(args.function)
     return True
 
 
@@ -165,7 +210,27 @@ def _listing_text(command: str, result: list[Any]) -> str:
     return table(("UNIQUE",), sorted((key,) for key in result))
 
 
+def _lifecycle_text(command: str, result: Any) -> str:
+    if command == "dead":
+        rows = [(r["handle"], r["function"], r["unique"], r["attempts"], r["error"]) for r in result]
+        return table(("HANDLE", "FUNCTION", "UNIQUE", "ATTEMPTS", "LAST ERROR"), rows, numeric=(3,))
+    if command == "paused":
+        return table(("FUNCTION",), [(name,) for name in result])
+    if command == "cron":
+        rows = [(r["function"], r["schedule"], r["timezone"], _when(r["next"]), _when(r["last"])) for r in result]
+        return table(("FUNCTION", "SCHEDULE", "TIME ZONE", "NEXT", "LAST"), rows)
+    if command in ("dead-retry", "dead-delete"):
+        return "".join(f"{key}: {value}\n" for key, value in result.items())
+    return json.dumps(result, indent=2) + "\n"  # dead-show, result: one record
+
+
+def _when(epoch: int | None) -> str:
+    return "-" if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
 def _text(command: str, result: Any) -> str:
+    if command in LIFECYCLE and result is not True:
+        return _lifecycle_text(command, result)
     if isinstance(result, list):
         return _listing_text(command, result)
     if isinstance(result, dict):  # cancel
