@@ -3,7 +3,7 @@
 // from /api/jobs on each update and when the search changes; actions POST to the JSON API.
 "use strict";
 
-const state = { samples: [], interval: 2, functions: [], workers: [], search: "" };
+const state = { samples: [], interval: 2, functions: [], workers: [], search: "", lifecycle: false };
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -160,7 +160,11 @@ function renderFunctions() {
       num(f.coalesced),
       el("td", {}, f.max_queue.high || f.max_queue.normal || f.max_queue.low
         ? `${f.max_queue.high} / ${f.max_queue.normal} / ${f.max_queue.low}` : "∞"),
-      el("td", {}, el("button", { class: "danger purge", title: "cancel every queued job", onclick: () => purge(f.name) }, "Purge")),
+      el("td", {},
+        el("button", { class: "danger purge", title: "cancel every queued job", onclick: () => purge(f.name) }, "Purge"),
+        state.lifecycle
+          ? el("button", { class: f.paused ? "resume" : "pause", onclick: () => pause(f.name, !f.paused) }, f.paused ? "Resume" : "Pause")
+          : ""),
     ));
   const body = $("#functions tbody");
   body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 13 }, "no functions yet"))]));
@@ -200,6 +204,63 @@ async function refreshJobs() {
   $("#jobs-count").textContent = data.total > data.jobs.length ? `${data.jobs.length} of ${data.total}` : `${data.total}`;
 }
 
+// ---------------------------------------------------------------- the job life cycle (--policy-file)
+
+function when(epoch) {
+  return epoch === null ? "—" : new Date(epoch * 1000).toLocaleString();
+}
+
+async function refreshLifecycle() {
+  let dead, cron;
+  try {
+    [dead, cron] = await Promise.all([api("GET", "/api/dead"), api("GET", "/api/cron")]);
+  } catch (error) {
+    state.lifecycle = false; // the server runs without --policy-file: the sections stay hidden
+    $("#dead-section").hidden = $("#cron-section").hidden = true;
+    return;
+  }
+  if (!state.lifecycle) {
+    state.lifecycle = true;
+    renderFunctions(); // with their Pause buttons
+  }
+  $("#dead-section").hidden = false;
+  $("#cron-section").hidden = cron.cron.length === 0;
+  const rows = dead.dead.map((d) =>
+    el("tr", { "data-dead": d.handle },
+      el("td", { class: "handle" }, d.handle), el("td", {}, d.function), el("td", { class: "unique" }, d.unique),
+      num(d.attempts), el("td", {}, when(d.last_failed)), el("td", { class: "error" }, d.error),
+      el("td", {},
+        el("button", { class: "retry", onclick: () => deadAction("POST", d.handle, "retry") }, "Retry"),
+        el("button", { class: "danger delete", onclick: () => deadAction("DELETE", d.handle, "delete") }, "Delete")),
+    ));
+  $("#dead tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 7 }, "no dead jobs"))]));
+  $("#dead-count").textContent = `${dead.dead.length}`;
+  $("#cron tbody").replaceChildren(...cron.cron.map((c) =>
+    el("tr", { "data-cron": c.function }, el("td", {}, c.function), el("td", {}, c.schedule), el("td", {}, c.timezone),
+      el("td", { class: "next" }, when(c.next)), el("td", { class: "last" }, when(c.last)))));
+}
+
+async function deadAction(method, handle, verb) {
+  try {
+    const path = `/api/dead/${encodeURIComponent(handle)}` + (verb === "retry" ? "/retry" : "");
+    await api(method, path);
+    say(`${verb === "retry" ? "queued again" : "deleted"}: ${handle}`);
+  } catch (error) {
+    say(`${verb} ${handle}: ${error.message}`);
+  }
+  await refreshNow();
+}
+
+async function pause(name, paused) {
+  try {
+    await api("POST", `/api/functions/${encodeURIComponent(name)}/${paused ? "pause" : "resume"}`);
+    say(`${paused ? "paused" : "resumed"} ${name}`);
+  } catch (error) {
+    say(`${paused ? "pause" : "resume"} ${name}: ${error.message}`);
+  }
+  await refreshNow();
+}
+
 // ---------------------------------------------------------------- actions
 
 async function cancel(handle) {
@@ -224,6 +285,7 @@ async function purge(name) {
 }
 
 async function refreshNow() {
+  await refreshLifecycle();
   try {
     const data = await api("GET", "/api/functions");
     state.functions = data.functions;
@@ -251,6 +313,7 @@ function onUpdate(event) {
   renderWorkers();
   renderThroughput();
   refreshJobs();
+  refreshLifecycle();
 }
 
 function connect() {
