@@ -538,12 +538,13 @@ class Lifecycle:
             function.rate_blocked = False
         elif name not in self.buckets:
             self.buckets[name] = Bucket(*policy.rate, now)
-        function.gated = bool(function.limit) or name in self.buckets
+        function.gated = bool(function.limit) or name in self.buckets or policy.timeout is not None
         if function.update_held():
             self.engine.wake_sleepers(function)
 
-    def started(self, function: Function, now: float) -> None:
-        """A job of a gated function was handed out: count it against its concurrency and its rate."""
+    def started(self, function: Function, now: float, timeout: float | None) -> float | None:
+        """A job of a gated function was handed out: count it against its concurrency and its rate. Returns the
+        timeout to apply: the worker's own (``timeout``), else the policy's."""
         if function.limit and function.running >= function.limit:
             function.held = True  # nothing more until one ends (EngineState._release_hold)
         bucket = self.buckets.get(function.name)
@@ -553,6 +554,7 @@ class Lifecycle:
             if bucket.tokens < 1.0:
                 function.rate_blocked = function.held = True
                 self._push(bucket.next_token_at(), function)
+        return timeout if timeout is not None else self.timeout(function.name)
 
     def _refilled(self, function: Function, now: float) -> None:
         bucket = self.buckets.get(function.name)

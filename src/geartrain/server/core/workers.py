@@ -154,8 +154,6 @@ class WorkerRules(EngineState):
         job.worker = peer
         peer.assigned[job.handle] = job
         function.running += 1
-        if function.gated and self.lifecycle is not None:
-            self.lifecycle.started(function, now)  # its policy's concurrency and rate
         function.stats.waited(now - job.since)
         job.since = now
         if self.config.round_robin:
@@ -169,8 +167,9 @@ class WorkerRules(EngineState):
         ):
             self.hungry.add(function)
         timeout = peer.timeouts.get(function)
-        if timeout is None and self.lifecycle is not None:
-            timeout = self.lifecycle.timeout(function.name)  # the policy's, unless the worker set its own
+        if function.gated and self.lifecycle is not None:
+            # Its policy's concurrency, rate and timeout (the worker's own CAN_DO_TIMEOUT comes first).
+            timeout = self.lifecycle.started(function, now, timeout)
         if timeout is not None:
             self._seq += 1
             heap = self.timeout_heap
