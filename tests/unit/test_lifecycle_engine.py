@@ -11,6 +11,7 @@ from geartrain.lifecycle.policy import parse_policies
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.lifecycle import DEAD_PREFIX, PAUSED_FUNCTION, Lifecycle, dead_from_record
 from geartrain.server.core.records import Removal
+from geartrain.server.core.snapshot import jobs_view
 
 POLICY = """
 [functions.f]
@@ -41,6 +42,8 @@ def test_a_failed_background_job_waits_out_its_backoff_then_runs_again_under_its
     assert fail_next(talk, worker) == handle
     assert talk.grab(worker) == NO_JOB  # waiting out its backoff (10 s)
     assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"1", b"0", b"0", b"0"))]
+    [listed] = jobs_view(talk.engine, talk.now, limit=10)["jobs"]
+    assert listed["attempts"] == 1  # the HTTP API and `show jobs json` count its failed attempt
     talk.tick(talk.now + 9.9)
     assert talk.grab(worker) == NO_JOB
     talk.tick(talk.now + 0.2)

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from geartrain.errors import GearmanError
 from geartrain.http.message import Request
-from geartrain.server.core.snapshot import function_view, functions_view, job_view, jobs_view, totals_view, workers_view
+from geartrain.server.core.snapshot import (
+    failed,
+    function_view,
+    functions_view,
+    job_view,
+    jobs_view,
+    totals_view,
+    workers_view,
+)
 
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpConnection, HttpListener
@@ -136,7 +144,7 @@ class Api:
             if job is None:
                 connection.respond_json({"error": "no such job"}, 404, head_only=head)
                 return
-            data = job_view(job, now)
+            data = job_view(job, now, failed(engine, job))
         elif path == "cluster":
             asyncio.get_running_loop().create_task(self._cluster(connection, head))
             return

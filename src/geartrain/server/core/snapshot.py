@@ -85,7 +85,13 @@ def job_state(job: Job, now: float) -> str:
     return "queued"
 
 
-def job_view(job: Job, now: float) -> JSON:
+def failed(engine: Engine, job: Job) -> int:
+    """The job's failed attempts, as the job life cycle counts them (0 without a policy file)."""
+    return engine.lifecycle.attempts(job) if engine.lifecycle is not None else 0
+
+
+def job_view(job: Job, now: float, failed: int = 0) -> JSON:
+    """``failed``: attempts the job life cycle counted as failed (a job waiting out a backoff, or retried)."""
     return {
         "handle": text(job.handle),
         "function": text(job.function.name),
@@ -94,7 +100,7 @@ def job_view(job: Job, now: float) -> JSON:
         "background": job.background,
         "state": job_state(job, now),
         "age": round(max(0.0, now - job.created), 3),
-        "attempts": job.retries + (1 if job.worker is not None else 0),
+        "attempts": job.retries + failed + (1 if job.worker is not None else 0),
         "size": len(job.data),
         "worker": job.worker.id if job.worker is not None else None,
         "clients": len(job.clients),
@@ -117,7 +123,7 @@ def jobs_view(engine: Engine, now: float, search: str = "", function: str = "", 
         return {
             "total": len(engine.jobs),
             "complete": True,
-            "jobs": [job_view(job, now) for job in islice(engine.jobs.values(), limit)],
+            "jobs": [job_view(job, now, failed(engine, job)) for job in islice(engine.jobs.values(), limit)],
         }
     needle = search.lower()
     matches: list[JSON] = []
@@ -132,7 +138,7 @@ def jobs_view(engine: Engine, now: float, search: str = "", function: str = "", 
             continue
         total += 1
         if len(matches) < limit:
-            matches.append(job_view(job, now))
+            matches.append(job_view(job, now, failed(engine, job)))
     return {"total": total, "complete": True, "jobs": matches}
 
 
