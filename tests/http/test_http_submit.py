@@ -271,3 +271,25 @@ def test_a_delayed_submit_runs_no_earlier_than_asked(http_server: HttpServer) ->
     for header, value in (("X-Gearman-Delay", "soon"), ("X-Gearman-At", "2026-12-24 18:00")):
         status, _, body = http_server.request("POST", "/later", b"x", {header: value})
         assert status == 400 and body.count(b"\n") == 1, body
+
+
+def test_a_submits_trace_context_reaches_workers_that_ask_and_the_jobs_view(http_server: HttpServer) -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"X-Gearman-Background": "true", "traceparent": parent, "tracestate": "congo=t61rcWkgMzE"}
+    status, answered, _ = http_server.request("POST", "/traced", b"x", headers)
+    assert status == 200
+    handle = answered["X-Gearman-Job-Handle"]  # type: ignore[index]
+    job = http_server.get_json(f"/api/jobs/{handle}")
+    assert job["meta"] == {"traceparent": parent, "tracestate": "congo=t61rcWkgMzE"}  # type: ignore[index]
+    # An invalid traceparent is ignored (W3C: start a new trace), the job is taken all the same.
+    status, _, _ = http_server.request("POST", "/traced", b"y", {"X-Gearman-Background": "true", "traceparent": "x"})
+    assert status == 200
+    with worker_for(http_server, "traced") as worker:
+        worker.send(P.OPTION_REQ, b"geartrain-meta")
+        assert worker.expect(P.OPTION_RES).body == b"geartrain-meta"
+        worker.send(P.GRAB_JOB_UNIQ)
+        _, _, _, data = worker.expect(P.JOB_ASSIGN_UNIQ).args
+        meta = f"attempt=1\ntraceparent={parent}\ntracestate=congo=t61rcWkgMzE".encode()
+        assert data == b"%d:%sx" % (len(meta), meta)
+        worker.send(P.GRAB_JOB_UNIQ)
+        assert worker.expect(P.JOB_ASSIGN_UNIQ).args[3] == b"9:attempt=1y"

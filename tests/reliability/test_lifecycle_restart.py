@@ -128,3 +128,48 @@ def test_cron_fires_each_instant_once_across_a_kill_9(tmp_path: Path) -> None:
     assert len(set(uniques)) == len(uniques), uniques  # no instant fired twice
     instants = [int(unique.rsplit(b":", 1)[1]) for unique in uniques]
     assert instants == sorted(instants)
+
+
+def test_a_backoff_and_a_jobs_trace_context_survive_a_kill_9(
+    shared: Backend,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A job waiting out a backoff when the server dies waits out the rest after the restart (not at once), its
+    attempts count on, and its metadata (here a trace context) comes back with it."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[functions.flaky]\nretries = 3\nbackoff = "fixed"\nbackoff_base = "4s"\n')
+    flags = ("--store", shared.url, "--policy-file", str(policy))
+    trace = b"traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    server = Server(*flags).wait_ready()
+    try:
+        with GearmanSocket(server.address) as client, GearmanSocket(server.address, timeout=15) as worker:
+            client.send(P.OPTION_REQ, b"geartrain-meta")
+            client.expect(P.OPTION_RES)
+            client.send(P.SUBMIT_JOB_BG, b"flaky", b"u1", b"%d:%spayload" % (len(trace), trace))
+            handle = client.expect(P.JOB_CREATED).body
+            worker.send(P.CAN_DO, b"flaky")
+            assert fail_one(worker) == handle
+            failed_at = time.monotonic()
+            worker.sync()
+        time.sleep(0.5)  # the side record is stored in the next batch
+        server.proc.kill()
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    restarted = Server(*flags).wait_ready()
+    try:
+        with GearmanSocket(restarted.address, timeout=15) as worker:
+            worker.send(P.OPTION_REQ, b"geartrain-meta")
+            worker.expect(P.OPTION_RES)
+            worker.send(P.CAN_DO, b"flaky")
+            worker.send(P.GRAB_JOB)
+            assert worker.recv().type == P.NO_JOB  # still waiting out its backoff
+            worker.send(P.PRE_SLEEP)
+            worker.expect(P.NOOP, timeout=15)
+            assert time.monotonic() - failed_at >= 3.9  # the four seconds from the failure, not from the restart
+            worker.send(P.GRAB_JOB)
+            _, _, data = worker.expect(P.JOB_ASSIGN).body.split(b"\0", 2)
+            meta = b"attempt=2\n" + trace
+            assert data == b"%d:%spayload" % (len(meta), meta)  # its second attempt, its trace context
+    finally:
+        restarted.stop()

@@ -24,6 +24,7 @@ from geartrain.errors import ErrorCode
 from geartrain.http.message import Request, chunk, last_chunk
 from geartrain.lifecycle.when import WhenError, run_at
 from geartrain.protocol.codec import Decoder
+from geartrain.protocol.meta import TRACEPARENT, TRACESTATE, format_meta, join_meta, valid_traceparent
 from geartrain.protocol.packets import RES, Packet, PacketType
 
 if TYPE_CHECKING:
@@ -64,13 +65,29 @@ def submit_job(actions: NodeActions, connection: HttpConnection, request: Reques
     except WhenError as error:
         connection.respond(400, f"X-Gearman-Delay / X-Gearman-At: {error}\n".encode())
         return
+    gateway = HttpClientPeer(actions, connection, background or when is not None)
+    meta = trace_context(request)
+    if meta is not None:  # kept with the job and handed to workers that ask (protocol/meta.py)
+        gateway.peer.meta = True
+        workload = join_meta(meta, workload)
     if when is not None:  # a delayed job is a background job (SUBMIT_JOB_EPOCH)
-        gateway = HttpClientPeer(actions, connection, True)
         args = (function.encode("utf-8"), unique_bytes, str(when).encode(), workload)
         gateway.submit(P.SUBMIT_JOB_EPOCH, args)
         return
-    gateway = HttpClientPeer(actions, connection, background)
     gateway.submit(SUBMIT_TYPES[priority, background], (function.encode("utf-8"), unique_bytes, workload))
+
+
+def trace_context(request: Request) -> bytes | None:
+    """The request's W3C trace context as meta lines, or ``None`` (no ``traceparent``, or one that is not valid:
+    W3C Trace Context says to ignore it then, and start a new trace)."""
+    parent = (request.header("traceparent") or "").strip().lower()
+    if not valid_traceparent(parent):
+        return None
+    fields = {TRACEPARENT: parent}
+    state = (request.header("tracestate") or "").strip()
+    if state and len(state) <= 512 and state.isascii() and state.isprintable():
+        fields[TRACESTATE] = state
+    return format_meta(fields)
 
 
 class HttpClientPeer:

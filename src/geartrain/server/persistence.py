@@ -23,6 +23,7 @@ from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.peers import PendingAck
 from geartrain.server.core.records import Removal, StoredJob, storage_key
+from geartrain.server.core.sides import side_removal
 from geartrain.server.core.stats import STORE_BUCKETS, Histogram
 from geartrain.store.base import QueueStore, StoreError, StoreUnavailable
 from geartrain.store.holder import Holder
@@ -88,13 +89,16 @@ class Persistence:
             count += 1
             if count % REPLAY_PROGRESS_EVERY == 0:
                 log.warning("replaying %s: %d jobs so far", self.store.description, count)
+        self.engine.replay_done(now)
         if count:
             log.warning("replayed %d jobs from %s in %.1f s", count, self.store.description, time.monotonic() - started)
         if not keep:
             removes = [Removal(job.store_key, job.function.name) for job in self.engine.jobs.values() if job.store_key]
+            removes += [side_removal(job.store_key, job.function.name) for job in self.engine.sided if job.store_key]
             self.store.apply((), removes)
             for job in self.engine.jobs.values():
                 job.store_key = None
+            self.engine.sided.clear()
         elif self._writer is not None and self._holder is None:
             self.store.close()  # the writer's connections take every batch from here: this one would only idle
         return count

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
+from geartrain.protocol.meta import OPTION as META_OPTION
+from geartrain.protocol.meta import MetaError, split_meta
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
 from geartrain.server.core.durable import DurableRules
@@ -42,6 +44,7 @@ class ClientRules(DurableRules):
         :meth:`submit` does (the engine tests run every conversation both ways).
         """
         general = self.submit
+        with_meta = self._submit_with_meta
         functions = self.functions
         jobs = self.jobs
         dirty = self.dirty
@@ -55,6 +58,9 @@ class ClientRules(DurableRules):
 
         def submit(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
             name, unique, data = args
+            if peer.meta:
+                with_meta(peer, name, unique, data, priority, background, now)
+                return
             function = functions.get(name)
             if not fast or function is None or len(unique) > MAX_UNIQUE_SIZE or unique == UNIQUE_BY_PAYLOAD:
                 general(peer, name, unique, data, priority, background, now)
@@ -98,13 +104,19 @@ class ClientRules(DurableRules):
         if when > INT64_MAX:  # gearmand hangs up on an overflow; an ERROR says why
             self._error(peer, ErrorCode.INVALID_ARGUMENT, "SUBMIT_JOB_EPOCH time out of range")
             return
-        self.submit(peer, name, unique, data, NORMAL, True, now, when=max(when, 0))
+        if peer.meta:
+            self._submit_with_meta(peer, name, unique, data, NORMAL, True, now, when=max(when, 0))
+        else:
+            self.submit(peer, name, unique, data, NORMAL, True, now, when=max(when, 0))
 
     def _reduce_handler(self, background: bool) -> Handler:
         def submit_reduce(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
             # libgearman sends (function, unique, reducer, aggregator, data); servers do not use the aggregator.
             name, unique, reducer, data = args[0], args[1], args[2], args[-1]
-            self.submit(peer, name, unique, data, NORMAL, background, now, reducer=reducer)
+            if peer.meta:
+                self._submit_with_meta(peer, name, unique, data, NORMAL, background, now, reducer=reducer)
+            else:
+                self.submit(peer, name, unique, data, NORMAL, background, now, reducer=reducer)
 
         return submit_reduce
 
@@ -119,8 +131,10 @@ class ClientRules(DurableRules):
         now: float,
         when: int = 0,
         reducer: bytes | None = None,
+        meta: bytes = b"",
     ) -> Job | None:
-        """Create a job (or attach to an equal one) and answer JOB_CREATED; ``None`` if refused."""
+        """Create a job (or attach to an equal one) and answer JOB_CREATED; ``None`` if refused. ``meta``: the
+        job's metadata (the geartrain-meta option); a job joined keeps its own, or takes this if it has none."""
         if self.refuse_submits is not None:  # draining: no new work, not even attached to an existing job
             self._send(peer, self.refuse_submits)
             return None
@@ -136,6 +150,8 @@ class ClientRules(DurableRules):
             job = index.get(key)
             if job is not None:
                 function.stats.coalesced += 1
+                if meta and not job.meta:
+                    self._attach_meta(job, meta)
                 self._coalesce(peer, job, background)
                 return job
         limit = function.max_queue[priority]
@@ -150,6 +166,7 @@ class ClientRules(DurableRules):
             return None
         handle = self._new_handle() if self.hungry is None else self._unused_handle()
         job = Job(handle, function, unique, data, priority, background, when, reducer, now)
+        job.meta = meta
         self.jobs[handle] = job
         function.total += 1
         function.stats.submitted[priority * 2 + background] += 1
@@ -168,6 +185,26 @@ class ClientRules(DurableRules):
         self._send(peer, replies.job_created(handle))
         self._enqueue(job, now)
         return job
+
+    def _submit_with_meta(
+        self,
+        peer: Peer,
+        name: bytes,
+        unique: bytes,
+        data: bytes,
+        priority: int,
+        background: bool,
+        now: float,
+        when: int = 0,
+        reducer: bytes | None = None,
+    ) -> None:
+        """A submit from a connection with the geartrain-meta option: its data starts with a meta block."""
+        try:
+            meta, payload = split_meta(data)
+        except MetaError as error:
+            self._error(peer, ErrorCode.INVALID_ARGUMENT, f"geartrain-meta: {error}")
+            return
+        self.submit(peer, name, unique, payload, priority, background, now, when, reducer, meta)
 
     def _coalesce(self, peer: Peer, job: Job, background: bool) -> None:
         if not background:
@@ -258,6 +295,9 @@ class ClientRules(DurableRules):
         name = args[0]
         if name.split(b"\0", 1)[0].lower() == b"exceptions":  # gearmand reads the name as a C string
             peer.exceptions = True
+            self._send(peer, encode(replies.OPTION_RES, name))
+        elif name.split(b"\0", 1)[0].lower() == META_OPTION:
+            peer.meta = True
             self._send(peer, encode(replies.OPTION_RES, name))
         else:
             self._send(peer, replies.UNKNOWN_OPTION)

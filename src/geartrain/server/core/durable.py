@@ -26,7 +26,9 @@ from geartrain.server.core.lifecycle import (
     result_from_record,
 )
 from geartrain.server.core.peers import Peer, PendingAck
+from geartrain.server.core.queues import Function
 from geartrain.server.core.records import Removal, StoredJob, storage_key
+from geartrain.server.core.sides import SIDE_PREFIX, Side, side_from_record, side_removal
 from geartrain.server.core.state import EngineState, log
 
 #: Background jobs left to the cluster whose unique this node remembers for GET_STATUS_UNIQUE (the newest).
@@ -85,6 +87,20 @@ class DurableRules(EngineState):
             )
         )
         self.store_jobs.append((job, fresh))
+        if job.meta and not self.config.cluster:
+            self._store_side(job, Side(job.meta))
+
+    def _store_side(self, job: Job, side: Side) -> None:
+        """Store (or replace) the job's side record (core/sides.py), beside its own."""
+        assert job.store_key is not None
+        self.store_record(side.record(job.store_key, job.function.name, job.unique))
+        self.sided.add(job)
+
+    def _attach_meta(self, job: Job, meta: bytes) -> None:
+        """A submit with metadata joined a job without: the job takes it (stored too, if the job is)."""
+        job.meta = meta
+        if job.store_key is not None and self.config.persistent and not self.config.cluster:
+            self._store_side(job, Side(meta))
 
     def store_record(self, record: StoredJob) -> None:
         """Store a record that is no live job (geartrain.server.core.lifecycle), in the next batch."""
@@ -251,6 +267,7 @@ class DurableRules(EngineState):
         if fresh and not acks and job.clients:  # submitted again for clients already told JOB_CREATED
             self._forward(job, encode(replies.WORK_FAIL, job.handle))
         job.store_key = None
+        self.sided.discard(job)  # its side record was in the batch that failed
         for ack in acks or ():
             self._resolve(ack, error)
             ack.peer.waiting.discard(job)
@@ -270,7 +287,13 @@ class DurableRules(EngineState):
             self.dirty.append(peer)
 
     def restore_record(self, stored: StoredJob, now: float) -> None:
-        """A record replayed at start-up: a job, or (with a policy file) a dead job or a pause."""
+        """A record replayed at start-up: a job, a job's side record, or (with a policy file) a dead job, a pause,
+        a cron firing or a kept result. :meth:`replay_done` follows the last one."""
+        if stored.function.startswith(SIDE_PREFIX):
+            side = side_from_record(stored)
+            if side is not None:
+                self.replayed_sides[(stored.key, stored.function[len(SIDE_PREFIX) :])] = side
+            return
         if self.lifecycle is not None and is_lifecycle_record(stored.function):
             if stored.function == PAUSED_FUNCTION:
                 self.lifecycle.restore_paused(stored.key)
@@ -284,6 +307,32 @@ class DurableRules(EngineState):
                 self.lifecycle.restore_dead(dead)
             return
         self.restore(stored, now)
+
+    def replay_done(self, now: float) -> None:
+        """Every record is replayed: give the jobs their side records (their metadata, and a job that was waiting
+        out a backoff waits again, for what is left of it); delete the sides whose job is gone."""
+        sides, self.replayed_sides = self.replayed_sides, {}
+        if not sides:
+            return
+        waiting: dict[Function, set[Job]] = {}
+        for job in self.jobs.values():
+            side = sides.pop((job.store_key, job.function.name), None) if job.store_key is not None else None
+            if side is None:
+                continue
+            job.meta = side.meta
+            self.sided.add(job)
+            if side.attempts and self.lifecycle is not None:
+                if side.retry_at > now and not job.when > now:
+                    waiting.setdefault(job.function, set()).add(job)
+                self.lifecycle.restore_failures(job, side, now)
+        for function, jobs in waiting.items():  # they were queued by the replay: taken out, the life cycle has them
+            for priority, queue in enumerate(function.queues):
+                kept = [job for job in queue if job not in jobs]
+                function.queued[priority] -= len(queue) - len(kept)
+                queue.clear()
+                queue.extend(kept)
+        for key, name in sides:
+            self.store_removal(side_removal(key, name))
 
     def revive(self, dead: DeadJob, now: float) -> Job:
         """A dead job queued again (``dead retry``): a background job as when first submitted, its attempts

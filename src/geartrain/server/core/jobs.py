@@ -35,6 +35,7 @@ class Job:
         "function",
         "handle",
         "ignore",
+        "meta",
         "numerator",
         "priority",
         "reducer",
@@ -74,6 +75,7 @@ class Job:
         self.numerator = 0
         self.denominator = 0
         self.ignore = False
+        self.meta = b""  # metadata from a client with the geartrain-meta option (protocol/meta.py)
         self.store_key: bytes | None = None  # set while the job is (being) stored
         self.acks: list[PendingAck] | None = None  # JOB_CREATEDs waiting for the store; None once it holds the job
 

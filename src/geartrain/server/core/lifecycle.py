@@ -39,6 +39,7 @@ from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import Function
 from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.sides import Side
 
 if TYPE_CHECKING:
     from geartrain.lifecycle.policy import FunctionPolicy, Policies
@@ -348,6 +349,8 @@ class Lifecycle:
             self.failures[job.handle] = (attempts, first)
             delay = policy.backoff_delay(attempts)
             self._push(now + delay, job)
+            if job.store_key is not None and engine.config.persistent and not engine.config.cluster:
+                engine._store_side(job, Side(job.meta, attempts, first, now + delay))  # outlives a kill -9
             self.retried += 1
             job.function.stats.retried += 1
             log.info("job %s failed (%r); retry %d in %.1f s", job.handle.decode(), error, attempts, delay)
@@ -414,6 +417,13 @@ class Lifecycle:
                 self.expire(now)
             elif engine.jobs.get(item.handle) is item and item.worker is None and not item.ignore:
                 engine._enqueue(item, now)
+
+    def restore_failures(self, job: Job, side: Side, now: float) -> None:
+        """A replayed job's side record says it failed before: it counts on, and waits out what is left of its
+        backoff (the caller took it out of its queue)."""
+        self.failures[job.handle] = (side.attempts, side.first_failed)
+        if side.retry_at > now and not job.when > now:
+            self._push(side.retry_at, job)
 
     def next_deadline(self) -> float | None:
         return self.retry_heap[0][0] if self.retry_heap else None

@@ -52,6 +52,7 @@ class Peer:
         "fd",
         "id",
         "identity",
+        "meta",
         "outbox",
         "sleeping",
         "timeouts",
@@ -74,6 +75,7 @@ class Peer:
         self.sleeping = False
         self.woken = False
         self.exceptions = False
+        self.meta = False  # the geartrain-meta option (protocol/meta.py): meta blocks in submits and assignments
         self.outbox: list[bytes | PendingAck] = []
         self.unresolved = 0  # PendingAcks in the outbox whose data is not known yet
         self.closed = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
+from geartrain.protocol.meta import parse_meta
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
@@ -105,6 +106,7 @@ def job_view(job: Job, now: float, failed: int = 0) -> JSON:
         "worker": job.worker.id if job.worker is not None else None,
         "clients": len(job.clients),
         "when": job.when or None,
+        "meta": parse_meta(job.meta),  # the geartrain-meta option's fields (a trace context): {} for most jobs
     }
 
 

@@ -20,6 +20,7 @@ from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
 from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.sides import Side, side_removal
 from geartrain.server.core.stats import EngineStats
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class EngineState:
         self.timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
         # Store operations of the current loop turn (see geartrain.server.core.durable).
         self.store_adds: list[StoredJob] = []
+        self.sided: set[Job] = set()  # jobs with a side record (core/sides.py): it is deleted with theirs
+        self.replayed_sides: dict[tuple[bytes, bytes], Side] = {}  # (key, function) -> side, until replay_done
         self.store_removes: list[Removal] = []
         self.store_removed: set[Removal] = set()  # store_removes as a set: a re-add of one of them cancels it
         self.store_jobs: list[tuple[Job | None, bool]] = []
@@ -242,6 +245,11 @@ class EngineState:
             removal = Removal(job.store_key, job.function.name)
             self.store_removes.append(removal)
             self.store_removed.add(removal)
+            if self.sided and job in self.sided:
+                self.sided.discard(job)
+                side = side_removal(job.store_key, job.function.name)
+                self.store_removes.append(side)
+                self.store_removed.add(side)
             job.store_key = None
 
     def _abandon(self, job: Job) -> None:

@@ -6,6 +6,7 @@ import heapq
 
 from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
+from geartrain.protocol.meta import join_meta, worker_meta
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
 from geartrain.server.core.config import CLUSTER_PREFETCH
@@ -89,26 +90,34 @@ class WorkerRules(EngineState):
             outbox = peer.outbox
             if not outbox:
                 self.dirty.append(peer)
-            outbox.append(encode(replies.JOB_ASSIGN, job.handle, job.function.name, job.data))
+            data = job.data if not peer.meta else self._meta_data(job)
+            outbox.append(encode(replies.JOB_ASSIGN, job.handle, job.function.name, data))
 
     def _grab_job_uniq(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         job = self._next_job(peer, now)
         if job is None:
             self._send(peer, replies.NO_JOB)
             return
-        self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
+        data = job.data if not peer.meta else self._meta_data(job)
+        self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, data))
 
     def _grab_job_all(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         job = self._next_job(peer, now)
         if job is None:
             self._send(peer, replies.NO_JOB)
-        elif not job.reducer:  # gearmand hands out a reduce job with an empty reducer as a plain one
-            self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, job.data))
+            return
+        data = job.data if not peer.meta else self._meta_data(job)
+        if not job.reducer:  # gearmand hands out a reduce job with an empty reducer as a plain one
+            self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, data))
         else:
             self._send(
-                peer,
-                encode(replies.JOB_ASSIGN_ALL, job.handle, job.function.name, job.unique, job.reducer, job.data),
+                peer, encode(replies.JOB_ASSIGN_ALL, job.handle, job.function.name, job.unique, job.reducer, data)
             )
+
+    def _meta_data(self, job: Job) -> bytes:
+        """A job's data for a worker with the geartrain-meta option: its attempt and metadata, then the payload."""
+        failed = self.lifecycle.attempts(job) if self.lifecycle is not None else 0
+        return join_meta(worker_meta(job.retries + failed + 1, job.meta), job.data)
 
     def _next_job(self, peer: Peer, now: float) -> Job | None:
         peer.sleeping = False
