@@ -62,7 +62,7 @@ class Conversation:
     def __init__(self, config: EngineConfig | None = None) -> None:
         config = config if config is not None else EngineConfig(handle_prefix=b"H:test")
         self.engine = Engine(config, inline_submits=INLINE_SUBMITS)
-        self.admin_commands = AdminCommands(self.engine)
+        self.admin_commands = AdminCommands(self.engine, lambda: self.now)  # the engine's clock, driven by tick
         self.now = T0
         self._next_fd = 10
 

@@ -241,6 +241,21 @@ def _policies(document: dict[str, Any]) -> Policies:
     return Policies(defaults, functions, cron)
 
 
+def check_function_settings(table: object, where: str) -> dict[str, Any]:
+    """A function table's settings (as :func:`parse_policies` reads them), checked; for run-time overrides."""
+    return _function_settings(table, where)
+
+
+def check_cron_entry(entry: object, where: str) -> CronEntry:
+    """A [[cron]] table, checked; for entries added at run time."""
+    return _cron_entry(entry, where)
+
+
+def cron_ident(entry: CronEntry) -> bytes:
+    """What identifies a cron entry across restarts and reloads: its function and schedule."""
+    return entry.function + b"|" + " ".join(entry.schedule.split()).encode()
+
+
 def _function_settings(table: object, where: str) -> dict[str, Any]:
     """The keys a function table (or [defaults]) sets, checked: each value has its FunctionPolicy field's type."""
     if not isinstance(table, dict):

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from geartrain.errors import GearmanError
 
 MAX_TOKENS = 5
+# geartrain's commands that take more tokens (a cron schedule, policy keys); gearmand knows neither.
+_LONG_COMMANDS = frozenset({b"cron", b"policy"})
+MAX_LONG_TOKENS = 32
 _SPACES = re.compile(b" +")
 
 OK = b"OK\r\n"
@@ -61,7 +64,7 @@ def parse(line: bytes) -> AdminCommand | bytes:
     Raises :class:`TooManyTokens` for a line gearmand would hang up on.
     """
     tokens = _SPACES.split(line)
-    if len(tokens) > MAX_TOKENS:
+    if len(tokens) > MAX_TOKENS and tokens[0].lower() not in _LONG_COMMANDS:
         raise TooManyTokens(line)
     word = tokens[0]
     command = word.lower()
@@ -113,8 +116,20 @@ def parse(line: bytes) -> AdminCommand | bytes:
         return incomplete_arguments(word)
     if command == b"paused" and count == 1:
         return AdminCommand("paused")
-    if command == b"cron" and count == 2 and tokens[1].lower() == b"list":
-        return AdminCommand("cron list")
+    if command == b"cron":
+        sub = tokens[1].lower() if count >= 2 else b""
+        if sub == b"list" and count == 2:
+            return AdminCommand("cron list")
+        if sub in (b"add", b"remove") and 3 <= count <= MAX_LONG_TOKENS:
+            return AdminCommand(f"cron {sub.decode()}", tuple(tokens[2:]))
+        return incomplete_arguments(word)
+    if command == b"policy":
+        sub = tokens[1].lower() if count >= 2 else b""
+        if sub == b"show" and count <= 3:
+            return AdminCommand("policy show", tuple(tokens[2:]))
+        if sub in (b"set", b"unset") and (4 if sub == b"set" else 3) <= count <= MAX_LONG_TOKENS:
+            return AdminCommand(f"policy {sub.decode()}", tuple(tokens[2:]))
+        return incomplete_arguments(word)
     if command == b"result" and count == 2:
         return AdminCommand("result", (tokens[1],))
     if command == b"shutdown":

@@ -56,7 +56,7 @@ ADMIN_OPEN = frozenset({"version"})
 ADMIN_READ_COMMANDS = frozenset(
     {"status", "prioritystatus", "workers", "verbose", "getpid", "show jobs", "show unique jobs"}
     | {"status json", "prioritystatus json", "workers json", "show jobs json", "status cluster"}
-    | {"dead list", "dead show", "paused", "cron list", "result"}
+    | {"dead list", "dead show", "paused", "cron list", "result", "policy show"}
 )
 
 

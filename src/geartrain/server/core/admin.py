@@ -10,6 +10,8 @@ import base64
 import json
 from collections.abc import Callable
 
+from geartrain.lifecycle.overrides import parse_cron_tokens, parse_setting
+from geartrain.lifecycle.policy import PolicyError, cron_ident
 from geartrain.protocol.admin import (
     OK,
     AdminCommand,
@@ -19,6 +21,7 @@ from geartrain.protocol.admin import (
     parse,
     parse_maxqueue,
 )
+from geartrain.server.core import overrides
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.lifecycle import Lifecycle, dead_rows
@@ -82,6 +85,11 @@ class AdminCommands:
             "resume": self._lifecycle(self._resume),
             "paused": self._lifecycle(lambda lifecycle, cmd: format_table([(f,) for f in sorted(lifecycle.paused)])),
             "cron list": self._lifecycle(self._cron_list),
+            "cron add": self._lifecycle(self._cron_add),
+            "cron remove": self._lifecycle(self._cron_remove),
+            "policy show": self._lifecycle(self._policy_show),
+            "policy set": self._lifecycle(self._policy_set),
+            "policy unset": self._lifecycle(self._policy_unset),
             "result": self._lifecycle(self._result),
         }
 
@@ -255,6 +263,40 @@ class AdminCommands:
         ]
         return format_table(rows)
 
+    def _cron_add(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        """``cron add FUNCTION SCHEDULE... [payload=..] [timezone=..] [unique=..] [priority=..] [catch_up=..]``."""
+        try:
+            entry = overrides.add_cron(lifecycle, parse_cron_tokens(command.args), self._now())
+        except PolicyError as error:
+            return _err("INVALID_ARGUMENTS", str(error))
+        firing = lifecycle.crons.get(cron_ident(entry))
+        next_at = firing.next_at if firing is not None and firing.next_at is not None else 0
+        return format_ok_value(str(int(next_at)).encode())  # OK and the first firing's Unix time
+
+    def _cron_remove(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        """``cron remove FUNCTION [SCHEDULE...]``: entries added at run time (the file's stay until edited)."""
+        function = command.args[0]
+        schedule = b" ".join(command.args[1:]).decode("utf-8", "replace") or None
+        return format_ok_value(str(overrides.remove_cron(lifecycle, function, schedule, self._now())).encode())
+
+    def _policy_show(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        return _json_line(overrides.policy_view(lifecycle, command.args[0] if command.args else None))
+
+    def _policy_set(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        """``policy set FUNCTION key=value...`` (values percent-decoded: ``rate=100/s``, ``timeout=30s``)."""
+        try:
+            settings = dict(parse_setting(token) for token in command.args[1:])
+            overrides.set_policy(lifecycle, command.args[0], settings, self._now())
+        except PolicyError as error:
+            return _err("INVALID_ARGUMENTS", str(error))
+        return OK
+
+    def _policy_unset(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
+        """``policy unset FUNCTION [key...]``: back to the file's settings."""
+        keys = tuple(token.decode("utf-8", "replace").lower() for token in command.args[1:])
+        overrides.unset_policy(lifecycle, command.args[0], keys, self._now())
+        return OK
+
     def _pause(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
         lifecycle.pause(command.args[0])
         return OK
@@ -267,6 +309,11 @@ class AdminCommands:
         # gearmand dropped `shutdown` in 1.1.15; geartrain keeps it (graceful: stop taking jobs, exit when idle).
         self.engine.shutdown_mode = "graceful" if command.name == "shutdown graceful" else "now"
         return OK
+
+
+def _err(code: str, text: str) -> bytes:
+    """An admin error line: ``ERR CODE text`` with the text's spaces as ``+`` (gearmand's way)."""
+    return b"ERR " + code.encode() + b" " + "+".join(text.split()).encode("utf-8", "replace") + b"\r\n"
 
 
 NO_POLICY_FILE = b"ERR NO_POLICY_FILE start+the+server+with+--policy-file+(an+empty+file+will+do)\r\n"

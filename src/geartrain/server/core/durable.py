@@ -17,14 +17,17 @@ from geartrain.protocol.codec import encode
 from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
 from geartrain.server.core.lifecycle import (
+    CRON_ENTRY_FUNCTION,
     CRON_FUNCTION,
     PAUSED_FUNCTION,
+    POLICY_FUNCTION,
     RESULT_PREFIX,
     DeadJob,
     dead_from_record,
     is_lifecycle_record,
     result_from_record,
 )
+from geartrain.server.core.overrides import restore_override
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
 from geartrain.server.core.records import Removal, StoredJob, storage_key
@@ -295,7 +298,10 @@ class DurableRules(EngineState):
                 self.replayed_sides[(stored.key, stored.function[len(SIDE_PREFIX) :])] = side
             return
         if self.lifecycle is not None and is_lifecycle_record(stored.function):
-            if stored.function == PAUSED_FUNCTION:
+            if stored.function in (POLICY_FUNCTION, CRON_ENTRY_FUNCTION):
+                restore_override(self.lifecycle, stored)
+                self.overrides_replayed = True
+            elif stored.function == PAUSED_FUNCTION:
                 self.lifecycle.restore_paused(stored.key)
             elif stored.function == CRON_FUNCTION:
                 self.lifecycle.restore_fired(stored)
@@ -311,6 +317,8 @@ class DurableRules(EngineState):
     def replay_done(self, now: float) -> None:
         """Every record is replayed: give the jobs their side records (their metadata, and a job that was waiting
         out a backoff waits again, for what is left of it); delete the sides whose job is gone."""
+        if self.lifecycle is not None and self.overrides_replayed:
+            self.lifecycle.refresh(now)  # the run-time changes of before the restart are in force again
         sides, self.replayed_sides = self.replayed_sides, {}
         if not sides:
             return

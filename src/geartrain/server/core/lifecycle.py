@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from geartrain.lifecycle.cron import Schedule, parse_schedule
-from geartrain.lifecycle.policy import ONCE, CronEntry
+from geartrain.lifecycle.overrides import Overrides
+from geartrain.lifecycle.policy import ONCE, CronEntry, cron_ident
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import Function
@@ -50,6 +51,8 @@ log = logging.getLogger("geartrain.lifecycle")
 DEAD_PREFIX = b"gt:dead:"
 PAUSED_FUNCTION = b"gt:meta:paused"
 CRON_FUNCTION = b"gt:meta:cron"  # key: the entry's identity; data: the Unix time of its last firing
+POLICY_FUNCTION = b"gt:meta:policy"  # key: a function; data: its run-time overrides (JSON)
+CRON_ENTRY_FUNCTION = b"gt:meta:cronentry"  # key: an added entry's identity; data: the entry (JSON)
 RESULT_PREFIX = b"gt:result:"  # a kept result (result_ttl): key the job's handle, function gt:result:<function>
 RESULT_MAGIC = b"GTRESULT1\n"
 DEAD_MAGIC = b"GTDEAD1\n"  # a dead record's data: this, a JSON header line, then the job's payload
@@ -225,7 +228,9 @@ class Lifecycle:
 
     def __init__(self, engine: Engine, policies: Policies) -> None:
         self.engine = engine
-        self.policies = policies
+        self.file_policies = policies  # as the policy file says
+        self.overrides = Overrides()  # changed at run time (core/overrides.py)
+        self.policies = policies  # in force: the file's with the overrides
         # Jobs waiting out a backoff, and the next firing of each cron entry, by time.
         self.retry_heap: list[tuple[float, int, Job | Firing | Function | KeptResult]] = []
         self.crons: dict[bytes, Firing] = {}
@@ -247,8 +252,13 @@ class Lifecycle:
 
     def reload(self, policies: Policies, now: float) -> None:
         """New policies (SIGHUP): they apply to the next failure, assignment and pruning; cron entries are armed
-        again (an entry kept keeps its last firing)."""
-        self.policies = policies
+        again (an entry kept keeps its last firing). Run-time changes (core/overrides.py) stay over them."""
+        self.file_policies = policies
+        self.refresh(now)
+
+    def refresh(self, now: float) -> None:
+        """The policies in force again: the file's with the run-time changes over them."""
+        self.policies = self.overrides.apply(self.file_policies)
         self._timeouts.clear()
         self._last_fired.update({ident: f.last_at for ident, f in self.crons.items() if f.last_at is not None})
         self.arm_cron(now)
@@ -265,7 +275,7 @@ class Lifecycle:
         heapq.heapify(self.retry_heap)
         current = datetime.fromtimestamp(now, UTC)
         for entry in self.policies.cron:
-            ident = entry.function + b"|" + entry.schedule.encode()
+            ident = cron_ident(entry)
             firing = Firing(entry, parse_schedule(entry.schedule), ZoneInfo(entry.timezone), ident)
             firing.last_at = self._last_fired.get(ident)
             missed = None
@@ -579,7 +589,12 @@ class Lifecycle:
 
 
 def is_lifecycle_record(function: bytes) -> bool:
-    return function.startswith((DEAD_PREFIX, RESULT_PREFIX)) or function in (PAUSED_FUNCTION, CRON_FUNCTION)
+    return function.startswith((DEAD_PREFIX, RESULT_PREFIX)) or function in (
+        PAUSED_FUNCTION,
+        CRON_FUNCTION,
+        POLICY_FUNCTION,
+        CRON_ENTRY_FUNCTION,
+    )
 
 
 def dead_rows(dead_jobs: Iterable[DeadJob]) -> list[tuple[bytes | int, ...]]:

@@ -58,6 +58,7 @@ class EngineState:
         # Store operations of the current loop turn (see geartrain.server.core.durable).
         self.store_adds: list[StoredJob] = []
         self.sided: set[Job] = set()  # jobs with a side record (core/sides.py): it is deleted with theirs
+        self.overrides_replayed = False  # run-time policy changes came with the replay
         self.replayed_sides: dict[tuple[bytes, bytes], Side] = {}  # (key, function) -> side, until replay_done
         self.store_removes: list[Removal] = []
         self.store_removed: set[Removal] = set()  # store_removes as a set: a re-add of one of them cancels it
