@@ -46,7 +46,8 @@ def test_every_job_runs_once_on_any_node(queue: Queue, nodes: list[Node], tmp_pa
     try:
         for node in nodes:
             workers.add(node.address, 2)
-        uniques = [f"job-{i}".encode() for i in range(20_000)]
+        # 20,000 jobs on one store, fewer on the other: the same paths, and CI's time stays near 10 minutes.
+        uniques = [f"job-{i}".encode() for i in range(20_000 if queue.kind == "postgres" else 5_000)]
         for thread in submit_round_robin(nodes, uniques, ledger):
             thread.join(120)
         assert ledger.acknowledged == set(uniques)

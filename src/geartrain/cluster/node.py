@@ -464,6 +464,8 @@ class ClusterNode:
             if leading != self.leader:
                 log.warning("cluster: node %s %s the leader", self.node, "is now" if leading else "is no longer")
             self.leader = leading
+            if self.engine.lifecycle is not None:
+                self.engine.lifecycle.fires_here = leading  # cron: the leader alone submits each firing
             if leading:
                 rescued = await self.db.rescue()
                 if rescued:

@@ -243,6 +243,9 @@ class Lifecycle:
         self.results: dict[bytes, KeptResult] = {}  # by handle (result_ttl)
         self._expiries: list[tuple[float, bytes]] = []  # (expires, handle), a heap
         self._timeouts: dict[bytes, float | None] = {}  # per function, from the policies (a cache)
+        # Whether cron firings submit here: a cluster's nodes all keep the schedule, and only the leader submits
+        # (cluster/node.py sets it), so a firing whose job ended fast is not submitted again by a later node.
+        self.fires_here = not engine.config.cluster
         self.retried = 0  # counters for /metrics
         self.died = 0
         self._seq = 0
@@ -298,9 +301,10 @@ class Lifecycle:
         if at is None or self.crons.get(firing.ident) is not firing:
             return  # an entry a reload replaced
         entry = firing.entry
-        self.engine.submit_background(entry.function, firing.unique(at), entry.payload, entry.priority, now)
-        firing.last_at = at
-        if self.engine.config.persistent:
+        if self.fires_here:
+            self.engine.submit_background(entry.function, firing.unique(at), entry.payload, entry.priority, now)
+        firing.last_at = at  # in a cluster, the leader fired it
+        if self.engine.config.persistent and not self.engine.config.cluster:  # a cluster's table only holds jobs
             self.engine.store_record(StoredJob(firing.ident, CRON_FUNCTION, firing.ident, 1, repr(at).encode()))
         following = firing.schedule.next_after(datetime.fromtimestamp(max(at, now), UTC), firing.zone)
         firing.next_at = following.timestamp()
