@@ -1,5 +1,5 @@
 """The dashboard's life-cycle sections in headless Chromium (issue 15): a dead job with its error, retried with its
-button; a function paused and resumed with its button; the cron entries with their next run."""
+button; a function paused and resumed with its button; the cron entries with their next run and source."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def test_dead_jobs_pause_and_schedules_on_the_dashboard(
     row = f'#dead tr[data-dead="{handle}"]'
     wait_until(lambda: any("it broke" in text for text in texts(browser, row)), 20, "the dead job listed")
     assert any("report" in text and "0 7 * * *" in text for text in texts(browser, "#cron tr[data-cron]"))
+    assert texts(browser, '#cron tr[data-cron="report"] td.source') == ["file"]  # not added at run time
     pause = '#functions tr[data-function="flaky"] button.pause'
     wait_until(lambda: click(browser, pause), 20, "the Pause button")
     wait_until(lambda: admin(server.address, "paused") == "flaky\n.\n", 10, "flaky to be paused")

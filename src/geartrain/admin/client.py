@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ssl import SSLContext
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from geartrain.admin.records import (
     FunctionStatus,
@@ -39,6 +40,11 @@ def _check_word(value: str, what: str) -> bytes:
     if not raw or any(c in raw for c in b" \t\r\n"):
         raise ValueError(f"{what} must be one word without spaces: {value!r}")
     return raw
+
+
+def _setting(key: str, value: str) -> bytes:
+    """``key=value`` for an admin line, the value percent-encoded (the server decodes it): ``rate=100%2Fs``."""
+    return _check_word(key, "key") + b"=" + quote(value, safe="").encode()
 
 
 def _admin_error(line: bytes) -> AdminError:
@@ -193,6 +199,41 @@ class AdminClient:
                 entries.append({"function": function, "schedule": schedule, "timezone": zone, "next": times[0],
                                 "last": times[1]})  # fmt: skip
         return entries
+
+    async def policy_show(self, function: str | None = None) -> dict[str, Any]:
+        """The policies in force (``defaults``, and per function its ``policy`` and the ``overrides`` set at run
+        time): one function's, or every one the file or a run-time change names."""
+        return await self._json(b"policy show" + (b" " + _check_word(function, "function") if function else b""))
+
+    async def policy_set(self, function: str, settings: dict[str, str]) -> None:
+        """Set keys of a function's policy (``{"retries": "5", "rate": "100/s"}``); the values are percent-encoded
+        on the line, so they may hold spaces and ``/``."""
+        if not settings:
+            raise ValueError("policy set needs at least one KEY=VALUE")
+        words = [b"policy set", _check_word(function, "function"), *(_setting(k, v) for k, v in settings.items())]
+        await self._value(b" ".join(words))
+
+    async def policy_unset(self, function: str, keys: Sequence[str] = ()) -> None:
+        """Back to the policy file's settings for ``keys`` (or all keys) of a function."""
+        words = [b"policy unset", _check_word(function, "function"), *(_check_word(k, "key") for k in keys)]
+        await self._value(b" ".join(words))
+
+    async def cron_add(self, function: str, schedule: str, **options: str) -> int:
+        """Add a cron entry: ``schedule`` as in the policy file (``"0 7 * * *"``, ``"@every 10s"``), ``options``
+        its other keys (payload, timezone, unique, priority, catch_up). Returns the first firing's Unix time."""
+        fields = schedule.split()
+        if not fields:
+            raise ValueError("cron add needs a schedule, e.g. '0 7 * * *' or '@every 10s'")
+        # A field with "=" would read as an option on the server's side; none of a valid schedule's has one.
+        function_word = _check_word(quote(function, safe=""), "function")  # the server percent-decodes it
+        words = [b"cron add", function_word, *(_check_word(field, "schedule field") for field in fields)]
+        words += [_setting(key, value) for key, value in options.items()]
+        return int(await self._value(b" ".join(words)))
+
+    async def cron_remove(self, function: str, schedule: str | None = None) -> int:
+        """Remove cron entries added at run time (of ``function``, at ``schedule`` or all); how many."""
+        words = [b"cron remove", _check_word(function, "function"), *(schedule or "").encode().split()]
+        return int(await self._value(b" ".join(words)))
 
     async def result(self, handle: str) -> dict[str, Any]:
         """How a background job ended, while its function's result_ttl keeps it."""

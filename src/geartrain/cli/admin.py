@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from geartrain.admin import AdminClient, FunctionStatus
@@ -44,6 +44,12 @@ the job life cycle (geartrain servers started with --policy-file; docs/lifecycle
   pause FUNCTION | resume FUNCTION  stop or restart handing out a function's jobs
   paused                      the paused functions
   cron                        the cron entries: schedule, next and last firing
+  cron-add FUNCTION SCHEDULE [--payload P] [--timezone Z] [--unique U] [--priority high|normal|low]
+           [--catch-up skip|once]   add an entry at run time (SCHEDULE quoted: "0 7 * * *", "@every 10s")
+  cron-remove FUNCTION [SCHEDULE]   remove entries added at run time (the file's stay)
+  policy [FUNCTION]           the policies in force, and what was changed at run time
+  policy-set FUNCTION KEY=VALUE...  change a function's policy (retries=5 timeout=30s rate=100/s ...)
+  policy-unset FUNCTION [KEY...]    back to the policy file's settings (for KEYs, or all)
   result HANDLE               how a background job ended (while its result_ttl keeps it)
 
 Exit status: 0 all servers answered, 1 a server answered with an error (or an unknown job), 2 a server could
@@ -89,7 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
         command(name).add_argument("function")
     command("paused")
     command("cron")
+    _add_runtime_commands(command)
     return parser
+
+
+def _add_runtime_commands(command: Callable[[str], argparse.ArgumentParser]) -> None:
+    """The run-time changes of policies and cron entries (docs/lifecycle.md)."""
+    command("policy").add_argument("function", nargs="?")
+    policy_set = command("policy-set")
+    policy_set.add_argument("function")
+    policy_set.add_argument("settings", nargs="+", metavar="KEY=VALUE")
+    policy_unset = command("policy-unset")
+    policy_unset.add_argument("function")
+    policy_unset.add_argument("keys", nargs="*", metavar="KEY")
+    cron_add = command("cron-add")
+    cron_add.add_argument("function")
+    cron_add.add_argument("schedule", help='one argument: "0 7 * * *", "*/10 * * * * *", "@every 10s"')
+    cron_add.add_argument("--payload")
+    cron_add.add_argument("--timezone", metavar="ZONE", help="e.g. Europe/Berlin (default UTC)")
+    cron_add.add_argument("--unique", metavar="TEMPLATE", help="{function}, {epoch} and {time} are filled in")
+    cron_add.add_argument("--priority", choices=("high", "normal", "low"))
+    cron_add.add_argument("--catch-up", choices=("skip", "once"))
+    cron_remove = command("cron-remove")
+    cron_remove.add_argument("function")
+    cron_remove.add_argument("schedule", nargs="?", help="one argument; without it, every entry of FUNCTION")
 
 
 class Failed(GearmanError):
@@ -134,12 +163,14 @@ async def _ask(admin: AdminClient, args: argparse.Namespace) -> Any:
         await admin.maxqueue(args.function, *args.sizes)
     elif command == "shutdown":
         await admin.shutdown(args.graceful)
-    elif command in LIFECYCLE:
+    elif command in LIFECYCLE or command in RUNTIME:
         return await _ask_lifecycle(admin, args)
     return True
 
 
 LIFECYCLE = ("dead", "dead-show", "dead-retry", "dead-delete", "pause", "resume", "paused", "cron", "result")
+RUNTIME = ("policy", "policy-set", "policy-unset", "cron-add", "cron-remove")
+CRON_OPTIONS = ("payload", "timezone", "unique", "priority", "catch_up")
 
 
 async def _ask_lifecycle(admin: AdminClient, args: argparse.Namespace) -> Any:
@@ -158,7 +189,31 @@ async def _ask_lifecycle(admin: AdminClient, args: argparse.Namespace) -> Any:
         return await admin.paused()
     if command == "cron":
         return await admin.cron_list()
+    if command in RUNTIME:
+        return await _ask_runtime(admin, args)
     await (admin.pause if command == "pause" else admin.resume)(args.function)
+    return True
+
+
+async def _ask_runtime(admin: AdminClient, args: argparse.Namespace) -> Any:
+    command = args.command
+    if command == "policy":
+        return await admin.policy_show(args.function)
+    if command == "policy-set":
+        settings = {}
+        for token in args.settings:
+            key, sep, value = token.partition("=")
+            if not sep or not key:
+                raise ValueError(f"{token}: not KEY=VALUE (e.g. retries=5, timeout=30s)")
+            settings[key] = value
+        await admin.policy_set(args.function, settings)
+    elif command == "policy-unset":
+        await admin.policy_unset(args.function, args.keys)
+    elif command == "cron-add":
+        options = {key: getattr(args, key) for key in CRON_OPTIONS if getattr(args, key) is not None}
+        return {"function": args.function, "next": await admin.cron_add(args.function, args.schedule, **options)}
+    else:
+        return {"removed": await admin.cron_remove(args.function, args.schedule)}
     return True
 
 
@@ -219,9 +274,39 @@ def _lifecycle_text(command: str, result: Any) -> str:
     if command == "cron":
         rows = [(r["function"], r["schedule"], r["timezone"], _when(r["next"]), _when(r["last"])) for r in result]
         return table(("FUNCTION", "SCHEDULE", "TIME ZONE", "NEXT", "LAST"), rows)
-    if command in ("dead-retry", "dead-delete"):
+    if command in ("dead-retry", "dead-delete", "cron-remove"):
         return "".join(f"{key}: {value}\n" for key, value in result.items())
+    if command == "cron-add":
+        return f"added; first run: {_when(result['next'])}\n"
+    if command == "policy":
+        return _policy_text(result)
     return json.dumps(result, indent=2) + "\n"  # dead-show, result: one record
+
+
+def _policy_text(view: dict[str, Any]) -> str:
+    """One row per function, its policy's settings in force; one changed at run time marked with ``*``."""
+    keys = list(view["defaults"])
+    rows = [("(defaults)", *(_setting(key, view["defaults"][key]) for key in keys))]
+    for name, entry in sorted(view["functions"].items()):
+        changed = entry["overrides"]
+        rows.append((name, *(_setting(key, entry["policy"][key]) + "*" * (key in changed) for key in keys)))
+    legend = "* set at run time (policy-unset goes back to the file's)\n"
+    return table(("FUNCTION", *(key.upper() for key in keys)), rows) + legend
+
+
+DURATIONS = ("backoff_base", "backoff_max", "timeout", "result_ttl", "dead_retention")
+
+
+def _setting(key: str, value: Any) -> str:
+    """A policy value as the policy file would write it: durations as ``30s``, ``7d``; ``-`` for none."""
+    if value is None:
+        return "-"
+    if key in DURATIONS:
+        for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+            if value >= size and value % size == 0:
+                return f"{value / size:g}{unit}"
+        return f"{value:g}s"
+    return str(value)
 
 
 def _when(epoch: int | None) -> str:
@@ -229,7 +314,7 @@ def _when(epoch: int | None) -> str:
 
 
 def _text(command: str, result: Any) -> str:
-    if command in LIFECYCLE and result is not True:
+    if command in (*LIFECYCLE, *RUNTIME) and result is not True:
         return _lifecycle_text(command, result)
     if isinstance(result, list):
         return _listing_text(command, result)

@@ -1,4 +1,5 @@
-"""The JSON API: server info, functions, workers and jobs to read; cancel, purge and maxqueue to act.
+"""The JSON API: server info, functions, workers and jobs to read; cancel, purge and maxqueue to act (the job life
+cycle's routes are in lifecycle_api.py).
 
 Reads come from the same views as the admin ``... json`` commands (``server/core/snapshot.py``); actions go
 through the engine's own operations, and the server's flush runs after each, so clients hear at once (a cancelled
@@ -15,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from geartrain.errors import GearmanError
+from geartrain.http.lifecycle_api import LifecycleApi, is_lifecycle_action, is_lifecycle_read
 from geartrain.http.message import Request
 from geartrain.server.core.snapshot import (
     failed,
@@ -101,6 +103,7 @@ class Api:
         self.listener = listener
         self.view = listener.view
         self.actions = listener.actions
+        self.lifecycle = LifecycleApi(listener.view, listener.actions)
 
     def __call__(self, connection: HttpConnection, request: Request, path: str) -> None:
         method = request.method
@@ -148,41 +151,14 @@ class Api:
         elif path == "cluster":
             asyncio.get_running_loop().create_task(self._cluster(connection, head))
             return
-        elif path == "dead" or path.startswith(("dead/", "results/")) or path == "cron":
-            self._lifecycle_read(connection, request, path, head, now)
+        elif is_lifecycle_read(path):
+            self.lifecycle.read(connection, request, path, head, now)
             return
         elif path == "history":
             data = {"interval": self.listener.router.history.interval, "samples": list(self.listener.router.history)}
         else:
             connection.respond_json({"error": "not found"}, 404, head_only=head)
             return
-        connection.respond_json(data, head_only=head)
-
-    def _lifecycle_read(self, connection: HttpConnection, request: Request, path: str, head: bool, now: float) -> None:
-        """``/api/dead``, ``/api/dead/HANDLE``, ``/api/results/HANDLE``, ``/api/cron`` (docs/lifecycle.md)."""
-        lifecycle = self.view.engine.lifecycle
-        if lifecycle is None:
-            connection.respond_json({"error": NO_POLICY_FILE}, 404, head_only=head)
-            return
-        data: object
-        if path == "dead":
-            function = request.param("function")
-            dead_jobs = lifecycle.dead_jobs(function.encode() if function else None)
-            data = {"dead": [dead.view() for dead in dead_jobs]}
-        elif path == "cron":
-            data = {"cron": [firing.view() for firing in lifecycle.crons.values()]}
-        elif path.startswith("dead/"):
-            dead = lifecycle.dead.get(path.removeprefix("dead/").encode())
-            if dead is None:
-                connection.respond_json({"error": "no such dead job"}, 404, head_only=head)
-                return
-            data = {**dead.view(), "data": dead.data.decode("utf-8", "replace")}
-        else:
-            kept = lifecycle.result(path.removeprefix("results/").encode(), now)
-            if kept is None:
-                connection.respond_json({"error": "no result kept for this handle"}, 404, head_only=head)
-                return
-            data = kept.view()
         connection.respond_json(data, head_only=head)
 
     async def _cluster(self, connection: HttpConnection, head: bool) -> None:
@@ -234,39 +210,10 @@ class Api:
                 {"function": name, "max_queue": dict(zip(("high", "normal", "low"), limits, strict=True))}
             )
             return
-        if path.startswith("dead/") or (path.startswith("functions/") and path.endswith(("/pause", "/resume"))):
-            self._lifecycle_act(connection, request, path)
+        if is_lifecycle_action(path):
+            self.lifecycle.act(connection, request, path)
             return
         connection.respond_json({"error": "not found"}, 404)
-
-    def _lifecycle_act(self, connection: HttpConnection, request: Request, path: str) -> None:
-        """``POST /api/dead/SELECTOR/retry``, ``DELETE /api/dead/SELECTOR`` (a handle, a function, or ``all``),
-        ``POST /api/functions/NAME/pause`` and ``/resume``."""
-        actions = self.actions
-        if path.startswith("functions/"):
-            name, _, verb = path.removeprefix("functions/").rpartition("/")
-            changed = actions.pause(name.encode(), verb == "pause")
-            if changed is None:
-                connection.respond_json({"error": NO_POLICY_FILE}, 404)
-                return
-            connection.respond_json({"function": name, "paused": verb == "pause", "changed": changed})
-            return
-        selector = path.removeprefix("dead/")
-        if request.method == "POST" and selector.endswith("/retry"):
-            selector = selector.removesuffix("/retry")
-            count, key = actions.retry_dead(selector.encode()), "retried"
-        elif request.method == "DELETE":
-            count, key = actions.delete_dead(selector.encode()), "deleted"
-        else:
-            connection.respond_json({"error": "not found"}, 404)
-            return
-        if count is None:
-            connection.respond_json({"error": NO_POLICY_FILE}, 404)
-            return
-        connection.respond_json({key: count})
-
-
-NO_POLICY_FILE = "the job life cycle is off: start the server with --policy-file (docs/lifecycle.md)"
 
 
 def _int(text: str, default: int) -> int:

@@ -52,6 +52,8 @@ def _api_requirement(method: str, route: str, function_of_job: Callable[[str], s
         for suffix in ("/purge", "/maxqueue", "/pause", "/resume"):
             name = name.removesuffix(suffix)
         return Requirement(action, name)
+    if route.startswith("policies/"):  # a function's policy: read it, or (PUT, DELETE) change it
+        return Requirement(action, route.removeprefix("policies/"))
     if route.startswith("jobs/"):
         handle = route.removeprefix("jobs/").removesuffix("/cancel")
         return Requirement(action, function_of_job(handle))

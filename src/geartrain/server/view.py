@@ -1,8 +1,8 @@
 """The narrow faces of a running :class:`~geartrain.server.server.GearmanServer` that other parts are given.
 
 :class:`ServerView` is read-only (what the HTTP API, the dashboard and /metrics show); :class:`ServerActions` is
-what they may do (cancel, purge, maxqueue, an HTTP submission's engine peer). Both satisfy the protocols of
-:mod:`geartrain.http.node` by shape; this module does not import the HTTP package.
+what they may do (cancel, purge, maxqueue, the job life cycle's actions, an HTTP submission's engine peer). Both
+satisfy the protocols of :mod:`geartrain.http.node` by shape; this module does not import the HTTP package.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from geartrain.lifecycle.policy import cron_ident
 from geartrain.server.connection import GearmanConnection
-from geartrain.server.core import operations
+from geartrain.server.core import operations, overrides
 
 if TYPE_CHECKING:
     from geartrain.cluster.node import ClusterNode
@@ -129,6 +130,45 @@ class ServerActions:
         changed = lifecycle.pause(function) if paused else lifecycle.resume(function, time.time())
         self._server.flush()
         return changed
+
+    def set_policy(self, function: bytes, settings: dict[str, Any]) -> dict[str, object] | None:
+        """Set keys of a function's policy (PolicyError for a bad one); the function's policy view after."""
+        lifecycle = self._server.engine.lifecycle
+        if lifecycle is None:
+            return None
+        overrides.set_policy(lifecycle, function, settings, time.time())
+        self._server.flush()  # the store record, and workers a higher concurrency or rate lets run
+        return overrides.policy_view(lifecycle, function)
+
+    def unset_policy(self, function: bytes, keys: tuple[str, ...]) -> dict[str, object] | None:
+        """Back to the file's settings (for ``keys``, or all); the function's policy view after."""
+        lifecycle = self._server.engine.lifecycle
+        if lifecycle is None:
+            return None
+        overrides.unset_policy(lifecycle, function, keys, time.time())
+        self._server.flush()
+        return overrides.policy_view(lifecycle, function)
+
+    def add_cron(self, raw: dict[str, Any]) -> dict[str, object] | None:
+        """Add a cron entry (a [[cron]] table; PolicyError for a bad one); the entry with its next firing."""
+        lifecycle = self._server.engine.lifecycle
+        if lifecycle is None:
+            return None
+        entry = overrides.add_cron(lifecycle, raw, time.time())
+        self._server.flush()  # the store record, and the timer for the first firing
+        ident = cron_ident(entry)
+        firing = lifecycle.crons.get(ident)
+        view = firing.view() if firing is not None else {"function": entry.function.decode(), "next": None}
+        return {**view, "source": overrides.cron_source(lifecycle, ident)}
+
+    def remove_cron(self, function: bytes, schedule: str | None) -> int | None:
+        """Remove cron entries added at run time (of ``function``, at ``schedule`` or all); how many."""
+        lifecycle = self._server.engine.lifecycle
+        if lifecycle is None:
+            return None
+        count = overrides.remove_cron(lifecycle, function, schedule, time.time())
+        self._server.flush()
+        return count
 
     def open_peer(self, address: str, sink: Sink) -> Peer:
         """An engine peer whose output the server's flush writes to ``sink``, as it writes to a socket."""

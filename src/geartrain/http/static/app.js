@@ -237,7 +237,9 @@ async function refreshLifecycle() {
   $("#dead-count").textContent = `${dead.dead.length}`;
   $("#cron tbody").replaceChildren(...cron.cron.map((c) =>
     el("tr", { "data-cron": c.function }, el("td", {}, c.function), el("td", {}, c.schedule), el("td", {}, c.timezone),
-      el("td", { class: "next" }, when(c.next)), el("td", { class: "last" }, when(c.last)))));
+      el("td", { class: "next" }, when(c.next)), el("td", { class: "last" }, when(c.last)),
+      // "file": the policy file's [[cron]]; "runtime": added with `cron add`, POST /api/cron or `geartrain admin`
+      el("td", { class: "source", title: c.source === "runtime" ? "added at run time" : "from the policy file" }, c.source))));
 }
 
 async function deadAction(method, handle, verb) {
