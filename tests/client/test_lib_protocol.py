@@ -2,17 +2,42 @@
 NUL-suffixed WORK_FAIL, duplicated packets for coalesced submits, ERROR in a pipeline, replies out of step, a server
 dropping the connection before JOB_CREATED), and the exact packets and writes of the worker's cycle.
 
-The fake server frames packets with its own few lines of struct code, not with geartrain's codec.
+The fake server (fakeserver.py) frames packets with its own few lines of struct code, not with geartrain's codec.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import pytest
+from fakeserver import (
+    CAN_DO,
+    CAN_DO_TIMEOUT,
+    ECHO_REQ,
+    ECHO_RES,
+    ERROR,
+    GRAB_JOB_ALL,
+    HEADER,
+    JOB_ASSIGN_ALL,
+    JOB_ASSIGN_UNIQ,
+    JOB_CREATED,
+    META,
+    NO_JOB,
+    NOOP,
+    OPTION_REQ,
+    PRE_SLEEP,
+    SET_CLIENT_ID,
+    STATUS_RES,
+    SUBMIT_JOB,
+    UNKNOWN_OPTION,
+    WORK_COMPLETE,
+    WORK_DATA,
+    WORK_FAIL,
+    WORK_STATUS,
+    Peer,
+    fake_server,
+    res,
+)
 
 from geartrain import (
     Client,
@@ -27,63 +52,6 @@ from geartrain import (
     WorkStatus,
 )
 from geartrain.errors import QueueFull
-
-HEADER = struct.Struct(">4sII")
-CAN_DO, PRE_SLEEP, NOOP, SUBMIT_JOB, JOB_CREATED, NO_JOB = 1, 4, 6, 7, 8, 10
-WORK_STATUS, WORK_COMPLETE, WORK_FAIL = 12, 13, 14
-ECHO_REQ, ECHO_RES, ERROR, STATUS_RES, OPTION_REQ, OPTION_RES, WORK_DATA = 16, 17, 19, 20, 26, 27, 28
-SET_CLIENT_ID, CAN_DO_TIMEOUT, GRAB_JOB_ALL, JOB_ASSIGN_UNIQ, JOB_ASSIGN_ALL = 22, 23, 39, 31, 40
-
-
-def res(ptype: int, *args: bytes) -> bytes:
-    body = b"\0".join(args)
-    return HEADER.pack(b"\0RES", ptype, len(body)) + body
-
-
-class Peer:
-    """The fake server's side of one connection: read requests, write replies."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def request(self) -> tuple[int, list[bytes]]:
-        magic, ptype, size = HEADER.unpack(await self.reader.readexactly(HEADER.size))
-        assert magic == b"\0REQ"
-        body = await self.reader.readexactly(size)
-        return ptype, body.split(b"\0")
-
-    async def expect(self, wanted: int) -> list[bytes]:
-        ptype, args = await self.request()
-        while ptype == OPTION_REQ:  # the client's exceptions option: answer it and read on
-            self.send(res(OPTION_RES, args[0]))
-            ptype, args = await self.request()
-        assert ptype == wanted, (ptype, args)
-        return args
-
-    def send(self, *packets: bytes) -> None:
-        self.writer.write(b"".join(packets))
-
-
-Script = Callable[[Peer], Awaitable[None]]
-
-
-@asynccontextmanager
-async def fake_server(script: Script) -> AsyncIterator[str]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await script(Peer(reader, writer))
-            await writer.drain()
-            await reader.read()  # keep the connection until the client closes it
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
 
 
 async def test_work_fail_with_a_trailing_nul_is_recognised() -> None:
@@ -185,8 +153,11 @@ async def test_worker_cycle_packet_by_packet() -> None:
         return job.data.upper()
 
     async def script(peer: Peer) -> None:
-        # Registration: client id, then the functions newest-registered first (the server serves the last CAN_DO
-        # first, so the first registered is preferred), the timeout in milliseconds.
+        # Registration: the geartrain-meta option (refused here, as gearmand does), client id, then the functions
+        # newest-registered first (the server serves the last CAN_DO first, so the first registered is
+        # preferred), the timeout in milliseconds.
+        assert await peer.request() == (OPTION_REQ, [META])
+        peer.send(res(ERROR, *UNKNOWN_OPTION))
         assert await peer.request() == (SET_CLIENT_ID, [b"fake-worker"])
         assert await peer.request() == (CAN_DO_TIMEOUT, [b"second", b"1500"])
         assert await peer.request() == (CAN_DO, [b"first"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conversation import NO_JOB, Conversation, P
+from conversation import NO_JOB, Conversation
 
 from geartrain.lifecycle.overrides import parse_cron_tokens
 from geartrain.lifecycle.policy import parse_policies

@@ -12,14 +12,16 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from ssl import SSLContext
 
+from geartrain import tracing
 from geartrain.client.connection import ClientConnection
 from geartrain.client.events import JobStatus, UniqueStatus, to_int
 from geartrain.client.job import EventCallback, Job, Payload, new_job, to_bytes
+from geartrain.client.metadata import carrying
 from geartrain.client.transport import (
     Address,
     Backoff,
@@ -67,6 +69,9 @@ class Client:
 
     ``tls`` (an :class:`ssl.SSLContext`, e.g. from :func:`geartrain.security.tls.client_context`) connects over
     TLS; ``secret`` is presented to the server's access control on every connection (docs/security.md).
+
+    With ``trace`` (the default) and OpenTelemetry installed, a submit made inside a span gets a PRODUCER span
+    whose trace context travels with the job to the worker (docs/lifecycle.md, the geartrain-meta option).
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Client:
         backoff_max: float = 10.0,
         tls: SSLContext | None = None,
         secret: str | None = None,
+        trace: bool = True,
     ) -> None:
         self._auth = auth_option(secret) if secret is not None else None
         self.tls = tls
@@ -90,6 +96,7 @@ class Client:
         self.connect_timeout = connect_timeout
         self._next = 0
         self._closed = False
+        self._tracer = tracing.new_tracer() if trace and tracing.AVAILABLE else None
 
     @property
     def servers(self) -> list[str]:
@@ -139,6 +146,7 @@ class Client:
         reducer: str | None = None,
         on_event: EventCallback | None = None,
         timeout: float | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> Job:
         """Submit a job and return it once the server has acknowledged it (JOB_CREATED).
 
@@ -146,13 +154,19 @@ class Client:
         time or an aware datetime) sends SUBMIT_JOB_EPOCH, a background job at normal priority that runs from
         then on; ``reducer`` sends SUBMIT_REDUCE_JOB(_BACKGROUND). ``unique`` coalesces submits with the same key
         onto one job (``"-"`` coalesces equal workloads). ``on_event(job, event)`` is called for every event.
+        ``meta`` (``key=value`` fields: keys of ``[a-z0-9_-]``, printable ASCII values) travels with the job to
+        its worker where the server has the geartrain-meta option, and is dropped where it has not (gearmand).
         Raises a :class:`~geartrain.errors.ServerError` if the server refuses the job,
         :class:`~geartrain.errors.NoServersAvailable`, or :class:`~geartrain.errors.GearmanTimeout`.
         """
         job = new_job(function, data, unique, priority, background, when, reducer)
         if on_event is not None:
             job.add_callback(on_event)
-        await self._run(job, timeout, wait_result=False)
+        if meta is None and (self._tracer is None or not tracing.in_trace()):
+            await self._run(job, timeout, wait_result=False)
+        else:
+            with carrying(job, meta, self._tracer):
+                await self._run(job, timeout, wait_result=False)
         return job
 
     async def do(
@@ -165,17 +179,22 @@ class Client:
         reducer: str | None = None,
         on_event: EventCallback | None = None,
         timeout: float | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> bytes:
         """Run a foreground job and return its result (what WORK_COMPLETE carried).
 
         Raises :class:`~geartrain.errors.JobFailed` or :class:`~geartrain.errors.JobException` if the job fails,
         or :class:`~geartrain.errors.GearmanTimeout` if it has not ended within ``timeout`` seconds (the job is
-        then forgotten by this client; the server and worker are not told).
+        then forgotten by this client; the server and worker are not told). ``meta``: as for :meth:`submit`.
         """
         job = new_job(function, data, unique, priority, False, None, reducer)
         if on_event is not None:
             job.add_callback(on_event)
-        await self._run(job, timeout, wait_result=True)
+        if meta is None and (self._tracer is None or not tracing.in_trace()):
+            await self._run(job, timeout, wait_result=True)
+        else:
+            with carrying(job, meta, self._tracer):
+                await self._run(job, timeout, wait_result=True)
         outcome = job._outcome  # done: skip the extra coroutine of job.result()
         if isinstance(outcome, BaseException):
             raise outcome
@@ -207,6 +226,8 @@ class Client:
                 except ConnectionLost as exc:
                     tried.append(f"{server.name} ({exc})")
                     continue
+            if job._meta is not None or connection.meta_answer is not None:
+                await connection.use_meta()
             connection.submit(job)
             if wait_result:
                 while not job.done():

@@ -18,6 +18,7 @@ from geartrain.client.job import Job
 from geartrain.client.transport import Address, PacketConnection
 from geartrain.errors import ConnectionLost, ErrorCode, PeerProtocolError, PermissionDenied, UnknownOption, server_error
 from geartrain.protocol.codec import encode_request
+from geartrain.protocol.meta import OPTION as META_OPTION
 from geartrain.protocol.packets import PacketType
 
 P = PacketType
@@ -91,6 +92,10 @@ class ClientConnection(PacketConnection):
         super().__init__(address)
         self._pending: deque[_Pending] = deque()
         self._jobs: dict[bytes, Job | _Coalesced] = {}
+        #: The server took the geartrain-meta option: every submit from now on carries a meta block.
+        self.meta = False
+        #: Resolved once the option has been answered; ``None`` until a job with metadata asks for it.
+        self.meta_answer: asyncio.Future[bool] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -105,8 +110,32 @@ class ClientConnection(PacketConnection):
             job._fail(self.connection_error())
             return
         job._connection = self
-        self.send(job.packet)
+        self.send(job._meta_packet() if self.meta else job.packet)
         self._pending.append(job)
+
+    async def use_meta(self) -> bool:
+        """Ask for the geartrain-meta option (once per connection) and wait for the answer; return whether the
+        server took it. Every submit waits here while the option is being asked: the server reads each packet
+        with the options in force when it arrives, so a submit sent meanwhile would be read the wrong way."""
+        answer = self.meta_answer
+        if answer is None:
+            answer = self.meta_answer = self._loop.create_future()
+            self.request(P.OPTION_REQ, P.OPTION_RES, META_OPTION).add_done_callback(self._meta_answered)
+        if not answer.done():
+            await asyncio.shield(answer)  # shared: one caller giving up must not cancel the others' wait
+        return self.meta
+
+    def _meta_answered(self, reply: asyncio.Future[tuple[bytes, ...]]) -> None:
+        error = self.connection_error() if reply.cancelled() else reply.exception()
+        if error is None:
+            self.meta = True
+        else:
+            # gearmand answers ERROR: jobs go as they always did, and their metadata stays here.
+            log.debug(
+                "%s: no geartrain-meta option (%s); job metadata is not sent on this connection", self.name, error
+            )
+        assert self.meta_answer is not None
+        self.meta_answer.set_result(self.meta)
 
     def authenticate(self, option: bytes) -> None:
         """Present a secret (``OPTION_REQ auth=...``, from :func:`~geartrain.client.transport.auth_option`); not

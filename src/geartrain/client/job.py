@@ -17,7 +17,8 @@ from geartrain.client.events import (
 )
 from geartrain.errors import GearmanTimeout, JobException, JobFailed
 from geartrain.protocol.codec import encode_request
-from geartrain.protocol.packets import PacketType, Priority
+from geartrain.protocol.meta import join_meta
+from geartrain.protocol.packets import HEADER_SIZE, PacketType, Priority
 
 if TYPE_CHECKING:
     from geartrain.client.connection import ClientConnection
@@ -56,6 +57,7 @@ class Job:
         "_connection",
         "_created_waiters",
         "_loop",
+        "_meta",
         "_outcome",
         "_waiters",
         "background",
@@ -105,6 +107,7 @@ class Job:
         self._callbacks: list[EventCallback] = []
         self._connection: ClientConnection | None = None
         self._abandoned = False
+        self._meta: bytes | None = None  # the content of the job's meta block (key=value lines), if it has one
 
     def __repr__(self) -> str:
         state = "done" if self.done() else ("created" if self.handle else "pending")
@@ -179,6 +182,15 @@ class Job:
         self._callbacks.append(callback)
         for event in list(self.events):
             callback(self, event)
+
+    def _meta_packet(self) -> bytes:
+        """The submit packet with a meta block in front of the workload, for a connection with the geartrain-meta
+        option (an empty block ``0:`` for a job without metadata)."""
+        packet, data = self.packet, self.data
+        # The workload is the last argument: keep the type and the arguments before it, put the block in front.
+        head = packet[HEADER_SIZE : len(packet) - len(data)]
+        ptype = int.from_bytes(packet[4:8], "big")
+        return encode_request(ptype, head + join_meta(self._meta or b"", data))
 
     # ------------------------------------------------------------------ fed by the connection
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +77,8 @@ class SyncClient:
     """The blocking form of :class:`~geartrain.client.Client` (same arguments, same methods, no ``await``).
 
     Callbacks (``on_event``) run on the client's loop thread. Use as a context manager or call :meth:`close`.
+    A call carries the caller's context (contextvars) to the loop thread, so a submit made inside an OpenTelemetry
+    span is traced as with the asyncio client.
     """
 
     def __init__(self, servers: ServerSpec | Sequence[ServerSpec] = "localhost:4730", **options: Any) -> None:
@@ -112,6 +114,7 @@ class SyncClient:
         reducer: str | None = None,
         on_event: EventCallback | None = None,
         timeout: float | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> SyncJob:
         """See :meth:`Client.submit`; returns once the server has acknowledged the job."""
         job = self._thread.run(
@@ -125,6 +128,7 @@ class SyncClient:
                 reducer=reducer,
                 on_event=on_event,
                 timeout=timeout,
+                meta=meta,
             )
         )
         return SyncJob(job, self._thread)
@@ -139,11 +143,19 @@ class SyncClient:
         reducer: str | None = None,
         on_event: EventCallback | None = None,
         timeout: float | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> bytes:
         """See :meth:`Client.do`: run a foreground job and return its result."""
         return self._thread.run(
             self.client.do(
-                function, data, unique=unique, priority=priority, reducer=reducer, on_event=on_event, timeout=timeout
+                function,
+                data,
+                unique=unique,
+                priority=priority,
+                reducer=reducer,
+                on_event=on_event,
+                timeout=timeout,
+                meta=meta,
             )
         )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geartrain.protocol.codec import encode_request
 from geartrain.protocol.packets import PacketType
@@ -33,23 +33,39 @@ def _payload(data: Payload) -> bytes:
 
 class JobData:
     """The fields of an assigned job: ``handle``, ``function``, ``unique`` (``""`` if none), ``data`` (the
-    workload) and ``reducer`` (set for jobs submitted with SUBMIT_REDUCE_JOB)."""
+    workload) and ``reducer`` (set for jobs submitted with SUBMIT_REDUCE_JOB).
 
-    __slots__ = ("data", "function", "handle", "reducer", "unique")
+    Where the server has the geartrain-meta option (the worker's ``meta``), ``attempt`` counts the job's runs (1
+    for the first; a job retried or taken back from a worker that left counts up) and ``meta`` holds the fields
+    its client sent (its ``meta=`` and its trace context); elsewhere ``attempt`` is 1 and ``meta`` empty.
+    """
 
-    def __init__(self, handle: str, function: str, unique: str, data: bytes, reducer: str | None = None) -> None:
+    __slots__ = ("attempt", "data", "function", "handle", "meta", "reducer", "unique")
+
+    def __init__(
+        self,
+        handle: str,
+        function: str,
+        unique: str,
+        data: bytes,
+        reducer: str | None = None,
+        attempt: int = 1,
+        meta: dict[str, str] | None = None,
+    ) -> None:
         self.handle = handle
         self.function = function
         self.unique = unique
         self.data = data
         self.reducer = reducer
+        self.attempt = attempt
+        self.meta: dict[str, str] = {} if meta is None else meta
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.function!r} handle={self.handle!r} unique={self.unique!r}>"
 
-    def __reduce__(self) -> tuple[type[JobData], tuple[str, str, str, bytes, str | None]]:
+    def __reduce__(self) -> tuple[type[JobData], tuple[Any, ...]]:
         # Subclasses hold a connection: only the plain fields travel to a process pool.
-        return JobData, (self.handle, self.function, self.unique, self.data, self.reducer)
+        return JobData, (self.handle, self.function, self.unique, self.data, self.reducer, self.attempt, self.meta)
 
 
 class _Sender(JobData):
@@ -63,8 +79,11 @@ class _Sender(JobData):
         unique: str,
         data: bytes,
         reducer: str | None,
+        *,
+        attempt: int = 1,
+        meta: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(raw_handle.decode("latin-1"), function, unique, data, reducer)
+        super().__init__(raw_handle.decode("latin-1"), function, unique, data, reducer, attempt, meta)
         self._connection = connection
         self._raw_handle = raw_handle
 
@@ -107,8 +126,11 @@ class ThreadJob(_Sender):
         data: bytes,
         reducer: str | None,
         loop: asyncio.AbstractEventLoop,
+        *,
+        attempt: int = 1,
+        meta: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(connection, raw_handle, function, unique, data, reducer)
+        super().__init__(connection, raw_handle, function, unique, data, reducer, attempt=attempt, meta=meta)
         self._loop = loop
         self._loop_thread = threading.get_ident()
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from geartrain.client.loopthread import new_event_loop
 from geartrain.client.transport import ServerSpec
-from geartrain.worker.worker import Executor, Worker, WorkerFunction
+from geartrain.worker.function import Executor, WorkerFunction
+from geartrain.worker.worker import Worker
 
 
 class SyncWorker:

@@ -15,57 +15,23 @@ import inspect
 import logging
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from ssl import SSLContext
-from typing import Any, Literal
+from typing import Any
 
+from geartrain import tracing
 from geartrain.client.transport import Backoff, ServerSpec, auth_option, format_address, open_connection, parse_servers
 from geartrain.errors import ConnectionLost, JobException, JobFailed
 from geartrain.protocol.codec import encode_request
+from geartrain.protocol.meta import OPTION as META_OPTION
 from geartrain.protocol.packets import PacketType
 from geartrain.worker.connection import WorkerConnection
+from geartrain.worker.function import Executor, Function, WorkerFunction, describe, result_payload
 from geartrain.worker.job import JobData, ThreadJob, WorkerJob
 
 P = PacketType
 log = logging.getLogger("geartrain.worker")
-
-Executor = Literal["async", "thread", "process", "inline"]
-WorkerFunction = Callable[..., Any]
-
-
-class _Function:
-    __slots__ = ("executor", "fn", "name", "raw", "timeout")
-
-    def __init__(self, name: str, fn: WorkerFunction, timeout: float | None, executor: Executor) -> None:
-        self.name = name
-        self.raw = name.encode()
-        self.fn = fn
-        self.timeout = timeout
-        self.executor = executor
-
-    def can_do(self) -> bytes:
-        if self.timeout is None:
-            return encode_request(P.CAN_DO, self.raw)
-        milliseconds = max(1, round(self.timeout * 1000))
-        return encode_request(P.CAN_DO_TIMEOUT, self.raw, str(milliseconds).encode())
-
-
-def result_payload(value: object) -> bytes:
-    """A function's return value as the WORK_COMPLETE payload."""
-    if value is None:
-        return b""
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"a worker function must return bytes, str or None, not {type(value).__name__}")
-
-
-def describe(error: BaseException) -> bytes:
-    """The WORK_EXCEPTION payload for an exception a function raised."""
-    text = str(error)
-    return f"{type(error).__name__}: {text}".encode() if text else type(error).__name__.encode()
 
 
 class Worker:
@@ -82,6 +48,10 @@ class Worker:
     sends its ``data`` as it is). That is off by default because gearmand 1.1.20 hands
     a WORK_EXCEPTION to clients that did not ask for exceptions as a malformed WORK_FAIL that libgearman clients
     (PHP, the ``gearman`` tool) never recognise: they hang. Turn it on for geartrain, or when clients ask for it.
+
+    With ``meta`` (the default) each connection asks for the geartrain-meta option, so that jobs from a server
+    that has it come with their ``attempt`` and ``meta`` (gearmand refuses it: nothing changes there). With
+    ``trace`` too and OpenTelemetry installed, a job that carries a trace context runs inside a CONSUMER span.
     """
 
     def __init__(
@@ -98,6 +68,8 @@ class Worker:
         backoff_max: float = 10.0,
         tls: SSLContext | None = None,
         secret: str | None = None,
+        meta: bool = True,
+        trace: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -108,12 +80,14 @@ class Worker:
         self.concurrency = concurrency
         self.exceptions = exceptions
         self.connect_timeout = connect_timeout
+        self.meta = meta
+        self._tracer = tracing.new_tracer() if meta and trace and tracing.AVAILABLE else None
         self._backoff = (backoff_initial, backoff_max)
         self._threads = threads or concurrency
         self._processes = processes
         self._thread_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._process_pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._functions: dict[bytes, _Function] = {}
+        self._functions: dict[bytes, Function] = {}
         self._connections: set[WorkerConnection] = set()
         self._wanting: deque[WorkerConnection] = deque()
         self._running = 0
@@ -145,7 +119,7 @@ class Worker:
             executor = "async" if inspect.iscoroutinefunction(fn) else "thread"
         elif (executor == "async") != inspect.iscoroutinefunction(fn):
             raise ValueError(f"executor {executor!r} does not fit {fn!r}")
-        function = _Function(name, fn, timeout, executor)
+        function = Function(name, fn, timeout, executor)
         self._functions[function.raw] = function
         for connection in self._live():
             connection.send(function.can_do())
@@ -246,7 +220,9 @@ class Worker:
             return
         self._connections.add(connection)
         if self._auth is not None:  # before CAN_DO: the server judges them with the secret's identity
-            connection.send(encode_request(P.OPTION_REQ, self._auth))
+            connection.option(self._auth)
+        if self.meta:  # before the first GRAB: its JOB_ASSIGN comes after the answer
+            connection.option(META_OPTION)
         if self.client_id is not None:
             connection.send(encode_request(P.SET_CLIENT_ID, self.client_id.encode()))
         # The server serves the most recently registered function first: announce them in reverse, so that the
@@ -318,6 +294,8 @@ class Worker:
         unique: bytes,
         reducer: bytes | None,
         data: bytes,
+        attempt: int,
+        meta: dict[str, str],
     ) -> None:
         self._grabbing -= 1
         self._running += 1
@@ -330,25 +308,39 @@ class Worker:
         reducer_text = None if reducer is None else reducer.decode("utf-8", "surrogateescape")
         executor = entry.executor
         done = partial(self._future_done, connection, handle)
+        fn = entry.fn
+        span = None
+        if meta and self._tracer is not None:
+            span = tracing.start_consumer(self._tracer, texts[0], handle.decode("latin-1"), attempt, meta)
+            if span is not None and executor in ("thread", "inline"):
+                fn = partial(tracing.run_sync, span, entry.fn)
         if executor == "async":
-            job = WorkerJob(connection, handle, *texts, data, reducer_text)
-            task = asyncio.ensure_future(entry.fn(job))
+            job = WorkerJob(connection, handle, *texts, data, reducer_text, attempt=attempt, meta=meta)
+            work = fn(job)
+            task = asyncio.ensure_future(work if span is None else tracing.run_async(span, work))
             self._tasks.add(task)
             task.add_done_callback(done)
         elif executor == "inline":
-            inline_job = ThreadJob(connection, handle, *texts, data, reducer_text, self._loop_())
+            inline_job = ThreadJob(
+                connection, handle, *texts, data, reducer_text, self._loop_(), attempt=attempt, meta=meta
+            )
             try:
-                value = entry.fn(inline_job)
+                value = fn(inline_job)
             except Exception as exc:
                 self._ended(connection, handle, None, exc)
             else:
                 self._ended(connection, handle, value, None)
         elif executor == "thread":
-            thread_job = ThreadJob(connection, handle, *texts, data, reducer_text, self._loop_())
-            self._loop_().run_in_executor(self._thread_executor(), entry.fn, thread_job).add_done_callback(done)
+            thread_job = ThreadJob(
+                connection, handle, *texts, data, reducer_text, self._loop_(), attempt=attempt, meta=meta
+            )
+            self._loop_().run_in_executor(self._thread_executor(), fn, thread_job).add_done_callback(done)
         else:
-            plain = JobData(handle.decode("latin-1"), *texts, data, reducer_text)
-            self._loop_().run_in_executor(self._process_executor(), entry.fn, plain).add_done_callback(done)
+            plain = JobData(handle.decode("latin-1"), *texts, data, reducer_text, attempt, meta)
+            future = self._loop_().run_in_executor(self._process_executor(), fn, plain)
+            if span is not None:  # the span cannot follow the job into the other process: it ends with the future
+                future.add_done_callback(partial(tracing.end_with, span))
+            future.add_done_callback(done)
         self._schedule()
 
     def _future_done(self, connection: WorkerConnection, handle: bytes, future: asyncio.Future[Any]) -> None:
