@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from geartrain import Client, JobFailed, SyncClient, ThreadJob, Worker, WorkerJob, tracing
 from geartrain.worker import JobData
+from servers import GearmanServer
 
 
 @pytest.fixture(scope="session")
@@ -177,3 +178,30 @@ async def test_no_spans_and_no_metadata(how: str, spans: InMemorySpanExporter, m
     assert broker.submitted == [(None, b"")]  # no block: the client never asked for the option
     assert broker.options.count(META) == 1  # the worker's
     assert not [span for span in spans.get_finished_spans() if span.name.startswith("gearman")]
+
+
+async def test_a_trace_crosses_a_real_server_and_gearmand_runs_the_job_without_one(
+    gearman_server: GearmanServer, spans: InMemorySpanExporter
+) -> None:
+    """Our client, the real server process and our worker: the worker's span is the client's child and the job
+    knows its attempt; against gearmand (which refuses the option) the same code runs the job, untraced."""
+    seen: list[tuple[int, dict[str, str], bytes]] = []
+
+    async def work(job: WorkerJob) -> bytes:
+        seen.append((job.attempt, dict(job.meta), job.data))
+        return b"ok"
+
+    worker = Worker(gearman_server.address)
+    worker.register("traced", work)
+    async with running(worker), Client(gearman_server.address) as client:
+        with trace.get_tracer("test").start_as_current_span("request") as root:
+            assert await client.do("traced", b"img", meta={"tenant": "a"}) == b"ok"
+    [(attempt, meta, data)] = seen
+    assert (attempt, data) == (1, b"img")
+    if gearman_server.name == "gearmand":
+        assert meta == {} and named(spans, "gearman process traced") == []
+        return
+    assert meta["tenant"] == "a" and meta["traceparent"].split("-")[1] == f"{root.get_span_context().trace_id:032x}"
+    [producer] = named(spans, "gearman submit traced")
+    [consumer] = named(spans, "gearman process traced")
+    assert consumer.parent is not None and consumer.parent.span_id == producer.context.span_id
