@@ -19,7 +19,6 @@ from geartrain.errors import GearmanError
 from geartrain.http.lifecycle_api import LifecycleApi, is_lifecycle_action, is_lifecycle_read
 from geartrain.http.message import Request
 from geartrain.server.core.snapshot import (
-    failed,
     function_view,
     functions_view,
     job_view,
@@ -147,7 +146,7 @@ class Api:
             if job is None:
                 connection.respond_json({"error": "no such job"}, 404, head_only=head)
                 return
-            data = job_view(job, now, failed(engine, job))
+            data = job_view(job, now, engine.failed_attempts(job))
         elif path == "cluster":
             asyncio.get_running_loop().create_task(self._cluster(connection, head))
             return

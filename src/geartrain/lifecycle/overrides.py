@@ -20,6 +20,7 @@ from geartrain.lifecycle.policy import (
     check_cron_entry,
     check_function_settings,
     cron_ident,
+    cron_key,
 )
 
 #: The keys an override may set: those of a [functions.NAME] table.
@@ -89,12 +90,10 @@ class Overrides:
 
     def remove_cron(self, function: bytes, schedule: str | None) -> int:
         """Remove the added entries of ``function`` (at ``schedule``, or all); returns how many."""
-        gone = [
-            ident
-            for ident, raw in self.cron.items()
-            if str(raw.get("function", "")).encode() == function
-            and (schedule is None or " ".join(str(raw.get("schedule", "")).split()) == " ".join(schedule.split()))
-        ]
+        if schedule is not None:
+            gone = [cron_key(function, schedule)] if cron_key(function, schedule) in self.cron else []
+        else:
+            gone = [ident for ident, raw in self.cron.items() if str(raw.get("function", "")).encode() == function]
         for ident in gone:
             del self.cron[ident]
         return len(gone)

@@ -253,7 +253,12 @@ def check_cron_entry(entry: object, where: str) -> CronEntry:
 
 def cron_ident(entry: CronEntry) -> bytes:
     """What identifies a cron entry across restarts and reloads: its function and schedule."""
-    return entry.function + b"|" + " ".join(entry.schedule.split()).encode()
+    return cron_key(entry.function, entry.schedule)
+
+
+def cron_key(function: bytes, schedule: str) -> bytes:
+    """``function|schedule``, the schedule's runs of spaces as one (``0  7 * * *`` is ``0 7 * * *``)."""
+    return function + b"|" + " ".join(schedule.split()).encode()
 
 
 def _function_settings(table: object, where: str) -> dict[str, Any]:

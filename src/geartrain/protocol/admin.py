@@ -46,6 +46,11 @@ def unknown_command(word: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
 
 
+def error_line(code: str, text: str) -> bytes:
+    """An admin error reply, ``ERR CODE text``, with the text's spaces written as ``+`` (gearmand's way)."""
+    return b"ERR " + code.encode() + b" " + "+".join(text.split()).encode("utf-8", "replace") + b"\r\n"
+
+
 def incomplete_arguments(word: bytes) -> bytes:
     return b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+" + word + b"\r\n"
 

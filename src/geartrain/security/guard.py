@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from geartrain.errors import ErrorCode
-from geartrain.protocol.admin import AdminCommand
+from geartrain.protocol.admin import AdminCommand, error_line
 from geartrain.protocol.codec import encode
 from geartrain.protocol.packets import PacketType
 from geartrain.security.policy import ADMIN_READ, ADMIN_WRITE, SUBMIT, WORK, Policy
@@ -267,5 +267,4 @@ class AccessGuard:
 
 
 def _admin_refusal(text: str) -> bytes:
-    # gearmand writes the spaces of an ERR line's text as '+'.
-    return b"ERR " + DENIED_CODE.encode() + b" " + text.replace(" ", "+").encode("utf-8", "replace") + b"\r\n"
+    return error_line(DENIED_CODE, text)

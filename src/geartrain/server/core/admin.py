@@ -16,6 +16,7 @@ from geartrain.protocol.admin import (
     OK,
     AdminCommand,
     TooManyTokens,
+    error_line,
     format_ok_value,
     format_table,
     parse,
@@ -268,7 +269,7 @@ class AdminCommands:
         try:
             entry = overrides.add_cron(lifecycle, parse_cron_tokens(command.args), self._now())
         except PolicyError as error:
-            return _err("INVALID_ARGUMENTS", str(error))
+            return error_line("INVALID_ARGUMENTS", str(error))
         firing = lifecycle.crons.get(cron_ident(entry))
         next_at = firing.next_at if firing is not None and firing.next_at is not None else 0
         return format_ok_value(str(int(next_at)).encode())  # OK and the first firing's Unix time
@@ -288,7 +289,7 @@ class AdminCommands:
             settings = dict(parse_setting(token) for token in command.args[1:])
             overrides.set_policy(lifecycle, command.args[0], settings, self._now())
         except PolicyError as error:
-            return _err("INVALID_ARGUMENTS", str(error))
+            return error_line("INVALID_ARGUMENTS", str(error))
         return OK
 
     def _policy_unset(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
@@ -309,11 +310,6 @@ class AdminCommands:
         # gearmand dropped `shutdown` in 1.1.15; geartrain keeps it (graceful: stop taking jobs, exit when idle).
         self.engine.shutdown_mode = "graceful" if command.name == "shutdown graceful" else "now"
         return OK
-
-
-def _err(code: str, text: str) -> bytes:
-    """An admin error line: ``ERR CODE text`` with the text's spaces as ``+`` (gearmand's way)."""
-    return b"ERR " + code.encode() + b" " + "+".join(text.split()).encode("utf-8", "replace") + b"\r\n"
 
 
 NO_POLICY_FILE = b"ERR NO_POLICY_FILE start+the+server+with+--policy-file+(an+empty+file+will+do)\r\n"

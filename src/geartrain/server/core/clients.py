@@ -293,10 +293,11 @@ class ClientRules(DurableRules):
 
     def _option(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name = args[0]
-        if name.split(b"\0", 1)[0].lower() == b"exceptions":  # gearmand reads the name as a C string
+        option = name.split(b"\0", 1)[0].lower()  # gearmand reads the name as a C string
+        if option == b"exceptions":
             peer.exceptions = True
             self._send(peer, encode(replies.OPTION_RES, name))
-        elif name.split(b"\0", 1)[0].lower() == META_OPTION:
+        elif option == META_OPTION:
             peer.meta = True
             self._send(peer, encode(replies.OPTION_RES, name))
         else:

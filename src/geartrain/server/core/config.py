@@ -47,3 +47,9 @@ class EngineConfig:
     #: In a cluster the store is the queue of record: a background job enters this node's queues only when this
     #: node claims it (or keeps it at submit, for an idle worker of its own). See geartrain.server.core.cluster.
     cluster: bool = False
+
+    @property
+    def side_records(self) -> bool:
+        """Whether jobs get side records (core/sides.py): on a persistent server, not in a cluster (whose table
+        hands every record to claims)."""
+        return self.persistent and not self.cluster

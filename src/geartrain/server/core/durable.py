@@ -90,7 +90,7 @@ class DurableRules(EngineState):
             )
         )
         self.store_jobs.append((job, fresh))
-        if job.meta and not self.config.cluster:
+        if job.meta and self.config.side_records:
             self._store_side(job, Side(job.meta))
 
     def _store_side(self, job: Job, side: Side) -> None:
@@ -102,7 +102,7 @@ class DurableRules(EngineState):
     def _attach_meta(self, job: Job, meta: bytes) -> None:
         """A submit with metadata joined a job without: the job takes it (stored too, if the job is)."""
         job.meta = meta
-        if job.store_key is not None and self.config.persistent and not self.config.cluster:
+        if job.store_key is not None and self.config.side_records:
             self._store_side(job, Side(meta))
 
     def store_record(self, record: StoredJob) -> None:
@@ -329,10 +329,8 @@ class DurableRules(EngineState):
                 continue
             job.meta = side.meta
             self.sided.add(job)
-            if side.attempts and self.lifecycle is not None:
-                if side.retry_at > now and not job.when > now:
-                    waiting.setdefault(job.function, set()).add(job)
-                self.lifecycle.restore_failures(job, side, now)
+            if side.attempts and self.lifecycle is not None and self.lifecycle.restore_failures(job, side, now):
+                waiting.setdefault(job.function, set()).add(job)
         for function, jobs in waiting.items():  # they were queued by the replay: taken out, the life cycle has them
             for priority, queue in enumerate(function.queues):
                 kept = [job for job in queue if job not in jobs]

@@ -363,7 +363,7 @@ class Lifecycle:
             self.failures[job.handle] = (attempts, first)
             delay = policy.backoff_delay(attempts)
             self._push(now + delay, job)
-            if job.store_key is not None and engine.config.persistent and not engine.config.cluster:
+            if job.store_key is not None and engine.config.side_records:
                 engine._store_side(job, Side(job.meta, attempts, first, now + delay))  # outlives a kill -9
             self.retried += 1
             job.function.stats.retried += 1
@@ -432,12 +432,14 @@ class Lifecycle:
             elif engine.jobs.get(item.handle) is item and item.worker is None and not item.ignore:
                 engine._enqueue(item, now)
 
-    def restore_failures(self, job: Job, side: Side, now: float) -> None:
+    def restore_failures(self, job: Job, side: Side, now: float) -> bool:
         """A replayed job's side record says it failed before: it counts on, and waits out what is left of its
-        backoff (the caller took it out of its queue)."""
+        backoff. ``True`` when it waits (the caller takes it out of the queue the replay put it in)."""
         self.failures[job.handle] = (side.attempts, side.first_failed)
-        if side.retry_at > now and not job.when > now:
-            self._push(side.retry_at, job)
+        if side.retry_at <= now or job.when > now:
+            return False
+        self._push(side.retry_at, job)
+        return True
 
     def next_deadline(self) -> float | None:
         return self.retry_heap[0][0] if self.retry_heap else None

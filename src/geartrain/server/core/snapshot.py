@@ -86,11 +86,6 @@ def job_state(job: Job, now: float) -> str:
     return "queued"
 
 
-def failed(engine: Engine, job: Job) -> int:
-    """The job's failed attempts, as the job life cycle counts them (0 without a policy file)."""
-    return engine.lifecycle.attempts(job) if engine.lifecycle is not None else 0
-
-
 def job_view(job: Job, now: float, failed: int = 0) -> JSON:
     """``failed``: attempts the job life cycle counted as failed (a job waiting out a backoff, or retried)."""
     return {
@@ -125,7 +120,7 @@ def jobs_view(engine: Engine, now: float, search: str = "", function: str = "", 
         return {
             "total": len(engine.jobs),
             "complete": True,
-            "jobs": [job_view(job, now, failed(engine, job)) for job in islice(engine.jobs.values(), limit)],
+            "jobs": [job_view(job, now, engine.failed_attempts(job)) for job in islice(engine.jobs.values(), limit)],
         }
     needle = search.lower()
     matches: list[JSON] = []
@@ -140,7 +135,7 @@ def jobs_view(engine: Engine, now: float, search: str = "", function: str = "", 
             continue
         total += 1
         if len(matches) < limit:
-            matches.append(job_view(job, now, failed(engine, job)))
+            matches.append(job_view(job, now, engine.failed_attempts(job)))
     return {"total": total, "complete": True, "jobs": matches}
 
 

@@ -184,6 +184,10 @@ class EngineState:
                 self._release_hold(job.function)
         return worker
 
+    def failed_attempts(self, job: Job) -> int:
+        """The job's attempts the life cycle counted as failed (0 without a policy file)."""
+        return self.lifecycle.attempts(job) if self.lifecycle is not None else 0
+
     def _attempt_failed(self, job: Job, error: bytes, now: float) -> None:
         """A background job's attempt failed (its clients, if any, were told): detach it from its worker and its
         clients, and let the life cycle retry it later or bury it."""

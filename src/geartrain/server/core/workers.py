@@ -116,8 +116,7 @@ class WorkerRules(EngineState):
 
     def _meta_data(self, job: Job) -> bytes:
         """A job's data for a worker with the geartrain-meta option: its attempt and metadata, then the payload."""
-        failed = self.lifecycle.attempts(job) if self.lifecycle is not None else 0
-        return join_meta(worker_meta(job.retries + failed + 1, job.meta), job.data)
+        return join_meta(worker_meta(job.retries + self.failed_attempts(job) + 1, job.meta), job.data)
 
     def _next_job(self, peer: Peer, now: float) -> Job | None:
         peer.sleeping = False
