@@ -145,7 +145,10 @@ class Broker:
             elif ptype == GRAB_JOB_ALL:
                 self._grab(peer, meta)
             elif ptype == PRE_SLEEP:
-                self._sleeping.add(peer)
+                if self._queue:  # a job came between its NO_JOB and this: wake it now, as a real server does
+                    peer.send(res(NOOP))
+                else:
+                    self._sleeping.add(peer)
             elif ptype in (WORK_COMPLETE, WORK_FAIL, WORK_EXCEPTION):
                 owner = self._owners.pop(args[0], None)
                 if owner is not None:
