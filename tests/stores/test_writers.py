@@ -136,3 +136,54 @@ def test_a_lost_connection_fails_its_batch_and_the_next_one_connects_afresh(
     expected = asyncio.run(scenario())
     store.open()
     assert list(store.load()) == expected
+
+
+async def remove_now(writer: BatchWriter, removes: list[Removal]) -> BaseException | None:
+    """Run ``writer.remove_now`` to its end: its error (None: committed). Fails the test if it would not start."""
+    done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    assert writer.remove_now(removes, done.set_result), "remove_now did not start on an open, idle writer"
+    return await asyncio.wait_for(done, 10)
+
+
+def test_remove_now_deletes_one_job_and_several(store: QueueStore) -> None:
+    # Keys that need quoting in a PostgreSQL array literal and escaping in MySQL, and bytes that are not UTF-8.
+    jobs = [job(b"plain"), job(b'quo"te'), job(b"back\\slash"), job(b"comma,{brace}"), job(b"\xff\x00bin"), job(b"x")]
+    store.apply(jobs, [])
+
+    async def scenario() -> None:
+        writer = writer_of(store)
+        await writer.open()
+        try:
+            assert await remove_now(writer, [gone(jobs[0])]) is None
+            assert await remove_now(writer, [gone(j) for j in jobs[1:5]]) is None
+            assert await remove_now(writer, [Removal(b"never-stored", b"f")]) is None  # deleting nothing is no error
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    assert list(store.load()) == [jobs[5]]
+
+
+def test_remove_now_says_no_when_it_cannot_start_and_fails_on_a_lost_connection(
+    backend: Backend, store: QueueStore
+) -> None:
+    kept, lost = job(b"kept"), job(b"lost")
+    store.apply([kept, lost], [])
+
+    async def scenario() -> None:
+        writer = writer_of(store)
+        assert not writer.remove_now([gone(kept)], lambda error: pytest.fail("called back")), "nothing is open yet"
+        await writer.open()
+        try:
+            drop_connections(backend)
+            done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+            if writer.remove_now([gone(lost)], done.set_result):
+                error = await asyncio.wait_for(done, 10)
+                assert isinstance(error, StoreUnavailable), error  # what the server applies again through apply()
+            await writer.apply([], [gone(lost)])  # the ordinary path connects afresh
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    store.open()
+    assert list(store.load()) == [kept]

@@ -117,3 +117,43 @@ def test_mysql_answers_end_at_the_last_ok_or_the_first_err() -> None:
             rows.result()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["hiredis", "pure"])
+def test_callbacks_and_futures_are_answered_in_the_order_sent_and_fail_together(fast: bool) -> None:
+    async def scenario() -> None:
+        conn = RespConnection(timeout=5, fast=fast)
+        conn.connection_made(Transport())  # type: ignore[arg-type]
+        answers: list[object] = []
+        first = conn.call([b"PING"])
+        assert conn.send_commands_then(encode_command([b"DEL", b"k"]), 1, answers.append)
+        third = conn.call([b"GET", b"k"])
+        conn.data_received(b"+PONG\r\n:1")
+        assert first.done() and answers == []
+        conn.data_received(b"\r\n$-1\r\n")
+        assert answers == [[1]] and await third == [None] and await first == [b"PONG"]
+
+        assert conn.send_commands_then(encode_command([b"DEL", b"k"]), 1, answers.append)
+        pending = conn.call([b"PING"])
+        conn.connection_lost(None)
+        assert isinstance(answers[-1], ConnectionLost)
+        with pytest.raises(ConnectionLost):
+            await pending
+        assert not conn.send_commands_then(b"", 1, answers.append)  # lost: nothing sent, never called back
+        assert len(answers) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_mysql_query_answered_by_callback() -> None:
+    async def scenario() -> None:
+        channel = QueryChannel(timeout=5)
+        transport = Transport()
+        channel.connection_made(transport)  # type: ignore[arg-type]
+        answers: list[object] = []
+        assert channel.query_then("DELETE FROM t WHERE a = 1", answers.append)
+        assert transport.written == [query_packets("DELETE FROM t WHERE a = 1")]
+        channel.data_received(bytes([7, 0, 0, 1, 0, 1, 0, 2, 0, 0, 0]))  # OK, 1 row, no more results
+        assert answers == [None]
+
+    asyncio.run(scenario())

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from geartrain.server.core.durable import StoreBatch
 from geartrain.server.core.engine import Engine
@@ -47,9 +48,9 @@ class Persistence:
         self._writer = store.batch_writer()  # network stores write batches on the loop; others on the thread
         self._slots = self._writer.concurrency if self._writer is not None else 1
         self._running: set[asyncio.Task[None]] = set()
+        self._answering = 0  # deletions started by the writer's remove_now, whose replies are awaited
         self._running_adds = False  # the running batch stores jobs: nothing runs beside it
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle_waiters: list[asyncio.Future[None]] = []  # flush() waiting for every batch to end
         self._up = True
         self._reconnect = self._writer is not None  # (re)open before the next batch: a writer connects lazily
         self._backoff = MIN_BACKOFF
@@ -165,20 +166,22 @@ class Persistence:
         key again waits until nothing runs. Deletions nobody waits for (``--store-ack submits``) wait for the next
         free turn and go together: under load one transaction then deletes hundreds of jobs.
         """
-        running = len(self._running)
+        engine = self.engine
+        if not engine.store_adds and not engine.store_removes and not self._retry_removes:
+            return  # the common case after a reply was read: kept to one call
+        running = len(self._running) + self._answering
         if running and (
             self._running_adds
             or running >= self._slots
-            or self.engine.store_adds
-            or not self.engine.store_barriers  # nobody waits for these deletions: they can join the next batch
+            or engine.store_adds
+            or not engine.store_barriers  # nobody waits for these deletions: they can join the next batch
             or self._reconnect
             or not self._up
         ):
             return
-        batch = self.engine.take_store_batch()
-        if batch is None and not self._retry_removes:
-            return
-        batch = batch or StoreBatch()
+        batch = engine.take_store_batch()
+        if batch is None:
+            batch = StoreBatch()
         if not self._up and time.monotonic() < self._next_attempt:
             self._refuse(batch, "the store is unavailable; retrying")
             return
@@ -190,11 +193,41 @@ class Persistence:
             batch.barriers[:0] = self._retry_barriers
             self._retry_barriers = []
         self._running_adds = bool(batch.adds)
-        self._idle.clear()
+        started = time.monotonic()
+        writer = self._writer
+        if (
+            not batch.adds
+            and writer is not None
+            and self._up
+            and not self._reconnect
+            and writer.remove_now(batch.removes, partial(self._removed, batch, started))
+        ):
+            self._answering += 1
+            return
+        self._start(batch, started)
+
+    def _start(self, batch: StoreBatch, started: float) -> None:
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
-        task = loop.create_task(self._run(batch, time.monotonic()))
+        task = loop.create_task(self._run(batch, started))
         self._running.add(task)  # held here: the loop keeps only a weak reference
+
+    def _removed(self, batch: StoreBatch, started: float, error: BaseException | None) -> None:
+        """The end of a deletion started by ``remove_now`` (called where the database's reply was read)."""
+        self._answering -= 1
+        if error is not None:
+            # Applied again the usual way: it reconnects, retries once, or refuses the batch and backs off.
+            self._start(batch, started)
+            return
+        # _committed and _settle spelt out for the case at hand (the store was up, the batch holds no jobs): this
+        # runs once per finished job in a drain.
+        self.commits += 1
+        self.commit_latency.observe(time.monotonic() - started)
+        self.engine.removals_applied(batch)
+        if not self._answering and not self._running:
+            self._running_adds = False
+            self._wake_idle()
+        self._on_result()
 
     async def _run(self, batch: StoreBatch, started: float) -> None:
         try:
@@ -207,10 +240,25 @@ class Persistence:
             task = asyncio.current_task()
             if task is not None:
                 self._running.discard(task)
-            if not self._running:
-                self._running_adds = False
-                self._idle.set()
+            self._settle()
         self._on_result()
+
+    def _settle(self) -> None:
+        if not self._running and not self._answering:
+            self._running_adds = False
+            self._wake_idle()
+
+    def _wake_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _until_idle(self) -> None:
+        if self._running or self._answering:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
 
     async def _apply(self, batch: StoreBatch, reconnect: bool) -> tuple[frozenset[int], frozenset[int]]:
         """Returns the positions of adds the store refused (bad values), and of those it already held under the
@@ -310,11 +358,11 @@ class Persistence:
     async def flush(self) -> None:
         """Wait until everything recorded so far has been tried (for shutdown)."""
         for _ in range(3):
-            await self._idle.wait()
+            await self._until_idle()
             self.kick()
-            if not self._running:
+            if not self._running and not self._answering:
                 break
-        await self._idle.wait()
+        await self._until_idle()
 
     def close(self) -> None:
         for handle in (self._retry_timer, self._renewal, self._renewing):

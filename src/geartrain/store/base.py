@@ -16,7 +16,7 @@ jobs. SQLite by an OS lock on the database file; the network stores by an owner 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from geartrain.errors import GearmanError
@@ -101,6 +101,15 @@ class BatchWriter(Protocol):
 
         In a cluster, returns the (key, function) of adds the store already held: another node stored a job under
         that unique first, and this node's copy must not run."""
+
+    def remove_now(self, removes: Sequence[Removal], done: Callable[[BaseException | None], None]) -> bool:
+        """Start deleting ``removes`` in one transaction, now, on a connection already open: ``done(None)`` once it
+        has committed, ``done(error)`` when it failed (the server then applies the batch again with :meth:`apply`,
+        which reconnects). ``False`` when it cannot start that way (nothing connected and idle, a cluster): nothing
+        was sent and ``done`` is never called.
+
+        The reply is acted on where it is read, with no task to start and resume: each is a loop turn, and with
+        one worker draining, every job waits for its deletion, so those turns are in every job's time."""
 
     def close(self) -> None:
         """Drop every connection."""

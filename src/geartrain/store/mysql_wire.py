@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import net_batch
-from geartrain.store.wire import ConnectionLost, ConnectionPool, OrderedReplies, open_protocol
+from geartrain.store.textcodec import bytes_to_text
+from geartrain.store.wire import Answered, ConnectionLost, ConnectionPool, OrderedReplies, open_protocol
 
 if TYPE_CHECKING:
     from geartrain.store.mysql import MySQLStore
@@ -41,7 +42,9 @@ class MySQLServerError(StoreError):
 
 def query_packets(sql: str) -> bytes:
     """``sql`` as a COM_QUERY command: packets of at most 16 MiB - 1, numbered from 0."""
-    payload = bytes([COM_QUERY]) + sql.encode("utf-8")
+    payload = b"\x03" + sql.encode("utf-8")  # COM_QUERY
+    if len(payload) < MAX_PAYLOAD:  # the usual case: one packet, number 0
+        return len(payload).to_bytes(3, "little") + b"\0" + payload
     packets = []
     for number, start in enumerate(range(0, len(payload) + 1, MAX_PAYLOAD)):
         chunk = payload[start : start + MAX_PAYLOAD]
@@ -82,6 +85,10 @@ class QueryChannel(OrderedReplies[None]):
     def query(self, sql: str) -> asyncio.Future[None]:
         return self.send(query_packets(sql))
 
+    def query_then(self, sql: str, answered: Answered[None]) -> bool:
+        """:meth:`query` with a callback in place of the future (see :meth:`OrderedReplies.send_then`)."""
+        return self.send_then(query_packets(sql), answered)
+
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
@@ -101,7 +108,11 @@ class QueryChannel(OrderedReplies[None]):
 
     def _packet(self, packet: bytes) -> None:
         kind = packet[0] if packet else -1
-        if kind == 0xFF:
+        if kind == 0 and len(packet) >= 5 and packet[1] < 0xFB and packet[2] < 0xFB:
+            # The usual OK (row count and insert id of one byte each), read here: once per finished job.
+            if not packet[3] & SERVER_MORE_RESULTS_EXISTS:
+                self.answer(None)
+        elif kind == 0xFF:
             self.answer(MySQLServerError(packet))  # the statements after the failed one were not run
         elif kind == 0x00 or (kind == 0xFE and len(packet) >= 7):
             if not more_results(packet):
@@ -166,8 +177,46 @@ class MySQLWriter:
         except ConnectionLost as exc:
             raise StoreUnavailable(f"{self._store.description}: {exc}") from exc
 
+    def remove_now(self, removes: Sequence[Removal], done: Callable[[BaseException | None], None]) -> bool:
+        store, pool = self._store, self._pool
+        channel = pool.take_idle()
+        if channel is None:
+            return False
+        if len(removes) == 1:  # a drain with one worker: the statement spelt out, for it is sent once per job
+            escape = channel.escape
+            key, function = bytes_to_text(removes[0].key), bytes_to_text(removes[0].function)
+            queries = [
+                f"DELETE FROM {store.table} WHERE unique_key = {escape(key)} AND function_name = {escape(function)}"
+            ]
+        else:
+            queries = store.queries(channel.escape, (), removes)
+            if len(queries) != 1:  # too big for one packet: a transaction over several queries, by apply()
+                pool.give_back(channel)
+                return False
+
+        def answered(reply: BaseException | None) -> None:
+            pool.give_back(channel, lost=isinstance(reply, ConnectionLost))
+            if isinstance(reply, MySQLServerError):
+                done(StoreError(f"{store.description}: {_error_text(reply.payload)}"))
+            elif isinstance(reply, ConnectionLost):
+                done(StoreUnavailable(f"{store.description}: {reply}"))
+            else:
+                done(reply)
+
+        if channel.query_then(queries[0], answered):
+            return True
+        pool.give_back(channel, lost=True)
+        return False
+
     def close(self) -> None:
         self._pool.close()
+
+
+def _error_text(payload: bytes) -> str:
+    """An ERR packet's code and message (after the marker byte, code, and '#' with the SQL state)."""
+    code = int.from_bytes(payload[1:3], "little") if len(payload) >= 3 else 0
+    message = payload[9:] if payload[3:4] == b"#" else payload[3:]
+    return f"({code}) {message.decode('utf-8', 'replace')}"
 
 
 def _usable(channel: QueryChannel) -> bool:

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.records import Removal, StoredJob, unique_from_key
@@ -256,12 +257,16 @@ class RedisStore:
                 side += [b"reducer", job.reducer]
             commands.append(side)
         if removes:
-            gone: list[Arg] = [b"DEL"]
-            for removal in removes:
-                key = self.job_key(removal.function, removal.key)
-                gone += [key, SIDE_PREFIX + key]
-            commands.append(gone)
+            commands.append(self.removal_command(removes))
         return commands
+
+    def removal_command(self, removes: Sequence[Removal]) -> list[Arg]:
+        """One DEL of the jobs' records, gearmand's and ours: atomic by itself."""
+        gone: list[Arg] = [b"DEL"]
+        for removal in removes:
+            key = self.job_key(removal.function, removal.key)
+            gone += [key, SIDE_PREFIX + key]
+        return gone
 
     def hold(self, holder: Holder) -> None:
         self._hold.take(holder)
@@ -390,6 +395,28 @@ class RedisWriter:
             if failed or reply is None:  # None: EXEC aborted
                 raise StoreError(f"{store.description}: {failed[0] if failed else 'transaction aborted'}")
         return None
+
+    def remove_now(self, removes: Sequence[Removal], done: Callable[[BaseException | None], None]) -> bool:
+        conn, store = self._conn, self._store
+        if conn is None or conn.lost is not None or store.cluster is not None:
+            return False
+        if len(removes) == 1:  # a drain with one worker: the DEL spelt out, for it is sent once per job
+            key = store.prefix + b"-" + removes[0].function + b"-" + removes[0].key
+            side = SIDE_PREFIX + key
+            command = b"*3\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(side), side)
+        else:
+            command = resp.encode_command(store.removal_command(removes))
+        return conn.send_commands_then(command, 1, partial(self._removed, done))
+
+    def _removed(self, done: Callable[[BaseException | None], None], replies: list[resp.Reply] | BaseException) -> None:
+        if isinstance(replies, ConnectionLost):
+            done(StoreUnavailable(f"{self._store.description}: {replies}"))
+        elif isinstance(replies, BaseException):
+            done(replies)
+        elif isinstance(replies[0], RespError):
+            done(StoreError(f"{self._store.description}: {replies[0]}"))
+        else:
+            done(None)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -13,7 +13,7 @@ import contextlib
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeAlias, TypeVar, cast
 
 from geartrain.store.base import StoreUnavailable
 
@@ -26,13 +26,22 @@ class ConnectionLost(StoreUnavailable, ConnectionError):
     """The connection closed, timed out, or sent something its protocol does not allow."""
 
 
+Answered: TypeAlias = Callable[[R | BaseException], None]
+
+
 class OrderedReplies(asyncio.Protocol, Generic[R]):
-    """Futures of requests in flight, answered first in, first out, with one timer for all of them."""
+    """Requests in flight, answered first in, first out, with one timer for all of them.
+
+    A request is waited for as a future (:meth:`send`) or answered by a callback (:meth:`send_then`). The callback
+    runs inside :meth:`data_received`: the reply is acted on in the loop turn that read it, where a future's waiter
+    would resume a turn later (a drain with one worker pays that turn for every job).
+    """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
-        self._waiting: deque[tuple[asyncio.Future[R], float]] = deque()  # (future, when sent)
+        # (future or callback, when sent)
+        self._waiting: deque[tuple[asyncio.Future[R] | Answered[R], float]] = deque()
         self._watchdog: asyncio.TimerHandle | None = None
         self.lost: Exception | None = None
 
@@ -50,10 +59,26 @@ class OrderedReplies(asyncio.Protocol, Generic[R]):
             future.set_exception(ConnectionLost(str(self.lost or "not connected")))
             return future
         self._waiting.append((future, loop.time()))
+        self._write(loop, data)
+        return future
+
+    def send_then(self, data: bytes, answered: Answered[R]) -> bool:
+        """Write one request; ``answered(reply or error)`` when its reply comes or the connection fails. ``False``
+        (nothing written, nothing called) when the connection is already lost."""
+        if self.lost is not None or self.transport is None:
+            return False
+        loop = asyncio.get_running_loop()
+        self._waiting.append((answered, loop.time()))
+        self.transport.write(data)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.timeout, self._check_overdue)
+        return True
+
+    def _write(self, loop: asyncio.AbstractEventLoop, data: bytes) -> None:
+        assert self.transport is not None
         self.transport.write(data)
         if self._watchdog is None:  # one timer for every request: a timer per request costs more than the rest
             self._watchdog = loop.call_later(self.timeout, self._check_overdue)
-        return future
 
     @property
     def waiting(self) -> bool:
@@ -64,13 +89,15 @@ class OrderedReplies(asyncio.Protocol, Generic[R]):
         if not self._waiting:
             self.fail(ConnectionLost(f"a reply to no request: {reply!r}"))
             return
-        future, _ = self._waiting.popleft()
-        if future.done():
+        waiter, _ = self._waiting.popleft()
+        if not isinstance(waiter, asyncio.Future):
+            waiter(reply)
+        elif waiter.done():
             return
-        if isinstance(reply, BaseException):
-            future.set_exception(reply)
+        elif isinstance(reply, BaseException):
+            waiter.set_exception(reply)
         else:
-            future.set_result(reply)
+            waiter.set_result(reply)
 
     def _check_overdue(self) -> None:
         self._watchdog = None
@@ -88,10 +115,12 @@ class OrderedReplies(asyncio.Protocol, Generic[R]):
         if self.lost is None:
             self.lost = error
         waiting, self._waiting = self._waiting, deque()
-        for future, _ in waiting:
-            if not future.done():
-                future.set_exception(error)
         self.close()
+        for waiter, _ in waiting:
+            if not isinstance(waiter, asyncio.Future):
+                waiter(error)
+            elif not waiter.done():
+                waiter.set_exception(error)
 
     def close(self) -> None:
         if self._watchdog is not None:
@@ -140,6 +169,22 @@ class ConnectionPool(Generic[C]):
         finally:
             self._busy.remove(conn)
         if self._usable(conn):
+            self._idle.append(conn)
+
+    def take_idle(self) -> C | None:
+        """An idle connection, now, without connecting (``None`` when none is idle); :meth:`give_back` it."""
+        if not self._idle:
+            return None
+        conn = self._idle.pop()
+        self._busy.append(conn)
+        return conn
+
+    def give_back(self, conn: C, lost: bool = False) -> None:
+        """The end of :meth:`take_idle`'s loan; a ``lost`` connection is closed, never lent again."""
+        self._busy.remove(conn)
+        if lost:
+            self._close(conn)
+        elif self._usable(conn):
             self._idle.append(conn)
 
     async def reset(self) -> None:

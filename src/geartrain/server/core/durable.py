@@ -279,6 +279,15 @@ class DurableRules(EngineState):
             job.clients = ()
             self._free(job)
 
+    def removals_applied(self, batch: StoreBatch) -> None:
+        """:meth:`store_committed` for a batch of deletions alone (no jobs to acknowledge or queue): the workers
+        waiting for them may have their replies. Spelt out, for a drain runs it once per job."""
+        dirty = self.dirty
+        for barrier in batch.barriers:
+            barrier.data = b""
+            if not barrier.peer.closed:
+                dirty.append(barrier.peer)
+
     def _release(self, batch: StoreBatch) -> None:
         for barrier in batch.barriers:
             self._resolve(barrier, b"")

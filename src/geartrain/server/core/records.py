@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 EMPTY_UNIQUE_PREFIX = b"gt:empty:"
 DASH_UNIQUE_PREFIX = b"gt:dash:"
@@ -38,9 +39,11 @@ class StoredJob:
     handle: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class Removal:
-    """A stored job to delete: its (key, function)."""
+class Removal(NamedTuple):
+    """A stored job to delete: its (key, function).
+
+    A named tuple rather than a frozen dataclass: one is made, hashed and compared per finished stored job, and a
+    tuple does the three in C (the dataclass' ``__init__``, ``__hash__`` and ``__eq__`` are Python functions)."""
 
     key: bytes
     function: bytes
