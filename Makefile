@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 4730
 HTTP_PORT ?= 8080
 
-.PHONY: serve test lint typecheck check bench bench-smoke bench-cluster clean venv
+.PHONY: serve test lint typecheck check docs bench bench-smoke bench-cluster clean venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ typecheck: $(VENV)/.installed
 
 check: lint typecheck test
 
+# The documentation site into site/ (open site/index.html): the pages in docs/ and an API reference from the
+# docstrings. --strict: a broken link, anchor or API reference fails the build.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # Side by side with the C gearmand (when installed): results in benchmarks/results/, plot in docs/.
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,bench]'
@@ -48,4 +57,4 @@ bench-cluster: $(VENV)/.installed
 	$(PY) benchmarks/cluster.py --jobs 200000 --reps 2 $(CLUSTER_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

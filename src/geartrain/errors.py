@@ -142,6 +142,14 @@ class NoServersAvailable(GearmanError):
     """None of the configured servers could be reached."""
 
 
+class StartupError(GearmanError):
+    """The server could not start: a port it cannot listen on, a file it cannot write, a part that failed.
+
+    The message is one line naming what failed and why (``cannot listen on 127.0.0.1:4730: address already in
+    use``): the command line prints it as it is, after the program's name.
+    """
+
+
 ERROR_CODES: dict[str, type[ServerError]] = {
     cls.code: cls for cls in (JobNotFound, QueueFull, ArgumentTooLarge, UnknownOption, InvalidCommand, PermissionDenied)
 }

@@ -21,11 +21,12 @@ _MODULES = {
     "gearman": "geartrain.cli.gearman",
     "gearadmin": "geartrain.cli.gearadmin",
     "geartrain": "geartrain.cli.main",
+    "gearmand": "geartrain.cli.gearmand",
 }
 
 
 def ours(name: str) -> list[str]:
-    """Our `gearman`, `gearadmin` or `geartrain` (the console script of the running venv if there is one)."""
+    """Our `gearman`, `gearadmin`, `geartrain` or `gearmand` (the running venv's console script if there is one)."""
     script = Path(sys.executable).parent / name
     if script.exists():
         return [str(script)]

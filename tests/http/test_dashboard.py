@@ -28,6 +28,35 @@ def cell(driver: Any, function: str, column: str) -> str | None:
         return None
 
 
+def texts(driver: Any, selector: str) -> list[str] | None:
+    """The texts of the elements; None when none is there yet, or they were redrawn while being read."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return [str(e.text) for e in driver.find_elements("css selector", selector)] or None
+    except StaleElementReferenceException:
+        return None
+
+
+def worker_cell(driver: Any, column: str) -> str | None:
+    """A cell of the (only) worker's row."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", f"#workers tr[data-worker] td.{column}").text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
+def detail_field(driver: Any, name: str) -> str | None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", f'#detail-fields dd[data-field="{name}"]').text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
 def job_rows(driver: Any) -> list[str] | None:
     from selenium.common.exceptions import StaleElementReferenceException
 
@@ -79,9 +108,40 @@ def test_dashboard_shows_live_counts_and_its_buttons_change_the_server(
         running = worker.grab().args[0].decode()  # held: shows as the worker's running job
         wait_until(lambda: cell(browser, "resize", "completed") == "2", UI_TIMEOUT, "2 completed on the page")
         assert cell(browser, "resize", "queued") == "3" and cell(browser, "resize", "running") == "1"
-        workers_text = browser.find_element("id", "workers").text
-        assert "resizer-7" in workers_text and running in workers_text
+        assert cell(browser, "resize", "pending") == "0" and cell(browser, "resize", "replayed") == "0"
+        assert (cell(browser, "resize", "oldest") or "").endswith(" s")  # the longest wait, in seconds
+        # The worker, identified: its address and port, client id, functions, results sent, connected since.
+        host, port = worker.sock.getsockname()[:2]
+        wait_until(lambda: worker_cell(browser, "jobs-done") == "2", UI_TIMEOUT, "the worker's jobs done")
+        assert worker_cell(browser, "address") == f"{host}:{port}"
+        assert worker_cell(browser, "client-id") == "resizer-7" and worker_cell(browser, "functions") == "resize"
+        assert (worker_cell(browser, "connected") or "").endswith(" ago")
+        assert running in browser.find_element("id", "workers").text
         assert len(browser.find_elements("css selector", "#throughput polyline")) == 2  # submitted and finished
+        # The chart has a value axis in jobs per second and a time axis, both labelled, with ticks.
+        assert wait_until(lambda: texts(browser, "#throughput text.axis-title"), UI_TIMEOUT) == ["jobs/s", "time"]
+        assert len(wait_until(lambda: texts(browser, "#throughput .y-axis text.tick"), UI_TIMEOUT)) == 5
+        assert len(wait_until(lambda: texts(browser, "#throughput .x-axis text.tick"), UI_TIMEOUT)) >= 4
+        heading = browser.find_element("css selector", "#throughput-section h2 small")
+        assert "last 1 h" in heading.text
+        click(browser, '#ranges button[data-range="600"]')
+        wait_until(lambda: "last 10 min" in heading.text, UI_TIMEOUT, "the 10-minute range")
+        ticks = wait_until(lambda: texts(browser, "#throughput .x-axis text.tick"), UI_TIMEOUT)
+        assert all(len(tick) == 5 and tick[2] == ":" for tick in ticks)  # clock times, HH:MM
+
+        # A job's detail: its payload, kind, state, attempts and history.
+        click(browser, f'#jobs tr[data-handle="{handles[4]}"] a.job-link')
+        wait_until(lambda: detail_field(browser, "state") == "queued", UI_TIMEOUT, "the job's detail")
+        assert browser.find_element("id", "detail-payload").text == "picture 4"
+        assert detail_field(browser, "kind") == "background" and detail_field(browser, "size") == "9 bytes"
+        assert detail_field(browser, "unique") == "img-4" and detail_field(browser, "attempts") == "0"
+        assert wait_until(lambda: texts(browser, "#detail-history td.event"), UI_TIMEOUT) == ["created"]
+        click(browser, "#workers tr a.job-link")  # the worker's running job
+        wait_until(lambda: detail_field(browser, "state") == "running", UI_TIMEOUT, "the running job's detail")
+        assert browser.find_element("id", "detail-handle").text == running
+        assert "resizer-7" in (detail_field(browser, "worker") or "")
+        click(browser, "#detail-close")
+        assert not browser.find_element("id", "job-detail").is_displayed()
 
         # A foreground job a real client waits for; found with the search box, then cancelled with its button.
         waiting = client.submit("resize", b"urgent", unique="needle-42")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 from http_harness import HttpServer
@@ -53,12 +54,18 @@ def test_server_functions_workers_and_jobs(http_server: HttpServer) -> None:
         assert functions["resize"]["queued"] == {"high": 0, "normal": 2, "low": 0}
         assert (functions["resize"]["running"], functions["resize"]["workers"]) == (1, 1)
         assert functions["mail"]["queued"]["high"] == 1 and functions["mail"]["submitted"] == 1
-        one = http_server.get_json("/api/functions/resize")
+        assert (functions["resize"]["pending"], functions["resize"]["replayed"]) == (0, 0)
+        one: dict[str, Any] = http_server.get_json("/api/functions/resize")  # type: ignore[assignment]
+        assert one.pop("oldest_queued") >= functions["resize"].pop("oldest_queued") >= 0  # waits grow meanwhile
         assert one == functions["resize"]
         workers = http_server.get_json("/api/workers")["workers"]  # type: ignore[index]
         assert [(w["client_id"], w["functions"], w["running"]) for w in workers] == [
             ("resizer-1", ["resize"], [running])
         ]
+        # Who the worker is: its own address and port, since when, and how many results it sent.
+        local = worker.sock.getsockname()
+        assert (workers[0]["address"], workers[0]["port"], workers[0]["jobs_done"]) == (local[0], local[1], 0)
+        assert 0 <= time.time() - workers[0]["connected"] < 60
         listing = jobs(http_server)
         assert listing["total"] == 4
         by_handle = {j["handle"]: j for j in listing["jobs"]}
@@ -73,7 +80,10 @@ def test_server_functions_workers_and_jobs(http_server: HttpServer) -> None:
         assert capped["jobs"][0] == {**listing["jobs"][0], "age": capped["jobs"][0]["age"]}  # oldest first
         one_job: dict[str, Any] = http_server.get_json(f"/api/jobs/{running}")  # type: ignore[assignment]
         assert one_job.pop("age") >= by_handle[running].pop("age")  # ages grow between the two requests
-        assert one_job == by_handle[running]
+        assert one_job | by_handle[running] == one_job  # the detail view has what the list has, and more:
+        assert one_job["payload"] == {"preview": "img0", "truncated": False, "binary": False}
+        assert one_job["worker_detail"]["client_id"] == "resizer-1" and one_job["error"] is None
+        assert [event["event"] for event in one_job["history"]] == ["created", f"handed to worker {workers[0]['id']}"]
     assert http_server.request("GET", "/api/jobs/H:nope:1")[0] == 404
     assert http_server.request("GET", "/api/functions/nope")[0] == 404
     assert http_server.request("GET", "/api/nothing")[0] == 404
@@ -88,8 +98,12 @@ def test_cancel_tells_the_waiting_client_and_purge_empties_the_queue(http_server
         failed = client.expect(P.WORK_FAIL)
         assert failed.args[0].decode() == handle
         assert jobs(http_server, f"?search={handle}")["jobs"][0]["state"] == "cancelled"
+        background = http_server.request("POST", "/work", b"cancel me", BG)[1]["X-Gearman-Job-Handle"]
+        http_server.post_json(f"/api/jobs/{background}/cancel")
+        cancelled = http_server.get_json(f"/api/jobs/{background}")
+        assert (cancelled["state"], cancelled["background"]) == ("cancelled", True)  # type: ignore[index]
         assert http_server.request("DELETE", "/api/jobs/H:nope:9")[0] == 404
-        assert http_server.post_json("/api/functions/work/purge") == {"function": "work", "purged": 4}
+        assert http_server.post_json("/api/functions/work/purge") == {"function": "work", "purged": 4}  # + cancelled
         assert parse_status(admin(http_server.address, "status"))["work"].total == 0
         assert jobs(http_server)["total"] == 0
         http_server.post_json("/api/functions/nope/purge", expect=404)
@@ -115,7 +129,10 @@ def test_admin_json_commands_match_the_api(http_server: HttpServer) -> None:
         worker.send(P.CAN_DO, b"same")
         worker.sync()
         status = json.loads(admin(http_server.address, "status json"))
-        api = http_server.get_json("/api/functions")
+        api: dict[str, Any] = http_server.get_json("/api/functions")  # type: ignore[assignment]
+        for listed in (status, api):
+            [function] = listed["functions"]
+            assert function.pop("oldest_queued") >= 0  # seconds: they differ between the two reads
         assert status == api
         assert json.loads(admin(http_server.address, "workers json")) == http_server.get_json("/api/workers")
         listing = json.loads(admin(http_server.address, "show jobs json"))
@@ -152,8 +169,9 @@ def test_event_stream_sends_live_updates(http_server: HttpServer) -> None:
             message="an update listing the new function",
         )
         assert update[0]["queued"]["normal"] == 1
-    history = http_server.get_json("/api/history")
-    assert history["interval"] > 0 and history["samples"]  # type: ignore[index]
+    history: dict[str, Any] = http_server.get_json("/api/history")  # type: ignore[assignment]
+    assert history["interval"] > 0 and history["samples"]
+    assert history["span"] >= 3600 and history["fine_span"] == 600  # an hour and more, finest for ten minutes
 
 
 def test_pipelined_requests_are_answered_in_order_until_connection_close(http_server: HttpServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sqlite3
 import threading
@@ -185,19 +186,38 @@ def test_keep_alive_serves_several_requests_on_one_connection(http_server: HttpS
     assert len(handles) == 3
 
 
-def test_a_client_that_hangs_up_abandons_its_foreground_job(http_server: HttpServer) -> None:
+def test_a_client_that_hangs_up_drops_its_foreground_job(http_server: HttpServer) -> None:
+    """A foreground submit whose client gives up (``curl -m 3`` timing out) is dropped at once, not left queued
+    for ever under a function nobody serves; a job another client still waits for stays."""
+
+    def total(function: str) -> int | None:
+        row = parse_status(admin(http_server.address, "status")).get(function)
+        return None if row is None else row.total
+
     with socket.create_connection((HOST, http_server.http_port)) as sock:
         sock.sendall(b"POST /slow HTTP/1.1\r\nContent-Length: 1\r\n\r\nq")
-        wait_until(lambda: "slow" in parse_status(admin(http_server.address, "status")), message="the job")
-    # Like a Gearman client disconnecting: the queued job is not run (gearmand's status still counts it).
-    jobs = wait_until(
-        lambda: [j for j in http_server.get_json("/api/jobs")["jobs"] if j["state"] == "cancelled"],  # type: ignore[index]
-        message="the job to be abandoned",
-    )
-    assert len(jobs) == 1 and jobs[0]["function"] == "slow"
-    with worker_for(http_server, "slow") as worker:
-        worker.send(P.GRAB_JOB)
-        assert worker.recv().type == P.NO_JOB
+        wait_until(lambda: total("slow") == 1, message="the job")
+        sock.settimeout(0.2)  # the client's own time limit: nothing comes back, and it hangs up
+        with contextlib.suppress(TimeoutError):
+            sock.recv(1)
+    wait_until(lambda: total("slow") == 0, message="the job to be dropped")
+    assert http_server.get_json("/api/jobs")["jobs"] == []  # type: ignore[index]
+    functions = http_server.get_json("/api/functions")["functions"]  # type: ignore[index]
+    assert [(f["name"], f["total"], f["queued"]["normal"]) for f in functions] == [("slow", 0, 0)]
+
+    # Two requests for the same workload share one job (unique "-"): it stays for the one still waiting.
+    with socket.create_connection((HOST, http_server.http_port)) as leaving:
+        leaving.sendall(b"POST /shared HTTP/1.1\r\nContent-Length: 1\r\n\r\nq")
+        wait_until(lambda: total("shared") == 1, message="the shared job")
+        waiting = Background(lambda: http_server.request("POST", "/shared", b"q"))
+        wait_until(lambda: http_server.get_json("/api/jobs")["jobs"][0]["clients"] == 2)  # type: ignore[index]
+    wait_until(lambda: http_server.get_json("/api/jobs")["jobs"][0]["clients"] == 1)  # type: ignore[index]
+    assert total("shared") == 1
+    with worker_for(http_server, "shared") as worker:
+        handle = worker.grab().args[0]
+        worker.send(P.WORK_COMPLETE, handle, b"done")
+        status, _, body = waiting.join()
+    assert (status, body) == (200, b"done")
 
 
 def test_background_jobs_are_stored_before_the_answer_and_survive_a_restart(

@@ -186,3 +186,28 @@ def test_limit_counters(http_server_factory: Callable[..., HttpServer]) -> None:
     assert value(series, "geartrain_connections_refused_total") == 1
     assert value(series, "geartrain_connections_idle_closed_total") == 1
     assert value(series, "geartrain_connections_cut_total") == 0
+
+
+def test_replayed_jobs_are_counted_apart_after_a_restart(
+    http_server_factory: Callable[..., HttpServer], tmp_path: Path
+) -> None:
+    """Issue 16: after a replay `completed` passed `submitted`; replayed jobs have a counter of their own."""
+    store = ("--store", f"sqlite:///{tmp_path / 'q.db'}")
+    first = http_server_factory(*store)
+    for n in range(2):
+        first.request("POST", "/kept", b"%d" % n, {"X-Gearman-Background": "true", "X-Gearman-Unique": f"k{n}"})
+    first.stop()
+    server = http_server_factory(*store)
+    with GearmanSocket(server.address) as worker:
+        worker.send(P.CAN_DO, b"kept")
+        run_one(worker, P.WORK_COMPLETE, b"ok")
+        worker.sync()
+        _, series = scrape(server)
+    assert value(series, "geartrain_jobs_replayed_total", function="kept") == 2
+    assert sum(value(series, "geartrain_jobs_submitted_total", function="kept", priority=p, kind=k)
+               for p in ("high", "normal", "low") for k in ("foreground", "background")) == 0  # fmt: skip
+    assert value(series, "geartrain_jobs_completed_total", function="kept") == 1
+    assert value(series, "geartrain_jobs_pending", function="kept") == 0
+    assert value(series, "geartrain_oldest_queued_seconds", function="kept") >= 0  # the one still queued
+    totals = server.get_json("/api/server")["totals"]  # type: ignore[index]
+    assert (totals["submitted"], totals["replayed"], totals["completed"], totals["queued"]) == (0, 2, 1, 1)

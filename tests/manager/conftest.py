@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from managertools import GEARTRAIN, ManagerRun, config_text
+from managertools import GEARTRAIN, ManagerRun, StartManager, config_text
 
 from servers import GearmanServer, start_server
 
@@ -34,20 +34,24 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def run_manager(server: GearmanServer, tmp_path: Path) -> Iterator[Callable[[str], ManagerRun]]:
+def run_manager(server: GearmanServer, tmp_path: Path) -> Iterator[StartManager]:
+    """Start `geartrain manager` on a config body (its [manager] table comes from ``settings``), with the test's
+    environment or ``env``."""
     runs: list[ManagerRun] = []
 
-    def start(body: str) -> ManagerRun:
+    def start(body: str, env: dict[str, str] | None = None, **settings: float) -> ManagerRun:
         config_path = tmp_path / f"manager-{len(runs)}.toml"
         log_path = tmp_path / f"manager-{len(runs)}.log"
-        config_path.write_text(config_text(server, body))
-        process = subprocess.Popen(
-            [*GEARTRAIN, "manager", str(config_path), "--log-file", str(log_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / f"manager-{len(runs)}.err").open("wb"),
-        )
-        run = ManagerRun(process, config_path, log_path, server)
+        config_path.write_text(config_text(server, body, **settings))
+        with (tmp_path / f"manager-{len(runs)}.err").open("wb") as stderr:
+            process = subprocess.Popen(
+                [*GEARTRAIN, "manager", str(config_path), "--log-file", str(log_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+            )
+        run = ManagerRun(process, config_path, log_path, server, settings)
         runs.append(run)
         return run
 

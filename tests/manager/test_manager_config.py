@@ -10,6 +10,7 @@ import pytest
 
 from geartrain.manager.config import ConfigError, GroupConfig, ManagerConfig, load_config, parse_config
 from geartrain.manager.process import launch_spec
+from geartrain.manager.programs import own_program
 
 GOOD = """
 servers = ["10.0.0.1:4730", "10.0.0.2"]
@@ -118,9 +119,10 @@ def test_launch_specs() -> None:
     assert rev.env["MODE"] == "prod" and rev.env["PATH"] == "/bin"  # the group's env wins over the manager's
 
     wc = launch_spec(config.groups["wc"], 1, {})
-    assert wc.argv == ("gearman", "-w", "-f", "wc", "--", "wc", "-l")
+    assert wc.argv == (*own_program("gearman"), "-w", "-f", "wc", "--", "wc", "-l")  # geartrain's, not PATH's
     assert wc.env["GEARMAN_SERVER"] == "127.0.0.1:4731"
     assert (wc.env["GEARTRAIN_WORKER_GROUP"], wc.env["GEARTRAIN_WORKER_INDEX"]) == ("wc", "1")
+    assert wc.env["GEARTRAIN_CLIENT_ID"] == "wc-1" and rev.env["GEARTRAIN_CLIENT_ID"] == "rev-2"
 
 
 def load_config_text(text: str) -> ManagerConfig:

@@ -7,15 +7,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
-from managertools import GEARTRAIN, ManagerRun, python_group
+from managertools import GEARTRAIN, StartManager, python_group
 
 from geartrain import SyncClient
 from servers import GearmanServer, wait_until
 
-Start = Callable[[str], ManagerRun]
+Start = StartManager
 
 
 def ask(server: GearmanServer, function: str, data: bytes) -> bytes:
@@ -165,9 +164,9 @@ def test_an_invalid_config_is_refused_at_start(tmp_path: Path) -> None:
     checked = subprocess.run([*GEARTRAIN, "manager", "--check", str(path)], capture_output=True, timeout=30)
     assert checked.returncode == 2
 
-    path.write_text('servers = "h:1"\n[groups.x]\ncallable = "m:f"\nprocesses = 2\nrecycle_jobs = 9\n')
+    path.write_text('servers = "h:1"\n' + python_group("x", "pid", processes=2, recycle_jobs=9))
     checked = subprocess.run([*GEARTRAIN, "manager", "--check", str(path)], capture_output=True, timeout=30)
-    assert (checked.returncode, checked.stdout) == (0, b"x: 2 x m:f -> x (servers h:1, recycle after 9 jobs)\n")
+    assert (checked.returncode, checked.stdout) == (0, b"x: 2 x jobs:pid -> x (servers h:1, recycle after 9 jobs)\n")
 
 
 def test_term_drains_a_command_worker(server: GearmanServer, run_manager: Start, tmp_path: Path) -> None:
@@ -235,9 +234,17 @@ def test_an_async_callable_recycled_after_each_job(server: GearmanServer, run_ma
     assert len(set(pids)) == 3, pids
 
 
-def test_a_callable_that_cannot_be_imported(server: GearmanServer, run_manager: Start, tmp_path: Path) -> None:
-    manager = run_manager(python_group("broken", "no_such_function"))
-    manager.wait_log("broken#1: crashed: pid", count=2)
-    assert "(exit status 3)" in manager.log()
-    errors = (tmp_path / "manager-0.err").read_text()
-    assert "broken-1: cannot load jobs:no_such_function: AttributeError" in errors
+def test_every_process_shows_its_group_and_index_as_client_id(server: GearmanServer, run_manager: Start) -> None:
+    """docs/manager.md: GROUP-N in the server's workers list, for a Python group (--client-id of the child) and
+    for a command group whose command is `geartrain work` or our `gearman -w` (GEARTRAIN_CLIENT_ID)."""
+    manager = run_manager(
+        python_group("rev", "reverse", processes=2)
+        + command_group("wc", [*GEARTRAIN, "work", "--drain", "wc", "--", "wc", "-l"], processes=2)
+        + command_group("up", ["gearman", "-w", "-f", "up", "--", "tr", "a-z", "A-Z"], processes=1)
+    )
+    manager.wait_workers("rev", 2)
+    manager.wait_workers("wc", 2)
+    manager.wait_workers("up", 1)
+    assert manager.client_ids("rev") == ["rev-1", "rev-2"]
+    assert manager.client_ids("wc") == ["wc-1", "wc-2"]
+    assert manager.client_ids("up") == ["up-1"]

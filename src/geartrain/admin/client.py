@@ -239,6 +239,21 @@ class AdminClient:
         """How a background job ended, while its function's result_ttl keeps it."""
         return await self._json(b"result " + _check_word(handle, "handle"))
 
+    async def status_json(self) -> dict[str, Any] | None:
+        """geartrain's ``status json``: per function its queues, counters and oldest queued job's age, and the
+        server's totals, read at one instant. ``None`` from a server without it (gearmand answers ``status``)."""
+        try:
+            lines = await self._run(b"status json", listing=True, json_line=True)
+        except AdminError:
+            return None
+        if len(lines) != 1 or not lines[0].startswith(b"{"):
+            return None
+        try:
+            value = json.loads(lines[0])
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
     async def _json(self, command: bytes) -> dict[str, Any]:
         (line,) = await self._run(command, listing=False)
         try:
@@ -275,29 +290,30 @@ class AdminClient:
             return line[3:].decode("utf-8", "replace")
         raise AdminError(f"unexpected reply {line!r}", "UNEXPECTED_REPLY")
 
-    async def _run(self, command: bytes, listing: bool) -> list[bytes]:
+    async def _run(self, command: bytes, listing: bool, json_line: bool = False) -> list[bytes]:
+        """``json_line``: a listing, or one JSON line in its place (a JSON line has no tab, every row has one)."""
         async with self._lock:
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await self._exchange(command, listing, retry=True)
+                    return await self._exchange(command, listing, json_line, retry=True)
             except TimeoutError:
                 await self.close()  # the reply may still come and would answer the next command
                 raise GearmanTimeout(f"{self.name}: no reply to {command.decode()!r} in {self.timeout}s") from None
 
-    async def _exchange(self, command: bytes, listing: bool, retry: bool) -> list[bytes]:
+    async def _exchange(self, command: bytes, listing: bool, json_line: bool, retry: bool) -> list[bytes]:
         reader, writer = await self._connection()
         try:
             writer.write(command + b"\r\n")
             await writer.drain()
-            lines = await self._read_reply(reader, listing)
+            lines = await self._read_reply(reader, listing, json_line)
         except (OSError, ConnectionLost, asyncio.IncompleteReadError) as exc:
             await self.close()
             if retry:  # the server may have closed an idle connection: one fresh try
-                return await self._exchange(command, listing, retry=False)
+                return await self._exchange(command, listing, json_line, retry=False)
             raise ConnectionLost(f"{self.name}: {exc}") from exc
         return lines
 
-    async def _read_reply(self, reader: asyncio.StreamReader, listing: bool) -> list[bytes]:
+    async def _read_reply(self, reader: asyncio.StreamReader, listing: bool, json_line: bool = False) -> list[bytes]:
         lines: list[bytes] = []
         while True:
             raw = await reader.readline()
@@ -307,7 +323,7 @@ class AdminClient:
             # An ERR line replaces the whole reply (a listing row always has a tab, or starts with a number).
             if not lines and line.startswith(b"ERR") and b"\t" not in line:
                 raise _admin_error(line)
-            if not listing:
+            if not listing or (json_line and not lines and line.startswith(b"{") and b"\t" not in line):
                 return [line]
             if line == b".":
                 return lines

@@ -18,6 +18,7 @@ from geartrain.admin import AdminClient, FunctionStatus
 from geartrain.cli.common import add_server_argument, servers_from
 from geartrain.cli.security_args import add_client_security_arguments, client_secret_from_args, client_tls_from_args
 from geartrain.cli.tables import table
+from geartrain.cli.usage import ArgumentParser
 from geartrain.client.loopthread import new_event_loop
 from geartrain.errors import AdminError, ConnectionLost, GearmanError, GearmanTimeout
 
@@ -58,7 +59,7 @@ not be reached.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Query and manage Gearman job servers through the admin protocol.",
         epilog=EPILOG,
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_security_arguments(parser)
     # --json is also accepted after the command (`geartrain admin status --json`); SUPPRESS keeps a subcommand
     # that did not get it from resetting the value given before the command.
-    after = argparse.ArgumentParser(add_help=False)
+    after = ArgumentParser(add_help=False)
     after.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -7,7 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from geartrain.bench.measure import parse_address
+from geartrain.bench.measure import connect, parse_address
+from geartrain.cli.usage import ArgumentParser
 
 EPILOG = """workloads:
   bg-submit    connections pipeline SUBMIT_JOB_BG (100-byte payloads): jobs/s (--duration: in a window)
@@ -28,7 +29,7 @@ can throw away. CPU figures: the generator's own, and the server's when --server
 def build_parser() -> argparse.ArgumentParser:
     from geartrain.bench.suite import WORKLOADS
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="geartrain bench",
         description="Measure a Gearman job server (geartrain, the C gearmand, any other) with a load generator "
         "that runs in separate processes and pipelines pre-built packets.",
@@ -67,7 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from geartrain.bench.suite import run, select
     from geartrain.bench.workloads import Result, Target
 
-    host, port = parse_address(args.address)
+    try:
+        host, port = parse_address(args.address)
+        connect((host, port), timeout=5.0).close()  # before any load generator: not a traceback from each
+    except ValueError as exc:
+        sys.stderr.write(f"geartrain bench: invalid --address {args.address!r}: {exc}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"geartrain bench: cannot connect to {args.address}: {exc.strerror or exc}\n")
+        return 2
     target = Target(host, port, args.server_pid, args.server_name)
     options = {
         "jobs": args.jobs,
@@ -97,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = run(workload, target, **(fixed | {k: v for k, v in options.items() if v is not None}))
         except (OSError, ValueError, RuntimeError) as exc:
-            sys.stderr.write(f"geartrain bench: {workload}: {exc}\n")
+            # A load generator's error carries its traceback: its last line is the reason.
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            sys.stderr.write(f"geartrain bench: {workload}: {lines[-1]}\n")
             return 1
         results.append(result)
         if args.json:

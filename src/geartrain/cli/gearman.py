@@ -317,6 +317,8 @@ def _run(args: Arguments) -> int:
                             strip_newline=args.strip_newline,
                             idle_timeout=timeout,
                             retry_for=args.retry_for,
+                            # A worker the manager runs is named GROUP-N in the server's workers list.
+                            client_id=os.environ.get("GEARTRAIN_CLIENT_ID") or None,
                             prog=PROG,
                             tls=tls,
                             secret=secret,

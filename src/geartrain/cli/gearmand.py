@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import resource
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
+from geartrain.cli.daemon import StartReport, detach
 from geartrain.cli.server_args import build_parser, config_from_args, parse_args, print_version
 from geartrain.cli.store_args import store_from_args
-from geartrain.errors import GearmanError
+from geartrain.errors import GearmanError, StartupError
+from geartrain.server.announce import ANNOUNCE_LOGGER
 from geartrain.server.config import ServerConfig
 from geartrain.server.node import run_node
-from geartrain.store.base import StoreError
+from geartrain.server.startup import file_error
+from geartrain.store.base import QueueStore
 
 # gearmand's levels onto Python's (NOTICE, between WARNING and INFO in syslog terms, logs like INFO here).
 _LOG_LEVELS = {
@@ -29,24 +34,33 @@ _LOG_LEVELS = {
 
 
 def setup_logging(config: ServerConfig) -> Callable[[], None]:
-    """Log to stderr, a file, or nowhere; returns the function that reopens the file (for SIGHUP)."""
+    """Log to stderr, a file, or nowhere; returns the function that reopens the file (for SIGHUP).
+
+    The start and stop lines (:mod:`geartrain.server.announce`) show down to the default level, ERROR, so a
+    server started without flags still says where it listens; only a level above ERROR silences them.
+    """
     root = logging.getLogger("geartrain")
-    root.setLevel(_LOG_LEVELS[config.verbose])
+    level = _LOG_LEVELS[config.verbose]
+    root.setLevel(level)
     root.propagate = False
+    logging.getLogger(ANNOUNCE_LOGGER).setLevel(logging.INFO if level <= logging.ERROR else level)
     formatter = logging.Formatter("%(levelname)7s %(asctime)s [%(name)s] %(message)s")
     target = config.log_file
 
     def install() -> None:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-            handler.close()
         new_handler: logging.Handler
         if target == "none":
             new_handler = logging.NullHandler()
         elif target == "stderr":
             new_handler = logging.StreamHandler(sys.stderr)
         else:
-            new_handler = logging.FileHandler(target)
+            try:
+                new_handler = logging.FileHandler(target)
+            except OSError as error:  # at start: the line and exit; at SIGHUP: the old file stays in use
+                raise file_error("open the log file", target, error) from error
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
         new_handler.setFormatter(formatter)
         root.addHandler(new_handler)
 
@@ -54,25 +68,16 @@ def setup_logging(config: ServerConfig) -> Callable[[], None]:
     return install
 
 
-def daemonize() -> None:
-    """Detach: fork twice, new session, stdio to /dev/null (what ``gearmand -d`` does)."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
-
-
 def switch_user(name: str) -> None:
+    """Become ``name``; a server not started as root stays who it is (as gearmand), but the name must exist."""
     import pwd
 
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise StartupError(f"cannot switch to user {name!r}: no such user") from None
     if os.getuid() != 0:
         return
-    entry = pwd.getpwnam(name)
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
 
@@ -85,16 +90,25 @@ def run(argv: Sequence[str], prog: str, *, gearmand_defaults: bool) -> int:
         return 0
     if args.v:
         print("Option -v has been deprecated, please use --verbose", file=sys.stderr)
-    if args.daemon:
-        daemonize()
+    report = detach(prog) if args.daemon else StartReport()
     try:
         config = config_from_args(args, gearmand_defaults=gearmand_defaults)  # after fork: getpid is ours
         store = store_from_args(args, gearmand_defaults=gearmand_defaults)
-    except GearmanError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    except GearmanError as exc:  # flags that do not go together, files that do not parse: a usage error
+        return failed(prog, exc, 2, args.verbose, report)
     if args.check_args:
+        report.started()
         return 0
+    try:
+        return serve(args, config, store, report)
+    except GearmanError as exc:  # a port, a file, the store: what could not start
+        return failed(prog, exc, 1, args.verbose, report)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in (during a long replay, say)
+        return 130
+
+
+def serve(args: argparse.Namespace, config: ServerConfig, store: QueueStore | None, report: StartReport) -> int:
+    """Set the process up (open files, log, user), then run the node until it stops."""
     if args.file_descriptors > 0:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         wanted = args.file_descriptors if hard == resource.RLIM_INFINITY else min(args.file_descriptors, hard)
@@ -112,11 +126,19 @@ def run(argv: Sequence[str], prog: str, *, gearmand_defaults: bool) -> int:
                 store.description,
                 args.port,
             )
-    try:
-        return run_node(config, reopen_log, store, store_on_shutdown=args.store_queue_on_shutdown)
-    except StoreError as exc:  # at start: held by another server, unreachable, refused
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
+    return run_node(
+        config, reopen_log, store, store_on_shutdown=args.store_queue_on_shutdown, on_started=report.started
+    )
+
+
+def failed(prog: str, error: GearmanError, status: int, verbose: str, report: StartReport) -> int:
+    """Report a start that failed: one line, ``prog: what: why``; the traceback too at ``--verbose DEBUG``."""
+    if verbose == "DEBUG":
+        traceback.print_exception(error)
+    # A driver's text may run over several lines (libpq puts its hint on a line of its own).
+    reason = "; ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    report.failed(status, f"{prog}: {reason}")
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,5 +66,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("version", "--version", "-V"):
         print(f"geartrain {__version__}")
         return 0
-    sys.stderr.write(f"geartrain: unknown command {command!r}\n\n{USAGE}")
+    sys.stderr.write(f"geartrain: unknown command {command!r} (see geartrain --help)\n")
     return 2

@@ -15,7 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from geartrain.cli.common import write_pid_file
+from geartrain.cli.usage import ArgumentParser
 from geartrain.client.loopthread import new_event_loop
+from geartrain.manager.check import check_config
 from geartrain.manager.config import ConfigError, ManagerConfig, load_config
 from geartrain.manager.supervisor import Manager
 
@@ -25,21 +27,26 @@ log = logging.getLogger("geartrain.manager")
 EPILOG = """\
 signals:  TERM, INT  drain: running jobs finish, then exit (a second signal kills the processes)
           HUP        reload CONFIG: start, stop or resize the groups that changed; others keep running
-          USR1       log the state of every process (pid, uptime, starts, crashes)
+          USR1       log the state of every process (pid, uptime, starts, crashes; FAILING when it keeps failing)
 
-Exit status: 0 after a drain, 2 when CONFIG is invalid (the message names the key).
+Exit status: 0 after a drain, 2 when CONFIG is invalid (the message names the key); with --check, also 2 when a
+callable does not import or a command's program is not found (one line for each problem).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Run and supervise Gearman worker processes described by a TOML file.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", metavar="CONFIG", help="the TOML file")
-    parser.add_argument("--check", action="store_true", help="check CONFIG, print the groups, and exit")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check CONFIG (import every callable, find every command's program), print the groups, and exit",
+    )
     parser.add_argument("-l", "--log-file", metavar="FILE", help="log here instead of stderr")
     parser.add_argument("-P", "--pid-file", metavar="FILE", help="write the manager's process id here")
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
@@ -113,6 +120,17 @@ def _setup_logging(log_file: str | None, quiet: bool) -> None:
     logger.propagate = False
 
 
+def _check(config: ManagerConfig, path: str) -> int:
+    """``--check``: every problem on its own line (all of them, not just the first), else the groups."""
+    problems = check_config(config, path)
+    for line in problems:
+        sys.stderr.write(f"{PROG}: {line}\n")
+    if problems:
+        return 2
+    sys.stdout.write(summary(config))
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     try:
@@ -121,8 +139,7 @@ def main(argv: Sequence[str]) -> int:
         sys.stderr.write(f"{PROG}: {exc}\n")
         return 2
     if args.check:
-        sys.stdout.write(summary(config))
-        return 0
+        return _check(config, args.config)
     if args.pid_file:
         problem = write_pid_file(args.pid_file)
         if problem:

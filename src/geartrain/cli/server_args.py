@@ -17,6 +17,7 @@ from geartrain import __version__
 from geartrain.cli.limit_args import add_limit_arguments, limits_from_args
 from geartrain.cli.security_args import add_server_security_arguments, security_from_args
 from geartrain.cli.store_args import add_store_arguments
+from geartrain.cli.usage import ArgumentParser, port_number
 from geartrain.errors import GearmanError
 from geartrain.lifecycle.policy import load_policies
 from geartrain.protocol.codec import DEFAULT_MAX_PACKET_SIZE
@@ -44,7 +45,7 @@ def _verbose_level(text: str) -> str:
 
 def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentParser:
     """The flag set; ``gearmand_defaults`` keeps gearmand's defaults (listen on all addresses)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="geartrain job server: a drop-in replacement for gearmand (binary and text protocols on one port).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -53,8 +54,8 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
     net.add_argument(
         "-p",
         "--port",
-        type=int,
-        default=int(os.environ.get("GEARMAND_PORT") or DEFAULT_PORT),
+        type=port_number,
+        default=os.environ.get("GEARMAND_PORT") or DEFAULT_PORT,  # a string: argparse checks it like a flag
         help="TCP port to listen on (0 picks a free one); GEARMAND_PORT also sets it",
     )
     net.add_argument(
@@ -123,7 +124,7 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
     web = parser.add_argument_group("HTTP (job submission, JSON API, /metrics, dashboard; docs/operations.md)")
     web.add_argument(
         "--http-port",
-        type=int,
+        type=port_number,
         default=None,
         help="serve HTTP on this port (0 picks a free one); off unless given",
     )
@@ -214,7 +215,8 @@ def env_defaults(parser: argparse.ArgumentParser) -> None:
         longs = [option for option in action.option_strings if option.startswith("--")]
         if not longs or action.dest == "help":
             continue
-        value = os.environ.get(ENV_PREFIX + longs[0][2:].upper().replace("-", "_"))
+        name = ENV_PREFIX + longs[0][2:].upper().replace("-", "_")
+        value = os.environ.get(name)
         if value is None:
             continue
         if isinstance(action, argparse._StoreTrueAction | argparse.BooleanOptionalAction):
@@ -223,7 +225,10 @@ def env_defaults(parser: argparse.ArgumentParser) -> None:
             parser.set_defaults(**{action.dest: value.split(",")})
         else:
             convert = action.type if callable(action.type) else str
-            parser.set_defaults(**{action.dest: convert(value)})
+            try:
+                parser.set_defaults(**{action.dest: convert(value)})
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                parser.error(f"{name}={value!r}: {exc}")
 
 
 def read_config_file(path: str) -> list[str]:

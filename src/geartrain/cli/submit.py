@@ -17,6 +17,7 @@ from typing import Any
 from geartrain.cli.client_run import ClientOptions, TextOutput, run_client
 from geartrain.cli.common import add_server_argument, client_settings_from_args, log_to_stderr
 from geartrain.cli.security_args import add_client_security_arguments
+from geartrain.cli.usage import ArgumentParser
 from geartrain.client import Job
 from geartrain.client.events import (
     JobEvent,
@@ -92,7 +93,7 @@ class JsonOutput:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Submit jobs to Gearman job servers and print what the workers send back.",
         epilog=EPILOG,
@@ -141,6 +142,8 @@ def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
     servers, tls, secret = client_settings_from_args(parser, args)
+    if args.timeout is not None and args.timeout <= 0:
+        parser.error(f"--timeout must be more than 0 seconds, not {args.timeout:g}")
     try:
         when = run_at(args.delay, args.at, time.time())
     except GearmanError as error:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 
 from geartrain.cli.common import add_server_argument, client_settings_from_args, log_to_stderr
 from geartrain.cli.security_args import add_client_security_arguments
+from geartrain.cli.usage import ArgumentParser
 from geartrain.cli.worker_run import WorkerOptions, run_worker
 from geartrain.client.loopthread import new_event_loop
 
@@ -30,7 +32,7 @@ example:  geartrain work wc -- wc -l
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         usage=f"{PROG} [options] FUNCTION [FUNCTION ...] [-- COMMAND [ARGS ...]]",
         description="Serve Gearman functions by running a command for each job.",
@@ -53,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="exit when no server has been reachable for this long (60)",
     )
-    parser.add_argument("--client-id", metavar="ID", help="the id the server shows in its workers list")
+    parser.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="the id the server shows in its workers list (default $GEARTRAIN_CLIENT_ID, which geartrain manager "
+        "sets to GROUP-N)",
+    )
     parser.add_argument(
         "--drain",
         action="store_true",
@@ -85,7 +92,8 @@ def main(argv: Sequence[str]) -> int:
         idle_timeout=args.idle_timeout,
         retry_for=max(0.0, args.retry_for),
         concurrency=args.concurrency,
-        client_id=args.client_id,
+        # The manager (docs/manager.md) names each process of a command group GROUP-N this way.
+        client_id=args.client_id or os.environ.get("GEARTRAIN_CLIENT_ID") or None,
         prog=PROG,
         drain_on_signal=args.drain,
         tls=tls,

@@ -39,6 +39,11 @@ P = PacketType
 log = logging.getLogger("geartrain.client")
 
 
+def _consume_error(future: asyncio.Future[ClientConnection]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _option_answered(server: str, answer: asyncio.Future[tuple[bytes, ...]]) -> None:
     if not answer.cancelled() and answer.exception() is not None:
         log.warning("%s: refused the exceptions option: %s", server, answer.exception())
@@ -276,6 +281,9 @@ class Client:
             raise ConnectionLost("client is closed")
         if server.connecting is None:
             server.connecting = asyncio.ensure_future(self._open(server))
+            # Its callers may all have timed out when it fails: its error is theirs (or nobody's), not the loop's
+            # "Task exception was never retrieved" with a traceback at exit.
+            server.connecting.add_done_callback(_consume_error)
         # Shielded: one caller timing out must not abort a connect that others are waiting for too.
         return await asyncio.shield(server.connecting)
 

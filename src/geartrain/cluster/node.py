@@ -240,6 +240,7 @@ class ClusterNode:
                 return False
             for stored, client_node, watchers in jobs:
                 job = self.engine.restore(stored, now)
+                job.function.stats.claimed += 1  # submitted on whichever node stored it
                 if client_node is not None:
                     rules.run_for(self.engine, job, self._relay_for(client_node))
                     self._relayed[(job.handle, client_node)] = (stored.key, stored.function)

@@ -21,7 +21,7 @@ from geartrain.http.message import Request
 from geartrain.server.core.snapshot import (
     function_view,
     functions_view,
-    job_view,
+    job_detail,
     jobs_view,
     totals_view,
     workers_view,
@@ -123,13 +123,13 @@ class Api:
         if path == "server":
             data = server_view(self.listener, now)
         elif path == "functions":
-            data = {"functions": functions_view(engine), "totals": totals_view(engine)}
+            data = {"functions": functions_view(engine, now), "totals": totals_view(engine)}
         elif path.startswith("functions/"):
             function = engine.functions.get(path.removeprefix("functions/").encode())
             if function is None:
                 connection.respond_json({"error": "no such function"}, 404, head_only=head)
                 return
-            data = function_view(function)
+            data = function_view(function, now)
         elif path == "workers":
             data = {"workers": workers_view(engine)}
         elif path == "jobs":
@@ -146,7 +146,7 @@ class Api:
             if job is None:
                 connection.respond_json({"error": "no such job"}, 404, head_only=head)
                 return
-            data = job_view(job, now, engine.failed_attempts(job))
+            data = job_detail(engine, job, now)
         elif path == "cluster":
             asyncio.get_running_loop().create_task(self._cluster(connection, head))
             return
@@ -154,7 +154,7 @@ class Api:
             self.lifecycle.read(connection, request, path, head, now)
             return
         elif path == "history":
-            data = {"interval": self.listener.router.history.interval, "samples": list(self.listener.router.history)}
+            data = self.listener.router.history.view()
         else:
             connection.respond_json({"error": "not found"}, 404, head_only=head)
             return

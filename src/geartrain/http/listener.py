@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from geartrain.http.message import MAX_HEAD_SIZE, BadRequest, ChunkedBody, Request, parse_head, response_head
+from geartrain.listening import listen_error
 
 if TYPE_CHECKING:
     from geartrain.http.node import NodeActions, NodeView
@@ -239,14 +240,17 @@ class HttpListener:
         tls_context = self.view.tls_context
         handshake_timeout = self.view.tls_handshake_timeout
         for host in self.hosts:
-            server = await loop.create_server(
-                lambda: HttpConnection(self),
-                host=host or None,
-                port=self.port_wanted,
-                reuse_address=True,
-                ssl=tls_context,  # --ssl serves HTTPS here too, with the same certificate
-                ssl_handshake_timeout=handshake_timeout,
-            )
+            try:
+                server = await loop.create_server(
+                    lambda: HttpConnection(self),
+                    host=host or None,
+                    port=self.port_wanted,
+                    reuse_address=True,
+                    ssl=tls_context,  # --ssl serves HTTPS here too, with the same certificate
+                    ssl_handshake_timeout=handshake_timeout,
+                )
+            except (OSError, OverflowError) as error:
+                raise listen_error(host, self.port_wanted, error, "HTTP") from error
             self._servers.append(server)
             self.addresses.extend(sock.getsockname()[:2] for sock in server.sockets)
         for address in self.addresses:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from geartrain.server.core.snapshot import oldest_queued
 from geartrain.server.core.stats import PRIORITY_NAMES, Histogram
 
 if TYPE_CHECKING:
@@ -19,8 +20,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRICS: dict[str, tuple[str, str]] = {
     "geartrain_jobs_submitted_total": (
         "counter",
-        "Jobs created by submits, by priority and kind (foreground/background)",
+        "Jobs created by submits to this server, by priority and kind (foreground/background); jobs that came in "
+        "otherwise are counted by geartrain_jobs_replayed_total, _claimed_total and _revived_total",
     ),
+    "geartrain_jobs_replayed_total": ("counter", "Jobs replayed from the persistent store at start-up"),
+    "geartrain_jobs_claimed_total": ("counter", "Jobs claimed from the cluster's table (submitted on any node)"),
+    "geartrain_jobs_revived_total": ("counter", "Dead jobs queued again (dead retry)"),
     "geartrain_jobs_coalesced_total": ("counter", "Submits attached to an existing job with the same unique"),
     "geartrain_jobs_rejected_total": (
         "counter",
@@ -31,10 +36,19 @@ METRICS: dict[str, tuple[str, str]] = {
     "geartrain_jobs_exceptions_total": ("counter", "Jobs that ended with WORK_EXCEPTION"),
     "geartrain_jobs_requeued_total": ("counter", "Jobs taken back from a worker (disconnect, CANT_DO, timeout)"),
     "geartrain_jobs_dropped_total": ("counter", "Jobs given up after --job-retries attempts"),
+    "geartrain_jobs_abandoned_total": (
+        "counter",
+        "Queued jobs dropped because every client waiting for them left (an HTTP request that hung up)",
+    ),
     "geartrain_jobs_retried_total": ("counter", "Failed background jobs queued again after a backoff (--policy-file)"),
     "geartrain_jobs_dead_total": ("counter", "Background jobs out of retries, moved to the dead set (--policy-file)"),
     "geartrain_dead_jobs": ("gauge", "Jobs in the dead set (--policy-file)"),
     "geartrain_jobs_queued": ("gauge", "Jobs waiting for a worker, by priority (scheduled epoch jobs included)"),
+    "geartrain_jobs_pending": (
+        "gauge",
+        "Jobs held in no priority queue yet: waiting for the store to hold them, or out a retry's backoff",
+    ),
+    "geartrain_oldest_queued_seconds": ("gauge", "How long the job that has waited longest in the queue has waited"),
     "geartrain_jobs_running": ("gauge", "Jobs a worker is working on"),
     "geartrain_workers": ("gauge", "Worker registrations (CAN_DO) per function"),
     "geartrain_workers_sleeping": ("gauge", "Workers of the function asleep (PRE_SLEEP) and not yet woken"),
@@ -106,11 +120,17 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
     node = listener.view
     engine = node.engine
     out = Exposition()
+    cluster = node.cluster
     for name, stats in sorted(engine.stats.functions.items()):
         fn = name.decode("utf-8", "backslashreplace")
         for index, count in enumerate(stats.submitted):
             priority, kind = PRIORITY_NAMES[index // 2], ("background" if index % 2 else "foreground")
             out.add("geartrain_jobs_submitted_total", count, labels(function=fn, priority=priority, kind=kind))
+        out.add("geartrain_jobs_replayed_total", stats.replayed, labels(function=fn))
+        if cluster is not None:
+            out.add("geartrain_jobs_claimed_total", stats.claimed, labels(function=fn))
+        if engine.lifecycle is not None:
+            out.add("geartrain_jobs_revived_total", stats.revived, labels(function=fn))
         out.add("geartrain_jobs_coalesced_total", stats.coalesced, labels(function=fn))
         out.add("geartrain_jobs_rejected_total", stats.rejected, labels(function=fn))
         out.add("geartrain_jobs_completed_total", stats.completed, labels(function=fn))
@@ -118,6 +138,7 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
         out.add("geartrain_jobs_exceptions_total", stats.exceptions, labels(function=fn))
         out.add("geartrain_jobs_requeued_total", stats.requeued, labels(function=fn))
         out.add("geartrain_jobs_dropped_total", stats.dropped, labels(function=fn))
+        out.add("geartrain_jobs_abandoned_total", stats.abandoned, labels(function=fn))
         if engine.lifecycle is not None:
             out.add("geartrain_jobs_retried_total", stats.retried, labels(function=fn))
             out.add("geartrain_jobs_dead_total", stats.dead, labels(function=fn))
@@ -130,6 +151,10 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
             continue
         for priority, count in zip(PRIORITY_NAMES, function.queued, strict=True):
             out.add("geartrain_jobs_queued", count, labels(function=fn, priority=priority))
+        out.add("geartrain_jobs_pending", function.total - function.running - sum(function.queued), labels(function=fn))
+        oldest = oldest_queued(function, now)
+        if oldest is not None:
+            out.add("geartrain_oldest_queued_seconds", oldest, labels(function=fn))
         out.add("geartrain_jobs_running", function.running, labels(function=fn))
         out.add("geartrain_workers", function.worker_count, labels(function=fn))
         sleeping = sum(1 for p in function.sleepers if p.sleeping and not p.woken and not p.closed)
@@ -148,7 +173,6 @@ def render_metrics(listener: HttpListener, now: float) -> bytes:
         out.add("geartrain_store_up", 1 if store.up else 0)
         out.add("geartrain_store_commits_total", store.commits)
         out.histogram("geartrain_store_commit_seconds", store.commit_latency)
-    cluster = node.cluster
     if cluster is not None:  # docs/cluster.md
         out.add("geartrain_cluster_nodes", len(cluster.known_nodes))
         out.add("geartrain_cluster_leader", int(cluster.leader))

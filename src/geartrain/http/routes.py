@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("geartrain.http")
 
 SAMPLE_INTERVAL = 2.0  # seconds between history samples (and live updates)
-HISTORY_SAMPLES = 300  # ten minutes of samples
+FINE_SAMPLES = 300  # every sample of the last ten minutes
+COARSE_INTERVAL = 30.0  # then one sample per half minute...
+COARSE_SAMPLES = 240  # ... for two hours
 STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -38,12 +40,64 @@ STATIC_TYPES = {
 RESERVED = ("healthz", "readyz", "metrics", "api", "dashboard", "favicon.ico")
 
 
-class History(deque[dict[str, Any]]):
-    """The last samples: time, server-wide counters, and per function its queue, running and counters."""
+class History:
+    """Samples (time, and per function its queue, running and counters) held in two rings: every sample of the
+    last ``fine * interval`` seconds, and one per ``coarse_interval`` for ``coarse * coarse_interval`` seconds (two
+    hours by default). The counters are cumulative, so rates between two coarse samples are exact averages: the
+    long view loses detail, not jobs. Memory is bounded by the two rings' sizes, whatever the uptime."""
 
-    def __init__(self, interval: float = SAMPLE_INTERVAL, size: int = HISTORY_SAMPLES) -> None:
-        super().__init__(maxlen=size)
+    def __init__(
+        self,
+        interval: float = SAMPLE_INTERVAL,
+        fine: int = FINE_SAMPLES,
+        coarse_interval: float = COARSE_INTERVAL,
+        coarse: int = COARSE_SAMPLES,
+    ) -> None:
         self.interval = interval
+        self.coarse_interval = coarse_interval
+        self.fine: deque[dict[str, Any]] = deque(maxlen=fine)
+        self.coarse: deque[dict[str, Any]] = deque(maxlen=coarse)
+
+    @property
+    def span(self) -> float:
+        """Seconds of history held once the rings are full."""
+        return max(self.coarse_interval * self.coarse_maxlen, self.interval * self.fine_maxlen)
+
+    @property
+    def fine_span(self) -> float:
+        return self.interval * self.fine_maxlen
+
+    @property
+    def fine_maxlen(self) -> int:
+        return self.fine.maxlen or 0
+
+    @property
+    def coarse_maxlen(self) -> int:
+        return self.coarse.maxlen or 0
+
+    def append(self, sample: dict[str, Any]) -> None:
+        self.fine.append(sample)
+        # Half an interval of slack: timers fire a little late, and a late sample must not skip a coarse slot.
+        if not self.coarse or sample["t"] - self.coarse[-1]["t"] >= self.coarse_interval - self.interval / 2:
+            self.coarse.append(sample)
+
+    def samples(self) -> list[dict[str, Any]]:
+        """Every sample held, oldest first: the coarse ones older than the fine ring, then the fine ring."""
+        start = self.fine[0]["t"] if self.fine else float("inf")
+        return [sample for sample in self.coarse if sample["t"] < start] + list(self.fine)
+
+    def last(self) -> dict[str, Any] | None:
+        return self.fine[-1] if self.fine else None
+
+    def view(self) -> dict[str, Any]:
+        """``/api/history``: the samples and how they are spaced."""
+        return {
+            "interval": self.interval,
+            "coarse_interval": self.coarse_interval,
+            "fine_span": self.fine_span,
+            "span": self.span,
+            "samples": self.samples(),
+        }
 
 
 class Router:
@@ -151,7 +205,7 @@ class Router:
         live = {
             "sample": sample,
             "server": server_view(self.listener, now),
-            "functions": functions_view(engine),
+            "functions": functions_view(engine, now),
             "workers": workers_view(engine),
         }
         event = b"event: update\ndata: " + json.dumps(live, separators=(",", ":")).encode() + b"\n\n"
@@ -167,7 +221,7 @@ class Router:
         self.subscribers.add(connection)
         connection.on_lost = lambda: self.subscribers.discard(connection)
         connection.write(b"retry: 2000\n\n")
-        last = self.history[-1] if self.history else {"t": time.time(), "functions": {}}
+        last = self.history.last() or {"t": time.time(), "functions": {}}
         self._publish_to(connection, last)
 
     def _publish_to(self, connection: HttpConnection, sample: dict[str, Any]) -> None:

@@ -5,7 +5,11 @@ it is done: after ``--recycle-jobs`` jobs, or on SIGTERM/SIGINT once the job it 
 relies on both to recycle and drain without cutting a job off). It also stops when its manager goes away, so a
 ``kill -9`` of the manager leaves no orphans behind.
 
-Exit statuses: 0 done (recycled, stopped, manager gone), 3 the callable cannot be imported.
+With ``--check`` it only imports the callable, in the environment and directory the manager would run it in,
+and exits: that is how ``geartrain manager --check`` finds a callable that would never start.
+
+Exit statuses: 0 done (recycled, stopped, manager gone; with ``--check``: the callable loads), 3 the callable
+cannot be imported (with ``--check``, the reason is the last line of standard output).
 """
 
 from __future__ import annotations
@@ -121,11 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--recycle-jobs", type=int, default=0)
     parser.add_argument("--client-id")
+    parser.add_argument("--check", action="store_true", help="import the callable and exit (0: it loads)")
     return parser
+
+
+def check(path: str) -> int:
+    """``--check``: load the callable and say why not on stdout's last line (whatever the module printed comes
+    before it). SystemExit counts too: a module that exits while being imported cannot serve either."""
+    try:
+        resolve(path)
+    except (Exception, SystemExit) as exc:
+        reason = str(exc).replace("\n", " ").strip()
+        sys.stdout.write(f"\n{type(exc).__name__}: {reason}\n" if reason else f"\n{type(exc).__name__}\n")
+        return EXIT_IMPORT
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
+    if options.check:
+        return check(options.callable)
     prog = options.client_id or "worker"
     logging.basicConfig(level=logging.WARNING, format=f"{prog}[{os.getpid()}]: %(message)s")
     log.setLevel(logging.INFO)  # the reason this process ends, for whoever reads the manager's stderr

@@ -2,8 +2,8 @@
 
 A :class:`WorkerSlot` is one of a group's ``processes`` places. Its task starts a process and waits for it; when
 the process exits on its own it is started again: at once when it exited 0 (a Python worker recycled after its
-jobs) or was recycled by the clock, after an exponential backoff when it crashed. A process that ran for
-``stable_after`` seconds has its backoff reset, so a crash once a day never waits long.
+jobs) or was recycled by the clock, after an exponential backoff when it crashed, and the slot is marked failing
+when its processes keep failing early (the rules are :mod:`geartrain.manager.restarts`).
 
 Stopping sends SIGTERM to the process itself (a Python worker finishes its running job, then exits; a command gets
 the chance to do the same) and SIGKILL to its whole process group after the group's ``stop_timeout``.
@@ -22,13 +22,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from geartrain.client.transport import Backoff
+from geartrain.manager.child import EXIT_IMPORT
 from geartrain.manager.config import GroupConfig, ManagerSettings
+from geartrain.manager.programs import resolve_command
+from geartrain.manager.restarts import Restart, RestartPolicy
 
 log = logging.getLogger("geartrain.manager")
 
-QUICK_EXIT = 1.0  # seconds: a clean exit sooner than this counts as "at once"
-QUICK_EXITS_BEFORE_BACKOFF = 5  # so many clean exits at once in a row: pace the restarts as if they were crashes
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -45,12 +45,16 @@ def launch_spec(group: GroupConfig, index: int, environ: dict[str, str] | None =
     """The command line and environment of process ``index`` (from 1) of ``group``.
 
     Python groups run :mod:`geartrain.manager.child` with the manager's interpreter. Commands get the servers in
-    ``GEARMAN_SERVER``, which libgearman's tools and geartrain's read. The group's ``env`` comes last and wins.
+    ``GEARMAN_SERVER``, which libgearman's tools and geartrain's read, and the client id the process should show
+    in the server's ``workers`` list in ``GEARTRAIN_CLIENT_ID`` (``geartrain work`` sends it); geartrain's own
+    programs at the start of a command come from this installation (:mod:`geartrain.manager.programs`). The
+    group's ``env`` comes last and wins.
     """
     env = dict(os.environ if environ is None else environ)
     env["GEARMAN_SERVER"] = ",".join(group.servers)
     env["GEARTRAIN_WORKER_GROUP"] = group.name
     env["GEARTRAIN_WORKER_INDEX"] = str(index)
+    env["GEARTRAIN_CLIENT_ID"] = client_id(group, index)
     env.update(group.env)
     if group.is_python:
         assert group.callable is not None
@@ -58,9 +62,14 @@ def launch_spec(group: GroupConfig, index: int, environ: dict[str, str] | None =
         argv += [arg for server in group.servers for arg in ("--server", server)]
         argv += [arg for function in group.functions for arg in ("--function", function)]
         argv += ["--concurrency", str(group.concurrency), "--recycle-jobs", str(group.recycle_jobs)]
-        argv += ["--client-id", f"{group.name}-{index}"]
+        argv += ["--client-id", client_id(group, index)]
         return LaunchSpec(tuple(argv), env, group.cwd)
-    return LaunchSpec(group.command, env, group.cwd)
+    return LaunchSpec(resolve_command(group.command), env, group.cwd)
+
+
+def client_id(group: GroupConfig, index: int) -> str:
+    """``GROUP-N``: how process ``index`` of ``group`` names itself to the server (SET_CLIENT_ID)."""
+    return f"{group.name}-{index}"
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -98,10 +107,10 @@ class WorkerSlot:
         self.starts = 0
         self.crashes = 0
         self.started_at: float | None = None  # loop time of the running process's start
-        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self.restart_at: float | None = None  # loop time of the next start, while waiting for it
+        self.policy = RestartPolicy(settings)
         self._retiring = False
         self._recycling = False
-        self._quick_exits = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
@@ -112,18 +121,27 @@ class WorkerSlot:
         process = self.process
         return process.pid if process is not None and process.returncode is None else None
 
+    @property
+    def failing(self) -> bool:
+        return self.policy.failing
+
     def state(self, now: float) -> str:
-        """One line for the status report: pid and uptime, or why there is no process."""
+        """One line for the status report: pid and uptime, or why there is no process; and whether it is failing."""
         if self.pid is not None and self.started_at is not None:
             running = f"pid {self.pid}, up {now - self.started_at:.0f}s"
+        elif self._retiring:
+            running = "stopping"
+        elif self.restart_at is not None:
+            running = f"waiting to restart in {max(0.0, self.restart_at - now):.1f}s"
         else:
-            running = "stopping" if self._retiring else "waiting to restart"
-        return f"{self.name}: {running}, {self.starts} start(s), {self.crashes} crash(es)"
+            running = "starting"
+        failing = f"{self.policy.describe()}, " if self.policy.failing else ""
+        return f"{self.name}: {failing}{running}, {self.starts} start(s), {self.crashes} crash(es)"
 
     def update(self, group: GroupConfig, settings: ManagerSettings) -> None:
         """Take a new ``stop_timeout`` and manager settings (backoff, stable_after) without a restart."""
         self.group, self.settings = group, settings
-        self._backoff.initial, self._backoff.maximum = settings.backoff_initial, settings.backoff_max
+        self.policy.update(settings)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._keep_running())
@@ -172,9 +190,36 @@ class WorkerSlot:
         self._signal(signal.SIGTERM)
 
     async def _pause(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
+        if delay <= 0:
+            return
+        self.restart_at = asyncio.get_running_loop().time() + delay
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+        finally:
+            self.restart_at = None
+
+    def _stayed_up(self) -> None:
+        if self.policy.stayed_up():
+            log.info("%s: up for %gs: no longer failing", self.name, self.settings.stable_after)
+
+    def _log_failing(self, restart: Restart) -> None:
+        if restart.recovered:
+            log.info("%s: no longer failing", self.name)
+        if restart.became_failing:
+            settings = self.settings
+            log.error(
+                "%s: FAILING: %d starts in a row failed or ended within %gs; restarts back off up to %gs until "
+                "a process stays up %gs",
+                self.name, self.policy.failures, settings.stable_after, settings.backoff_max, settings.stable_after,
+            )  # fmt: skip
+
+    def _describe_exit(self, status: int) -> str:
+        text = describe_exit(status)
+        if self.group.is_python and status == EXIT_IMPORT:
+            text += f": cannot import {self.group.callable}"  # the child has written why on stderr
+        return text
 
     async def _spawn(self) -> asyncio.subprocess.Process | None:
         spec = launch_spec(self.group, self.index)
@@ -188,53 +233,51 @@ class WorkerSlot:
                 preexec_fn=self._before_exec,
             )
         except OSError as exc:
-            delay = self._backoff.next_delay()
-            log.error("%s: cannot start %s: %s; retrying in %.2fs", self.name, spec.argv[0], exc, delay)
-            await self._pause(delay)
+            restart = self.policy.could_not_start(f"cannot start {spec.argv[0]}: {exc}")
+            log.error("%s: %s; retrying in %.2fs", self.name, self.policy.last_failure, restart.delay)
+            self._log_failing(restart)
+            await self._pause(restart.delay)
             return None
 
-    async def _keep_running(self) -> None:
+    async def _watch(self, process: asyncio.subprocess.Process) -> tuple[int, float]:
+        """Wait for the process to end, recycling it by the clock; returns its exit status and its uptime."""
         loop = asyncio.get_running_loop()
+        self.process, self._recycling = process, False
+        self.starts += 1
+        self.started_at = started = loop.time()
+        log.info("%s: started, pid %d", self.name, process.pid)
+        if self._retiring:  # stop() came while the process was being started
+            self._signal(signal.SIGTERM)
+        timers = [loop.call_later(self.settings.stable_after, self._stayed_up)]
+        if self.group.recycle_seconds:
+            timers.append(loop.call_later(self.group.recycle_seconds, self._recycle_by_time))
+        try:
+            status = await process.wait()
+        finally:
+            for timer in timers:
+                timer.cancel()
+        self.started_at = None
+        return status, loop.time() - started
+
+    async def _keep_running(self) -> None:
         while not self._retiring:
             process = await self._spawn()
             if process is None:
                 continue
-            self.process, self._recycling = process, False
-            self.starts += 1
-            self.started_at = started = loop.time()
-            log.info("%s: started, pid %d", self.name, process.pid)
-            if self._retiring:  # stop() came while the process was being started
-                self._signal(signal.SIGTERM)
-            timer = None
-            if self.group.recycle_seconds:
-                timer = loop.call_later(self.group.recycle_seconds, self._recycle_by_time)
-            try:
-                status = await process.wait()
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            uptime = loop.time() - started
-            self.started_at = None
-            how = f"pid {process.pid} ended ({describe_exit(status)}) after {uptime:.1f}s"
+            status, uptime = await self._watch(process)
+            how = f"pid {process.pid} ended ({self._describe_exit(status)}) after {uptime:.1f}s"
             if self._retiring:
                 log.info("%s: stopped: %s", self.name, how)
                 return
-            if self._recycling or status == 0:
-                self._quick_exits = self._quick_exits + 1 if uptime < QUICK_EXIT and not self._recycling else 0
-                if self._quick_exits < QUICK_EXITS_BEFORE_BACKOFF:
-                    # A recycled process was healthy: its successor starts at once, with a fresh backoff.
-                    self._backoff.reset()
-                    log.info("%s: %s; starting a fresh one", self.name, how)
-                    continue
-                delay = self._backoff.next_delay()
+            restart = self.policy.ended(status, uptime, self._recycling, how)
+            if not restart.paced:
+                log.info("%s: %s; starting a fresh one", self.name, how)
+            elif self._recycling or status == 0:
                 log.warning("%s: %s, %d times in a row at once; restarting in %.2fs", self.name, how,
-                            self._quick_exits, delay)  # fmt: skip
-                await self._pause(delay)
-                continue
-            self.crashes += 1
-            if uptime >= self.settings.stable_after:
-                self._backoff.reset()
-            delay = self._backoff.next_delay()
-            log.warning("%s: crashed: %s; restarting in %.2fs", self.name, how, delay)
-            await self._pause(delay)
+                            self.policy.quick_exits, restart.delay)  # fmt: skip
+            else:
+                self.crashes += 1
+                log.warning("%s: crashed: %s; restarting in %.2fs", self.name, how, restart.delay)
+            self._log_failing(restart)
+            await self._pause(restart.delay)
         self.process = None

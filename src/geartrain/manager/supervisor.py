@@ -130,12 +130,13 @@ class Manager:
         self.config = config
 
     def report(self) -> list[str]:
-        """The state of every process, one line each (logged on SIGUSR1)."""
+        """The state of every process, one line each (logged on SIGUSR1), failing ones marked ``FAILING``."""
         now = asyncio.get_running_loop().time()
-        lines = [f"{len(self.groups)} group(s), {len(self._leaving)} process(es) finishing their job"]
-        for group in self.groups.values():
-            lines += [slot.state(now) for slot in group.slots]
-        return lines
+        slots = [slot for group in self.groups.values() for slot in group.slots]
+        failing = sum(1 for slot in slots if slot.failing)
+        summary = f"{len(self.groups)} group(s), {len(self._leaving)} process(es) finishing their job"
+        lines = [summary + (f", {failing} FAILING" if failing else "")]
+        return lines + [slot.state(now) for slot in slots]
 
     def _update_in_place(self, runner: GroupRunner, group: GroupConfig, settings: ManagerSettings) -> None:
         old = runner.config

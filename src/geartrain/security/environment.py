@@ -50,4 +50,6 @@ def error_reason(exc: BaseException) -> str:
     own message would not name it), else the exception's text."""
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, ssl.SSLError) and exc.reason == "KEY_VALUES_MISMATCH":
+        return "the private key does not match the certificate"
     return str(exc)

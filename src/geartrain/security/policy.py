@@ -111,7 +111,7 @@ def parse_policy(text: str, source: str = "ACL") -> Policy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{source}: {exc}") from exc
+        raise PolicyError(f"ACL file {source}: not valid TOML: {exc}") from exc
     unknown = set(data) - {"secrets", "allow"}
     if unknown:
         raise PolicyError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")

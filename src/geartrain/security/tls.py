@@ -7,12 +7,15 @@ timeout closes a connection whose handshake never completes.
 
 from __future__ import annotations
 
+import errno
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
 VERIFY_CLIENT_MODES = ("none", "optional", "required")
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+_PRIVATE_KEY = b"PRIVATE KEY-----"  # RSA, EC, ENCRYPTED or plain PKCS#8
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ def server_context(settings: TlsServerSettings) -> ssl.SSLContext:
         raise ValueError(f"verify_client must be one of {', '.join(VERIFY_CLIENT_MODES)}")
     if settings.verify_client != "none" and not settings.ca_file:
         raise ValueError("checking client certificates needs a CA file (--ssl-ca-file)")
+    check_pem_files(settings.certificate, settings.key, settings.ca_file)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.certificate, settings.key)
@@ -59,6 +63,7 @@ def client_context(
     """A client-side context: the server's certificate is checked against ``ca_file`` (the system's CAs when
     ``None``) and its host name, unless ``verify`` is false; ``certificate``/``key`` present a client certificate.
     """
+    check_pem_files(certificate, key, ca_file)
     context = ssl.create_default_context(cafile=ca_file)
     if not verify:
         context.check_hostname = False
@@ -66,6 +71,21 @@ def client_context(
     if certificate:
         context.load_cert_chain(certificate, key)
     return context
+
+
+def check_pem_files(certificate: str | None, key: str | None, ca_file: str | None) -> None:
+    """Raise an ``OSError`` naming the first file that cannot be read or holds no PEM certificate or key (the key
+    may be in the certificate's file). ``ssl`` says ``[SSL] PEM lib`` of such a file: neither which nor why."""
+    checks = [(ca_file, _CERTIFICATE, "certificate")]
+    if certificate:
+        checks += [(certificate, _CERTIFICATE, "certificate"), (key or certificate, _PRIVATE_KEY, "private key")]
+    for path, marker, what in checks:
+        if path is None:
+            continue
+        with open(path, "rb") as stream:
+            text = stream.read()
+        if marker not in text:
+            raise OSError(errno.EINVAL, f"no PEM {what} in it", path)
 
 
 def certificate_names(ssl_object: Any) -> tuple[str, ...]:

@@ -68,10 +68,11 @@ class GearmanConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         peername = transport.get_extra_info("peername")
         address = peername[0] if isinstance(peername, tuple) else "unix"
+        port = int(peername[1]) if isinstance(peername, tuple) and len(peername) > 1 else 0
         fd = sock.fileno() if sock is not None else -1
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             self._server.tune_socket(sock)
-        peer = self._peer = self._server.engine.connect(fd, address)
+        peer = self._peer = self._server.engine.connect(fd, address, port, wall_clock())
         peer.writer = self._transport  # the server's flush writes to it directly while nothing is unsent
         self._server.access.connected(peer, transport)  # TLS certificate names become the peer's identity
         self._server.connections[peer.id] = self

@@ -14,10 +14,13 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from geartrain.errors import GearmanError, StartupError
+from geartrain.server.announce import log_started, log_stopped
 from geartrain.server.config import ServerConfig
 from geartrain.server.gc_policy import CollectionPolicy
 from geartrain.server.limits import file_descriptors_for, raise_open_file_limit
 from geartrain.server.server import GearmanServer, new_event_loop
+from geartrain.server.startup import write_pid_file
 from geartrain.server.view import ServerActions, ServerView
 from geartrain.store.base import QueueStore, StoreError
 
@@ -35,26 +38,43 @@ class Node:
         self.gearman = gearman
         self.http = http
         self.cluster = cluster
+        self._cluster_joined = False
 
     async def start(self) -> None:
         """Replay the store, open the Gearman port, join the cluster, then open the HTTP port (so /readyz is never
-        ahead of the rest)."""
-        await self.gearman.start()
-        if self.cluster is not None:
-            host, port = self.gearman.addresses[0]
-            await self.cluster.start(f"{host}:{port}")
-        if self.http is not None:
-            await self.http.start()
+        ahead of the rest).
+
+        A part that fails (:class:`~geartrain.errors.StartupError` for a port, a store error...) first gets the
+        parts before it closed: the store's hold released and, with ``store_on_shutdown``, the queue read at start
+        written back (it was emptied by the replay)."""
+        try:
+            await self.gearman.start()
+            if self.cluster is not None:
+                host, port = self.gearman.addresses[0]
+                await self.cluster.start(f"{host}:{port}")
+                self._cluster_joined = True
+            if self.http is not None:
+                await self.http.start()
+        except BaseException:
+            # Best effort: the failure that stopped the start is the one to report, not one of the clean-up.
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
 
     async def serve(self) -> None:
         """Run until stopped (admin ``shutdown``, a signal, :meth:`stop`), then close every part."""
         if not self.gearman.started:
             await self.start()
         await self.gearman.stop_requested()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the parts in the reverse order of their start (those that started)."""
         if self.http is not None:
             await self.http.close()
-        await self.gearman.close()
-        if self.cluster is not None:
+        if self.gearman.started:
+            await self.gearman.close()
+        if self.cluster is not None and self._cluster_joined:
             await self.cluster.stop()  # after the workers are gone: every job this node held goes back
 
     def stop(self) -> None:
@@ -124,32 +144,57 @@ def run_node(
     store: QueueStore | None = None,
     *,
     store_on_shutdown: bool = False,
+    on_started: Callable[[], None] | None = None,
 ) -> int:
-    """Run a node in this process until it stops; returns the exit status."""
+    """Run a node in this process until it stops; returns the exit status. ``on_started`` is called once it runs.
+
+    A start that fails raises :class:`~geartrain.errors.GearmanError` with one line saying what failed
+    (:class:`~geartrain.errors.StartupError`, :class:`~geartrain.store.base.StoreError`); the parts that had
+    started are closed first.
+    """
     raise_open_file_limit(file_descriptors_for(config.limits))
     loop = new_event_loop(config.use_uvloop)
     node = build_node(config, store, store_on_shutdown=store_on_shutdown)
     gc_policy: CollectionPolicy | None = None
+    pid_written = False
 
     async def main() -> None:
-        nonlocal gc_policy
-        await node.start()
+        nonlocal gc_policy, pid_written
+        await start(node)
+        node.gearman.install_signal_handlers(reopen_log)
+        if config.pid_file:  # once a signal stops it cleanly: whoever reads the file may send one at once
+            try:
+                write_pid_file(config.pid_file)
+            except StartupError:
+                await node.close()
+                raise
+            pid_written = True
         # This process is the node's alone: tune its collector (an embedded server leaves the host's alone).
         gc_policy = CollectionPolicy(config.gc)
         gc_policy.start(asyncio.get_running_loop())
-        node.gearman.install_signal_handlers(reopen_log)
-        if config.pid_file:
-            with open(config.pid_file, "w") as pid_file:
-                pid_file.write(f"{os.getpid()}\n")
+        log_started(node, config)
+        if on_started is not None:
+            on_started()
         await node.serve()
+        log_stopped(node)
 
     try:
         loop.run_until_complete(main())
     finally:
         if gc_policy is not None:
             gc_policy.stop()
-        if config.pid_file:
+        if config.pid_file and pid_written:  # not before: the file may be another server's (this one's port was)
             with contextlib.suppress(OSError):
                 os.unlink(config.pid_file)
         loop.close()
     return node.exit_status
+
+
+async def start(node: Node) -> None:
+    """Start ``node``; a failure nobody translated still becomes one line (its traceback at ``--verbose DEBUG``)."""
+    try:
+        await node.start()
+    except GearmanError:
+        raise
+    except Exception as error:
+        raise StartupError(f"cannot start: {type(error).__name__}: {error}") from error

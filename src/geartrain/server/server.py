@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from geartrain.errors import GearmanError
 from geartrain.lifecycle.policy import PolicyError as LifecyclePolicyError
 from geartrain.lifecycle.policy import load_policies
+from geartrain.listening import listen_error
 from geartrain.security.guard import AccessGuard
 from geartrain.security.policy import PolicyError, load_policy
 from geartrain.security.tls import server_context
@@ -85,6 +87,8 @@ class GearmanServer:
         self.tls_context: ssl.SSLContext | None = None  # set by start() when serving TLS
         self.handshaking = 0  # TLS connections accepted whose handshake is under way (they count as connections)
         self.exit_status = 0
+        self.replayed = 0  # jobs the store gave back at start
+        self.stop_reason: str | None = None  # why it stops (a signal's name, admin shutdown...): for the last log line
 
     # ------------------------------------------------------------------ life cycle
 
@@ -94,7 +98,8 @@ class GearmanServer:
         self._stopped = asyncio.Event()
         if self.persistence is not None:
             # The queue is back before the port opens; StoreHeld if another server runs it.
-            self.persistence.replay(keep=not self.store_on_shutdown, holder=Holder(self.config.node_name()))
+            holder = Holder(self.config.node_name())
+            self.replayed = self.persistence.replay(keep=not self.store_on_shutdown, holder=holder)
             self.persistence.keep_holding(self._lost_store)
         if self.engine.lifecycle is not None:
             self.engine.lifecycle.arm_cron(time.time())  # after the replay: it knows each entry's last firing
@@ -106,13 +111,16 @@ class GearmanServer:
             # Handshakes run on the loop like any other I/O, counted as connections from accept on (tls_listener).
             self._start_tls_listeners(context, tls.handshake_timeout if tls is not None else None)
         for host in () if context is not None else self.config.hosts:
-            server = await self._loop.create_server(
-                lambda: GearmanConnection(self),
-                host=host or None,
-                port=self.config.port,
-                backlog=self.config.backlog,
-                reuse_address=True,
-            )
+            try:
+                server = await self._loop.create_server(
+                    lambda: GearmanConnection(self),
+                    host=host or None,
+                    port=self.config.port,
+                    backlog=self.config.backlog,
+                    reuse_address=True,
+                )
+            except (OSError, OverflowError) as error:
+                raise listen_error(host, self.config.port, error) from error
             self._servers.append(server)
             self.sockets.extend(server.sockets)
         self.addresses = [sock.getsockname()[:2] for sock in self.sockets]
@@ -138,7 +146,7 @@ class GearmanServer:
     def _lost_store(self, message: str) -> None:
         log.error("%s: stopping", message)
         self.exit_status = 1
-        self.stop()
+        self.stop("lost the store")
 
     @property
     def port(self) -> int:
@@ -161,12 +169,13 @@ class GearmanServer:
         assert self._stopped is not None, "not started"
         await self._stopped.wait()
 
-    def stop(self) -> None:
-        """Stop now: close the listeners and every connection."""
+    def stop(self, reason: str = "asked to stop") -> None:
+        """Stop now: close the listeners and every connection (``reason`` is logged at the stop)."""
         if self._stopped is not None:
+            self.stop_reason = self.stop_reason or reason
             self._stopped.set()
 
-    def drain(self) -> None:
+    def drain(self, reason: str = "graceful stop") -> None:
         """Graceful stop: no new connections, submits refused, running jobs finish (within ``drain_timeout``).
 
         With a store, queued jobs stay stored for the next start and only running jobs are waited for; with the
@@ -175,6 +184,7 @@ class GearmanServer:
         if self._draining:
             return
         self._draining = True
+        self.stop_reason = self.stop_reason or reason
         hold = self.persistence is not None
         self.engine.begin_drain(hold_queued=hold)
         log.warning(
@@ -211,9 +221,9 @@ class GearmanServer:
     def _on_sigterm(self) -> None:
         # A second TERM during a drain means "now" (what an impatient service manager sends next).
         if self.config.sigterm == "graceful" and not self._draining:
-            self.drain()
+            self.drain("SIGTERM, graceful")
         else:
-            self.stop()
+            self.stop("SIGTERM")
 
     async def close(self) -> None:
         """Close the listeners, store what is recorded, close every connection, release the store."""
@@ -251,14 +261,17 @@ class GearmanServer:
         reads the ACL file again."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
-        loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGUSR1, self.drain)
+        loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGUSR1, self.drain, "SIGUSR1, graceful")
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup, reopen_log)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     def _on_sighup(self, reopen_log: Callable[[], None] | None) -> None:
         if reopen_log is not None:
-            reopen_log()  # first, so that what the reload logs goes to the new file
+            try:
+                reopen_log()  # first, so that what the reload logs goes to the new file
+            except GearmanError as error:  # the file cannot be opened: the one in use stays
+                log.error("%s; still logging to the file in use", error)
         self.reload_acl()
         self.reload_policies()
 
@@ -359,9 +372,9 @@ class GearmanServer:
         if engine.shutdown_mode is not None:
             mode, engine.shutdown_mode = engine.shutdown_mode, None
             if mode == "now":
-                self.stop()
+                self.stop("admin shutdown")
             else:
-                self.drain()
+                self.drain("admin shutdown graceful")
         if self._draining:
             self._check_drained()
 

@@ -18,15 +18,17 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 
+from geartrain.listening import listen_error
+
 log = logging.getLogger("geartrain.tls")
 
 
 def bind(hosts: Sequence[str], port: int, backlog: int) -> list[socket.socket]:
     """Listening sockets for ``hosts`` (an empty name: every interface, IPv4 and IPv6) on ``port``, as
-    ``create_server`` binds them."""
+    ``create_server`` binds them; :class:`~geartrain.errors.StartupError` naming the address that failed."""
     sockets: list[socket.socket] = []
-    try:
-        for host in hosts:
+    for host in hosts:
+        try:
             for family, kind, proto, _, address in socket.getaddrinfo(
                 host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             ):
@@ -38,10 +40,10 @@ def bind(hosts: Sequence[str], port: int, backlog: int) -> list[socket.socket]:
                 sock.bind(address)
                 sock.listen(backlog)
                 sock.setblocking(False)
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
+        except (OSError, OverflowError) as error:
+            for sock in sockets:
+                sock.close()
+            raise listen_error(host, port, error) from error
     return sockets
 
 

@@ -172,7 +172,7 @@ class ServerActions:
 
     def open_peer(self, address: str, sink: Sink) -> Peer:
         """An engine peer whose output the server's flush writes to ``sink``, as it writes to a socket."""
-        peer = self._server.engine.connect(-1, address)
+        peer = self._server.engine.connect(-1, address, now=time.time())
         self._server.connections[peer.id] = sink  # type: ignore[assignment]  # written like a connection
         return peer
 
@@ -182,5 +182,6 @@ class ServerActions:
 
     def close_peer(self, peer: Peer) -> None:
         self._server.connections.pop(peer.id, None)
-        self._server.engine.disconnect(peer, time.time())
+        # The HTTP client hung up (or was answered): a queued job only it waited for goes, it has no one to run for.
+        self._server.engine.disconnect(peer, time.time(), drop_abandoned=True)
         self._server.flush()

@@ -100,6 +100,19 @@ def translate_errors(
     except StoreError:
         raise
     except unavailable as exc:
-        raise StoreUnavailable(f"{description}: {exc}") from exc
+        raise StoreUnavailable(f"{description}: {driver_reason(exc)}") from exc
     except failed as exc:
-        raise StoreError(f"{description}: {exc}") from exc
+        raise StoreError(f"{description}: {driver_reason(exc)}") from exc
+
+
+def driver_reason(error: BaseException) -> str:
+    """A driver's error as one line of text: PyMySQL's ``(2003, "Can't connect ...")`` without the tuple, an
+    ``OSError`` as ``file: reason``, libpq's hint (on a line of its own) after a semicolon."""
+    args = error.args
+    if isinstance(error, OSError) and error.strerror:  # not "[Errno 17] File exists: '/x'"
+        text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    elif len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        text = args[1]
+    else:
+        text = str(error)
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(error).__name__

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.base import StoreError, StoreHeld, StoreUnavailable
-from geartrain.store.common import check_identifier, job_from_row
+from geartrain.store.common import check_identifier, driver_reason, job_from_row
 from geartrain.store.holder import Holder, held_message
 
 SYNC_MODES = ("full", "normal", "off")
@@ -83,7 +83,7 @@ class SQLiteStore:
             if "reducer" not in columns:
                 db.execute(f"ALTER TABLE {self.table} ADD COLUMN reducer BLOB")
         except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+            raise StoreUnavailable(f"{self.description}: {driver_reason(exc)}") from exc
         self._db = db
 
     def load(self) -> Iterator[StoredJob]:

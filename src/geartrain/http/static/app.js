@@ -1,9 +1,14 @@
-// geartrain dashboard: plain JavaScript, no build step, no third-party code.
+// geartrain dashboard: plain JavaScript, no build step, no third-party code (the charts are in chart.js).
 // Live data comes from /api/events (server-sent events, one update per history sample); the jobs list is fetched
-// from /api/jobs on each update and when the search changes; actions POST to the JSON API.
+// from /api/jobs on each update and when the search changes, an open job's detail from /api/jobs/HANDLE; actions
+// POST to the JSON API. The throughput history starts from /api/history (up to two hours) and grows with each
+// update, thinned as the server thins it.
 "use strict";
 
-const state = { samples: [], interval: 2, functions: [], workers: [], search: "", lifecycle: false };
+const state = {
+  samples: [], interval: 2, coarseInterval: 30, fineSpan: 600, span: 7200, range: 3600,
+  functions: [], workers: [], search: "", lifecycle: false, detail: null,
+};
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -44,71 +49,27 @@ async function api(method, path, body) {
   return data;
 }
 
-// ---------------------------------------------------------------- charts (inline SVG)
+// ---------------------------------------------------------------- throughput
 
-const SVG = "http://www.w3.org/2000/svg";
-
-function polyline(values, width, height, max, cls) {
-  const line = document.createElementNS(SVG, "polyline");
-  const step = values.length > 1 ? width / (values.length - 1) : width;
-  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(height - (v / max) * (height - 4) - 2).toFixed(1)}`);
-  line.setAttribute("points", points.join(" "));
-  if (cls) line.setAttribute("class", cls);
-  return line;
-}
-
-function sparkline(name) {
-  const values = state.samples.map((s) => (s.functions[name] ? s.functions[name][0] : 0));
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("class", "spark");
-  svg.setAttribute("viewBox", "0 0 120 24");
-  svg.setAttribute("preserveAspectRatio", "none");
-  const max = Math.max(1, ...values);
-  svg.append(polyline(values.length ? values : [0, 0], 120, 24, max));
-  const title = document.createElementNS(SVG, "title");
-  title.textContent = `queued, last ${values.length} samples; max ${max}`;
-  svg.append(title);
-  return svg;
-}
-
-// Rates per second between consecutive samples, from the counters [queued, running, submitted, finished].
-function rates(index) {
-  const out = [];
-  for (let i = 1; i < state.samples.length; i++) {
-    const a = state.samples[i - 1], b = state.samples[i];
-    const dt = Math.max(0.001, b.t - a.t);
-    let delta = 0;
-    for (const [name, values] of Object.entries(b.functions)) {
-      const before = a.functions[name] ? a.functions[name][index] : 0;
-      delta += Math.max(0, values[index] - before);
-    }
-    out.push(delta / dt);
-  }
-  return out;
+function rangeLabel(seconds) {
+  return seconds >= 3600 ? `${seconds / 3600} h` : `${seconds / 60} min`;
 }
 
 function renderThroughput() {
-  const svg = $("#throughput");
-  svg.replaceChildren();
-  const submitted = rates(2), finished = rates(3);
-  const max = Math.max(1, ...submitted, ...finished);
-  for (const fraction of [0.25, 0.5, 0.75]) {
-    const grid = document.createElementNS(SVG, "line");
-    grid.setAttribute("class", "grid");
-    grid.setAttribute("x1", 0);
-    grid.setAttribute("x2", 800);
-    grid.setAttribute("y1", 160 * fraction);
-    grid.setAttribute("y2", 160 * fraction);
-    svg.append(grid);
-  }
-  if (submitted.length) {
-    svg.append(polyline(submitted, 800, 160, max, "submitted"));
-    svg.append(polyline(finished, 800, 160, max, "finished"));
-  }
-  const last = (list) => (list.length ? list[list.length - 1].toFixed(1) : "0");
+  const end = state.samples.length ? state.samples[state.samples.length - 1].t : Date.now() / 1000;
+  const submitted = rateSeries(state.samples, 2), finished = rateSeries(state.samples, 3);
+  const max = lineChart($("#throughput"), [
+    { cls: "submitted", points: submitted },
+    { cls: "finished", points: finished },
+  ], end, state.range);
+  const last = (list) => (list.length ? formatRate(list[list.length - 1].value) : "0");
+  const held = state.samples.length ? end - state.samples[0].t : 0;
   $("#throughput-section h2 small").textContent =
-    `jobs per second, last ${duration(state.samples.length * state.interval)}; now ${last(submitted)} in, ` +
-    `${last(finished)} out; scale max ${max.toFixed(1)}/s`;
+    `jobs per second, last ${rangeLabel(state.range)}` + (held < state.range - state.interval ? ` (${duration(held)} recorded)` : "") +
+    `; now ${last(submitted)} in, ${last(finished)} out; scale 0–${formatRate(max)}/s`;
+  for (const button of document.querySelectorAll("#ranges button")) {
+    button.classList.toggle("on", Number(button.dataset.range) === state.range);
+  }
 }
 
 // ---------------------------------------------------------------- tables
@@ -126,8 +87,13 @@ function renderServer(server) {
   ];
   info.replaceChildren(...items.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", { "data-field": k }, v))));
   const t = server.totals;
-  $("#totals").textContent = `${t.functions} functions, ${t.queued} queued, ${t.running} running, ` +
-    `${t.submitted} submitted, ${t.completed} completed, ${t.failed} failed`;
+  // Jobs come in by a submit here, or otherwise (replayed from the store, claimed from the cluster, revived from the
+  // dead set): say so, or `completed` could seem to exceed what came in.
+  const otherwise = [["replayed", t.replayed], ["claimed", t.claimed], ["revived", t.revived]]
+    .filter(([, count]) => count).map(([what, count]) => `${count} ${what}`);
+  $("#totals").textContent = `${t.functions} functions, ${t.queued} queued` + (t.pending ? ` + ${t.pending} pending` : "") +
+    `, ${t.running} running, ${t.submitted} submitted` + (otherwise.length ? ` (+ ${otherwise.join(", ")})` : "") +
+    `, ${t.completed} completed, ${t.failed} failed`;
 }
 
 function renderCluster(cluster) {
@@ -144,16 +110,23 @@ function renderCluster(cluster) {
 }
 
 function renderFunctions() {
+  const end = state.samples.length ? state.samples[state.samples.length - 1].t : Date.now() / 1000;
   const rows = state.functions.map((f) =>
     el("tr", { "data-function": f.name },
       el("td", { class: "name" }, f.name),
       el("td", { class: "num queued", "data-total": f.queued.high + f.queued.normal + f.queued.low },
         `${f.queued.high} / ${f.queued.normal} / ${f.queued.low}`),
-      el("td", {}, sparkline(f.name)),
+      el("td", { class: "num pending", title: "counted, in no priority queue yet: being stored, or out a retry's backoff" },
+        f.pending || 0),
+      el("td", {}, sparkline(state.samples, f.name, end, state.fineSpan)),
+      el("td", { class: "num oldest", title: "how long the job that has waited longest has waited" },
+        f.oldest_queued === null || f.oldest_queued === undefined ? "—" : duration(f.oldest_queued)),
       el("td", { class: "num running" }, f.running),
       el("td", { class: "num workers" }, f.workers),
       num(f.sleeping_workers),
       el("td", { class: "num submitted" }, f.submitted),
+      el("td", { class: "num replayed", title: `replayed from the store ${f.replayed}, claimed ${f.claimed}, revived ${f.revived}` },
+        f.replayed + f.claimed + f.revived),
       el("td", { class: "num completed" }, f.completed),
       num(f.failed + f.exceptions),
       num(f.requeued),
@@ -167,16 +140,26 @@ function renderFunctions() {
           : ""),
     ));
   const body = $("#functions tbody");
-  body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 13 }, "no functions yet"))]));
+  body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 16 }, "no functions yet"))]));
 }
 
-function renderWorkers() {
+function hostPort(address, port) {
+  if (!port) return address;
+  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`; // an IPv6 host in brackets
+}
+
+function renderWorkers(now) {
   const rows = state.workers.map((w) =>
     el("tr", { "data-worker": w.id },
-      num(w.id), el("td", {}, w.address), el("td", {}, w.client_id), el("td", {}, w.functions.join(", ")),
-      el("td", {}, w.running.join(", ") || "—"), el("td", {}, w.running.length ? "working" : w.sleeping ? "sleeping" : "idle"),
+      num(w.id), el("td", { class: "address" }, hostPort(w.address, w.port)),
+      el("td", { class: "client-id" }, w.client_id), el("td", { class: "functions" }, w.functions.join(", ")),
+      el("td", { class: "num jobs-done" }, w.jobs_done),
+      el("td", { class: "connected", title: w.connected ? when(w.connected) : "" },
+        w.connected ? `${duration(Math.max(0, now - w.connected))} ago` : "—"),
+      el("td", {}, w.running.length ? el("a", { href: "#", class: "job-link", onclick: showJob(w.running[0]) }, w.running.join(", ")) : "—"),
+      el("td", {}, w.running.length ? "working" : w.sleeping ? "sleeping" : "idle"),
     ));
-  $("#workers tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 6 }, "no workers connected"))]));
+  $("#workers tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 8 }, "no workers connected"))]));
 }
 
 let jobsRequest = 0;
@@ -194,7 +177,8 @@ async function refreshJobs() {
   if (ticket !== jobsRequest) return; // a newer search is on its way
   const rows = data.jobs.map((j) =>
     el("tr", { "data-handle": j.handle },
-      el("td", { class: "handle" }, j.handle), el("td", {}, j.function), el("td", { class: "unique" }, j.unique),
+      el("td", { class: "handle" }, el("a", { href: "#", class: "job-link", onclick: showJob(j.handle) }, j.handle)),
+      el("td", {}, j.function), el("td", { class: "unique" }, j.unique),
       el("td", {}, j.priority + (j.background ? " (bg)" : "")), el("td", { class: `state-${j.state}` }, j.state),
       el("td", { class: "num" }, duration(j.age)), num(j.attempts), num(j.size),
       el("td", {}, j.state === "cancelled" ? "" :
@@ -202,6 +186,58 @@ async function refreshJobs() {
     ));
   $("#jobs tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: 9 }, "no jobs"))]));
   $("#jobs-count").textContent = data.total > data.jobs.length ? `${data.jobs.length} of ${data.total}` : `${data.total}`;
+}
+
+// ---------------------------------------------------------------- one job's detail
+
+function showJob(handle) {
+  return (event) => {
+    event.preventDefault();
+    state.detail = handle;
+    refreshDetail().then(() => $("#job-detail").scrollIntoView({ block: "nearest" }));
+  };
+}
+
+function closeDetail() {
+  state.detail = null;
+  $("#job-detail").hidden = true;
+}
+
+async function refreshDetail() {
+  const handle = state.detail;
+  if (handle === null) return;
+  const section = $("#job-detail");
+  section.hidden = false;
+  $("#detail-handle").textContent = handle;
+  let job;
+  try {
+    job = await api("GET", `/api/jobs/${encodeURIComponent(handle)}`);
+  } catch (error) {
+    if (state.detail !== handle) return;
+    $("#detail-fields").replaceChildren(el("div", { class: "gone" }, `no longer held: ${error.message} (finished, cancelled and skipped, or dropped)`));
+    $("#detail-payload").textContent = "";
+    $("#detail-history tbody").replaceChildren();
+    return;
+  }
+  if (state.detail !== handle) return; // another job was opened meanwhile
+  const worker = job.worker_detail;
+  const fields = [
+    ["function", job.function], ["unique", job.unique || "—"], ["state", job.state],
+    ["kind", job.background ? "background" : "foreground"], ["priority", job.priority],
+    ["size", `${job.size} bytes`], ["attempts", job.attempts], ["requeued", job.requeued], ["age", duration(job.age)],
+    ["created", when(job.created)], ["scheduled", job.when ? when(job.when) : "—"],
+    ["worker", worker ? `${worker.id} (${hostPort(worker.address, worker.port)}, ${worker.client_id})` : "—"],
+    ["progress", job.progress ? `${job.progress[0]} / ${job.progress[1]}` : "—"],
+    ["clients waiting", job.clients], ["last error", job.error === null ? "—" : job.error],
+  ];
+  $("#detail-fields").replaceChildren(...fields.map(([k, v]) =>
+    el("div", {}, el("dt", {}, k), el("dd", { "data-field": k.replace(/ /g, "-") }, v))));
+  const payload = job.payload;
+  $("#detail-payload").textContent = payload.preview + (payload.truncated ? "…" : "");
+  $("#detail-payload-note").textContent = (payload.truncated ? `the start of ${job.size} bytes` : `${job.size} bytes`) +
+    (payload.binary ? "; binary: bytes outside printable ASCII shown as \\xNN" : "");
+  $("#detail-history tbody").replaceChildren(...job.history.map((h) =>
+    el("tr", {}, el("td", {}, when(h.at)), el("td", { class: "event" }, h.event))));
 }
 
 // ---------------------------------------------------------------- the job life cycle (--policy-file)
@@ -305,17 +341,18 @@ function onUpdate(event) {
   const last = state.samples[state.samples.length - 1];
   if (!last || update.sample.t > last.t) {
     state.samples.push(update.sample);
-    if (state.samples.length > 300) state.samples.shift();
+    state.samples = thinSamples(state.samples, state);
   }
   state.functions = update.functions;
   state.workers = update.workers;
   renderServer(update.server);
   renderCluster(update.server.cluster);
   renderFunctions();
-  renderWorkers();
+  renderWorkers(update.sample.t);
   renderThroughput();
   refreshJobs();
   refreshLifecycle();
+  refreshDetail();
 }
 
 function connect() {
@@ -338,10 +375,21 @@ async function start() {
     clearTimeout(timer);
     timer = setTimeout(refreshJobs, 150);
   });
+  for (const button of document.querySelectorAll("#ranges button")) {
+    button.addEventListener("click", () => {
+      state.range = Number(button.dataset.range);
+      renderThroughput();
+    });
+  }
+  $("#detail-close").addEventListener("click", closeDetail);
   try {
     const history = await api("GET", "/api/history");
     state.interval = history.interval;
+    state.coarseInterval = history.coarse_interval;
+    state.fineSpan = history.fine_span;
+    state.span = history.span;
     state.samples = history.samples;
+    renderThroughput();
   } catch (error) {
     say(`history: ${error.message}`);
   }

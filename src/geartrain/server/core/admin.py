@@ -177,7 +177,8 @@ class AdminCommands:
         return b"".join(job.unique + b"\n" for job in ordered) + b".\n"
 
     def _status_json(self, peer: Peer, command: AdminCommand) -> bytes:
-        return _json_line({"functions": functions_view(self.engine), "totals": totals_view(self.engine)})
+        now = self.clock() if self.clock is not None else None  # for the oldest queued job's age
+        return _json_line({"functions": functions_view(self.engine, now), "totals": totals_view(self.engine)})
 
     def _show_jobs_json(self, peer: Peer, command: AdminCommand) -> bytes:
         now = self.clock() if self.clock is not None else 0.0

@@ -321,7 +321,7 @@ class DurableRules(EngineState):
             elif (dead := dead_from_record(stored)) is not None:
                 self.lifecycle.restore_dead(dead)
             return
-        self.restore(stored, now)
+        self.restore(stored, now).function.stats.replayed += 1  # not a submit: counted apart (core/stats.py)
 
     def replay_done(self, now: float) -> None:
         """Every record is replayed: give the jobs their side records (their metadata, and a job that was waiting
@@ -353,7 +353,9 @@ class DurableRules(EngineState):
         """A dead job queued again (``dead retry``): a background job as when first submitted, its attempts
         starting over, under its old handle unless a live job has it now."""
         handle = dead.handle if dead.handle not in self.jobs else self._unused_handle()
-        return self._new_background(handle, dead.function, dead.unique, dead.data, dead.priority, dead.reducer, now)
+        job = self._new_background(handle, dead.function, dead.unique, dead.data, dead.priority, dead.reducer, now)
+        job.function.stats.revived += 1
+        return job
 
     def submit_background(self, function: bytes, unique: bytes, data: bytes, priority: int, now: float) -> Job | None:
         """A background job the server submits itself (a cron firing); ``None`` when a job with that unique is

@@ -38,15 +38,18 @@ class Engine(WorkerRules, ClientRules):
 
     # ------------------------------------------------------------------ connections
 
-    def connect(self, fd: int = -1, address: str = "127.0.0.1") -> Peer:
-        """Register a new connection and return its state."""
-        peer = Peer(self._next_peer_id, fd, address)
+    def connect(self, fd: int = -1, address: str = "127.0.0.1", port: int = 0, now: float = 0.0) -> Peer:
+        """Register a new connection and return its state (``now``: when it was made, shown by the views)."""
+        peer = Peer(self._next_peer_id, fd, address, port, now)
         self._next_peer_id += 1
         self.peers[peer.id] = peer
         return peer
 
-    def disconnect(self, peer: Peer, now: float) -> None:
-        """The connection is gone: requeue what it was working on, detach it from what it was waiting for."""
+    def disconnect(self, peer: Peer, now: float, drop_abandoned: bool = False) -> None:
+        """The connection is gone: requeue what it was working on, detach it from what it was waiting for.
+
+        A queued foreground job it alone waited for is abandoned: skipped when a worker reaches it, as gearmand
+        does, or with ``drop_abandoned`` (an HTTP request that hung up) forgotten at once."""
         if peer.closed:
             return
         peer.closed = True
@@ -62,7 +65,10 @@ class Engine(WorkerRules, ClientRules):
         for job in peer.waiting:
             job.clients = tuple(client for client in job.clients if client is not peer)
             if not job.clients and not job.background:
+                queued = job.worker is None and job.acks is None  # (a foreground job is never scheduled)
                 self._abandon(job)
+                if drop_abandoned and queued:
+                    self._drop_abandoned(job)
         peer.waiting.clear()
 
     def begin_drain(self, *, hold_queued: bool) -> None:

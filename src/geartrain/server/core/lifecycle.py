@@ -236,6 +236,9 @@ class Lifecycle:
         self.crons: dict[bytes, Firing] = {}
         self._last_fired: dict[bytes, float] = {}  # replayed gt:meta:cron records, until the entries are armed
         self.failures: dict[bytes, tuple[int, float]] = {}  # handle -> (failed attempts, first failure)
+        # handle -> (last error, when it failed, when it is due again): what a job's detail view shows; kept
+        # beside ``failures`` and dropped with it. A replayed job's error is not stored: b"" then.
+        self.last_failure: dict[bytes, tuple[bytes, float, float]] = {}
         self.dead: dict[bytes, DeadJob] = {}  # by handle, oldest first
         self.paused: set[bytes] = set()
         self.deadlines: dict[bytes, float] = {}  # handle -> policy timeout moved by a WORK_STATUS
@@ -344,8 +347,8 @@ class Lifecycle:
 
     def forget(self, handle: bytes) -> None:
         """A job is gone from the engine."""
-        if self.failures:
-            self.failures.pop(handle, None)
+        if self.failures and self.failures.pop(handle, None) is not None:
+            self.last_failure.pop(handle, None)
         if self.deadlines:
             self.deadlines.pop(handle, None)
 
@@ -363,6 +366,7 @@ class Lifecycle:
             self.failures[job.handle] = (attempts, first)
             delay = policy.backoff_delay(attempts)
             self._push(now + delay, job)
+            self.last_failure[job.handle] = (error, now, now + delay)
             if job.store_key is not None and engine.config.side_records:
                 engine._store_side(job, Side(job.meta, attempts, first, now + delay))  # outlives a kill -9
             self.retried += 1
@@ -370,6 +374,7 @@ class Lifecycle:
             log.info("job %s failed (%r); retry %d in %.1f s", job.handle.decode(), error, attempts, delay)
             return False
         self.failures.pop(job.handle, None)
+        self.last_failure.pop(job.handle, None)
         if job.ignore:
             engine._free(job)
             return False
@@ -436,6 +441,7 @@ class Lifecycle:
         """A replayed job's side record says it failed before: it counts on, and waits out what is left of its
         backoff. ``True`` when it waits (the caller takes it out of the queue the replay put it in)."""
         self.failures[job.handle] = (side.attempts, side.first_failed)
+        self.last_failure[job.handle] = (b"", 0.0, side.retry_at)
         if side.retry_at <= now or job.when > now:
             return False
         self._push(side.retry_at, job)
@@ -446,8 +452,8 @@ class Lifecycle:
 
     def finished(self, job: Job) -> None:
         """A job ended for good (its result came): forget its failed attempts."""
-        if self.failures:
-            self.failures.pop(job.handle, None)
+        if self.failures and self.failures.pop(job.handle, None) is not None:
+            self.last_failure.pop(job.handle, None)
 
     def attempts(self, job: Job) -> int:
         """Failed attempts so far (0 for a job that has not failed)."""
@@ -456,9 +462,10 @@ class Lifecycle:
     # ------------------------------------------------------------------ kept results
 
     def ended(self, job: Job, status: str, data: bytes, now: float) -> None:
-        """A background job ended for good: keep how, if its function's policy says so."""
+        """A background job ended for good: keep how, if its function's policy says so (not for a job cancelled
+        while it ran: nobody wants its result)."""
         ttl = self.policy(job.function.name).result_ttl
-        if not ttl:
+        if not ttl or job.ignore:
             return
         kept = KeptResult(job.handle, job.function.name, job.unique, status, data, now, now + ttl)
         self.results[job.handle] = kept

@@ -22,9 +22,11 @@ def purge(engine: Engine, name: bytes) -> int | None:
         while queue:
             job = queue.popleft()
             function.queued[priority] -= 1
-            if not job.ignore:
-                engine.cancel(job.handle)
-                removed += 1
+            if job.ignore:
+                engine._skip(job)  # cancelled or abandoned already (or a ghost: freed already)
+                continue
+            engine.cancel(job.handle)
+            removed += 1
             engine._free(job)
     return removed
 

@@ -48,12 +48,15 @@ class Peer:
         "client_id",
         "close_after_flush",
         "closed",
+        "connected",
         "exceptions",
         "fd",
         "id",
         "identity",
+        "jobs_done",
         "meta",
         "outbox",
+        "port",
         "sleeping",
         "timeouts",
         "unresolved",
@@ -62,10 +65,13 @@ class Peer:
         "writer",
     )
 
-    def __init__(self, peer_id: int, fd: int, address: str) -> None:
+    def __init__(self, peer_id: int, fd: int, address: str, port: int = 0, connected: float = 0.0) -> None:
         self.id = peer_id
         self.fd = fd
-        self.address = address
+        self.address = address  # the host alone, as gearmand's `workers` shows it
+        self.port = port  # 0 where there is none (a Unix socket, an HTTP request's gateway)
+        self.connected = connected  # when the connection was made (the transport's clock), for the views
+        self.jobs_done = 0  # results (complete, fail, exception) it sent as a worker
         self.client_id = b"-"
         self.identity: tuple[str, ...] = ()
         self.abilities: list[Function] = []

@@ -30,6 +30,7 @@ class Function:
         "by_unique",
         "created_seq",
         "gated",
+        "ghosts",
         "held",
         "limit",
         "max_queue",
@@ -57,6 +58,7 @@ class Function:
         self.max_queue = [0, 0, 0]  # 0 = unlimited, per priority
         self.by_unique: dict[bytes, Job] = {}
         self.by_payload: dict[bytes, Job] = {}
+        self.ghosts = 0  # freed jobs still in the queues, skipped when reached (EngineState._drop_abandoned)
         self.stats = stats if stats is not None else FunctionStats()  # counters for metrics (core/stats.py)
         # The job life cycle (core/lifecycle.py): admin `pause` (submits are taken, nothing is handed out), the
         # policy's `concurrency` (0: none), and ``held``: whether either stops the hand-out now (one flag for the

@@ -32,6 +32,9 @@ P = PacketType
 
 Handler = Callable[[Peer, tuple[bytes, ...], float], None]
 
+# Ghosts (freed jobs left in a queue, see EngineState._drop_abandoned) a function may hold before a sweep is due.
+GHOST_SWEEP = 1024
+
 
 class EngineState:
     """Jobs, functions and connections, and the transitions they share."""
@@ -273,6 +276,42 @@ class EngineState:
             # node already took it, as a running job runs on); nothing here waits for it any more.
             self._finish(job)
 
+    def _drop_abandoned(self, job: Job) -> None:
+        """Forget at once a queued job nobody waits for any more (its HTTP request hung up), rather than when a
+        worker reaches it, which for a function nobody serves is never. Gearman clients keep gearmand's way (the
+        job stays counted until skipped). Taking it out of the middle of its queue would scan the queue, so it
+        stays there as a *ghost*: freed and uncounted, skipped when popped (:meth:`_skip`), swept out when ghosts
+        make up most of the function's queues."""
+        function = job.function
+        function.queued[job.priority] -= 1
+        function.stats.abandoned += 1
+        self._free(job)
+        job.data = job.meta = b""  # a ghost holds no workload
+        queue = function.queues[job.priority]
+        if queue and queue[-1] is job:  # the newest job (or the next one out): it goes at no cost
+            queue.pop()
+            return
+        if queue and queue[0] is job:
+            queue.popleft()
+            return
+        function.ghosts += 1
+        if function.ghosts > GHOST_SWEEP and function.ghosts * 2 > sum(len(queue) for queue in function.queues):
+            for queue in function.queues:
+                live = [queued for queued in queue if self.jobs.get(queued.handle) is queued]
+                queue.clear()
+                queue.extend(live)
+            function.ghosts = 0
+
+    def _skip(self, job: Job) -> None:
+        """An abandoned or cancelled job a worker reached, just taken off its queue (and its count): freed now. A
+        ghost (:meth:`_drop_abandoned`) was freed and uncounted already: its count is given back instead."""
+        if self.jobs.get(job.handle) is job:
+            self._free(job)
+        else:
+            function = job.function
+            function.queued[job.priority] += 1
+            function.ghosts -= 1
+
     def cancel(self, handle: bytes) -> bool:
         """Admin `cancel job`: its foreground clients get WORK_FAIL; ``False`` if there is no such job."""
         job = self.jobs.get(handle)
@@ -285,8 +324,7 @@ class EngineState:
             self._send(client, fail)
             client.waiting.discard(job)
         job.clients = ()
-        job.background = False
-        self._abandon(job)
+        self._abandon(job)  # ``ignore`` now: a background job keeps its kind, but is neither retried nor kept
         return True
 
     def _requeue(self, job: Job, now: float, failure: bytes | None = None) -> None:

@@ -53,6 +53,8 @@ class FunctionStats:
     """Everything counted for one function since the server started."""
 
     __slots__ = (
+        "abandoned",
+        "claimed",
         "coalesced",
         "completed",
         "dead",
@@ -61,8 +63,10 @@ class FunctionStats:
         "failed",
         "queue_wait",
         "rejected",
+        "replayed",
         "requeued",
         "retried",
+        "revived",
         "run_time",
         "submitted",
     )
@@ -70,6 +74,11 @@ class FunctionStats:
     def __init__(self) -> None:
         # submitted[priority * 2 + background]: new jobs by priority (0 high, 1 normal, 2 low) and kind.
         self.submitted = [0] * 6
+        # Jobs that came in without a submit here (so ``completed`` may pass ``submitted``): replayed from the store
+        # at start-up, claimed from a cluster's table (submitted on another node), revived from the dead set.
+        self.replayed = 0
+        self.claimed = 0
+        self.revived = 0
         self.coalesced = 0  # submits attached to an existing job instead of creating one
         self.rejected = 0  # submits refused because the queue was at its maxqueue limit
         self.completed = 0
@@ -77,6 +86,7 @@ class FunctionStats:
         self.exceptions = 0
         self.requeued = 0  # jobs taken back from a worker (gone, CANT_DO, timed out) and queued again
         self.dropped = 0  # jobs given up after --job-retries attempts
+        self.abandoned = 0  # queued jobs dropped when every client waiting for them left (an HTTP hang-up)
         self.retried = 0  # failed background jobs queued again after their backoff (--policy-file retries)
         self.dead = 0  # background jobs out of retries, moved to the dead set
         self.queue_wait = Histogram()
@@ -112,6 +122,11 @@ class FunctionStats:
     @property
     def submitted_total(self) -> int:
         return sum(self.submitted)
+
+    @property
+    def arrived_total(self) -> int:
+        """Every job that entered this server's queue: submitted here, replayed, claimed or revived."""
+        return self.submitted_total + self.replayed + self.claimed + self.revived
 
     @property
     def finished_total(self) -> int:

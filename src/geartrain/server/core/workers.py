@@ -140,7 +140,7 @@ class WorkerRules(EngineState):
                     job = queue.popleft()  # _pop's common case, spelt out: this runs once per job
                     function.queued[priority] -= 1
                     if job.ignore:
-                        self._free(job)
+                        self._skip(job)
                         job = self._pop(function, priority)
                         if job is None:
                             continue
@@ -154,7 +154,7 @@ class WorkerRules(EngineState):
             function.queued[priority] -= 1
             if not job.ignore:
                 return job
-            self._free(job)
+            self._skip(job)
         return None
 
     def _assign(self, peer: Peer, job: Job, position: int, now: float) -> Job:
@@ -199,6 +199,7 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
+        peer.jobs_done += 1  # for the views' worker lists
         if job.clients:
             packet = encode(replies.WORK_COMPLETE, *args)
             dirty = self.dirty
@@ -217,6 +218,7 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
+        peer.jobs_done += 1
         self._forward(job, encode(replies.WORK_FAIL, job.handle))
         job.function.stats.fail(now - job.since)
         if self.lifecycle is not None and job.background:
@@ -229,6 +231,7 @@ class WorkerRules(EngineState):
         if job is None:
             self._send(peer, replies.NOT_FOUND_EXCEPTION)
             return
+        peer.jobs_done += 1
         if job.clients:
             exception = encode(replies.WORK_EXCEPTION, *args)
             # Clients that did not ask for exceptions get a plain WORK_FAIL (gearmand adds a stray NUL).
