@@ -42,3 +42,27 @@ def listen_error(host: str, port: int, error: OSError | OverflowError, what: str
         if error.errno == errno.EADDRINUSE:
             reason += f" ({_IN_USE_HINTS.get(what, _IN_USE_HINTS[''])})"
     return StartupError(f"cannot listen on {where}: {reason}")
+
+
+def check_free(host: str, port: int, what: str = "") -> None:
+    """Raise now the :func:`listen_error` that listening on ``host:port`` later would: a server replays its store
+    before it opens its ports, and a port in use should not be reported only after a replay of a million jobs.
+
+    Each address is bound once and let go, with the options the event loop's listener uses (so a port left in
+    TIME_WAIT passes, one with a listener does not). Port 0 always passes. A port taken between this check and
+    the listen is still reported, by the listen."""
+    if not port:
+        return
+    try:
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, OverflowError) as error:
+        raise listen_error(host, port, error, what) from error
+    for family, kind, protocol, _, address in found:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise listen_error(host, port, error, what) from error

@@ -82,6 +82,18 @@ def test_port_in_use(entry: str, busy_port: int) -> None:
     )
 
 
+@pytest.mark.parametrize("port_flag", ["--port", "--http-port"])
+def test_a_port_in_use_is_reported_before_the_store_is_replayed(port_flag: str, busy_port: int, tmp_path: Path) -> None:
+    """The ports are checked before the replay (which may take minutes): the store is neither read nor held."""
+    queue = tmp_path / "queue.db"
+    ports = {"--port": "0", "--http-port": "0", port_flag: str(busy_port)}
+    args = ["server", "--listen", HOST, "--store", f"sqlite://{queue}", "--verbose", "INFO"]
+    result = run("geartrain", *args, *(item for pair in ports.items() for item in pair))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    assert f"{busy_port}" in result.stderr.splitlines()[-1] and "address already in use" in result.stderr
+    assert "replay" not in result.stderr and not queue.exists(), result.stderr  # the store was never opened
+
+
 def test_http_port_in_use(busy_port: int) -> None:
     line = one_line(run("geartrain", *SERVER, "--port", "0", "--http-port", str(busy_port)), 1)
     assert line.startswith(f"geartrain server: cannot listen on 127.0.0.1:{busy_port} for HTTP: address already in use")

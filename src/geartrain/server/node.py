@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from geartrain.errors import GearmanError, StartupError
+from geartrain.listening import check_free
 from geartrain.server.announce import log_started, log_stopped
 from geartrain.server.config import ServerConfig
 from geartrain.server.gc_policy import CollectionPolicy
@@ -47,6 +48,12 @@ class Node:
         A part that fails (:class:`~geartrain.errors.StartupError` for a port, a store error...) first gets the
         parts before it closed: the store's hold released and, with ``store_on_shutdown``, the queue read at start
         written back (it was emptied by the replay)."""
+        config = self.gearman.config
+        for host in config.hosts:  # before the replay, which may take long (geartrain.listening.check_free)
+            check_free(host, config.port)
+        if self.http is not None:
+            for host in self.http.hosts:
+                check_free(host, self.http.port_wanted, "HTTP")
         try:
             await self.gearman.start()
             if self.cluster is not None:
