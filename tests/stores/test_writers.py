@@ -187,3 +187,31 @@ def test_remove_now_says_no_when_it_cannot_start_and_fails_on_a_lost_connection(
     asyncio.run(scenario())
     store.open()
     assert list(store.load()) == [kept]
+
+
+def test_remove_now_and_apply_take_turns_on_the_same_connections(backend: Backend, store: QueueStore) -> None:
+    """PostgreSQL's writer watches a connection's socket itself between deletions and hands it back to psycopg for
+    apply(); a connection the server closes while idle is dropped, and the next batch connects afresh."""
+    jobs = [job(b"turn-%d" % i) for i in range(6)]
+    store.apply(jobs, [])
+
+    async def scenario() -> None:
+        writer = writer_of(store)
+        await writer.open()
+        try:
+            assert await remove_now(writer, [gone(jobs[0])]) is None
+            await writer.apply([], [gone(jobs[1])])
+            assert await remove_now(writer, [gone(jobs[2])]) is None
+            drop_connections(backend)
+            await asyncio.sleep(0.2)  # the loop reads the closed connection while it is idle
+            done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+            if writer.remove_now([gone(jobs[3])], done.set_result):
+                assert isinstance(await asyncio.wait_for(done, 10), StoreUnavailable)
+            await writer.apply([], [gone(jobs[3])])  # connects afresh
+            assert await remove_now(writer, [gone(jobs[4])]) is None
+        finally:
+            writer.close()
+
+    asyncio.run(scenario())
+    store.open()
+    assert list(store.load()) == [jobs[5]]

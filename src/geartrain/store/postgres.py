@@ -234,7 +234,8 @@ class PostgresWriter:
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
-        self._pool: ConnectionPool[AsyncConnection[Any]] = ConnectionPool(self._connect, _finish, _usable)
+        self._pool: ConnectionPool[AsyncConnection[Any]] = ConnectionPool(self._connect, self._finish, _usable)
+        self._watched: dict[AsyncConnection[Any], _Libpq] = {}  # connections remove_now has used, read by it
 
     async def open(self) -> None:
         await self._pool.reset()
@@ -262,6 +263,7 @@ class PostgresWriter:
         if statement is None:
             return frozenset()
         async with self._pool.borrow() as conn:
+            self._unwatch(conn)  # psycopg waits on the socket itself now
             with self._store._errors():
                 cursor = await conn.execute(*statement, prepare=True)
                 if self._store.cluster is None or not adds or cursor.description is None:
@@ -275,15 +277,14 @@ class PostgresWriter:
         is readable, in the loop turn that reads it."""
         from psycopg import pq
 
-        store, pool = self._store, self._pool
-        if store.cluster is not None:
+        if self._store.cluster is not None:
             return False
-        conn = pool.take_idle()
+        conn = self._pool.take_idle()
         if conn is None:
             return False
         pgconn = conn.pgconn
         if pgconn.transaction_status != pq.TransactionStatus.IDLE:
-            pool.give_back(conn)
+            self._pool.give_back(conn)
             return False
         if len(removes) == 1:
             name = DELETE_ONE.encode()
@@ -295,40 +296,60 @@ class PostgresWriter:
             pgconn.send_query_prepared(name, params)
             unsent = pgconn.flush()
         except Exception:  # psycopg.OperationalError: the connection is gone; apply() connects afresh
-            pool.give_back(conn, lost=True)
+            self._pool.give_back(conn, lost=True)
             return False
-        _LibpqDeletion(conn, pool, store.description, done, bool(unsent))
+        watch = self._watched.get(conn)
+        if watch is None:
+            watch = self._watched[conn] = _Libpq(conn, self._pool, self._store.description, self._unwatch)
+        watch.start(done, bool(unsent))
         return True
+
+    def _unwatch(self, conn: AsyncConnection[Any]) -> None:
+        watch = self._watched.pop(conn, None)
+        if watch is not None:
+            watch.stop()
+
+    def _finish(self, conn: AsyncConnection[Any]) -> None:
+        self._unwatch(conn)  # before its socket closes: the loop must not watch a closed descriptor
+        _finish(conn)
 
     def close(self) -> None:
         self._pool.close()
 
 
-class _LibpqDeletion:
-    """One prepared deletion in flight on a loaned connection: the socket watched until its result is read."""
+class _Libpq:
+    """A writer connection's socket, watched from its first deletion by remove_now until psycopg uses it again or
+    it closes (adding and removing the reader for every deletion cost a tenth of a drained job's instructions)."""
 
     def __init__(
         self,
         conn: AsyncConnection[Any],
         pool: ConnectionPool[AsyncConnection[Any]],
         description: str,
-        done: Callable[[BaseException | None], None],
-        unsent: bool,
+        unwatch: Callable[[AsyncConnection[Any]], None],
     ) -> None:
-        self._conn, self._pool, self._description, self._done = conn, pool, description, done
+        self._conn, self._pool, self._description, self._unwatch = conn, pool, description, unwatch
         self._fd = conn.pgconn.socket
+        self._done: Callable[[BaseException | None], None] | None = None  # the deletion in flight
         self._error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._readable)
+
+    def start(self, done: Callable[[BaseException | None], None], unsent: bool) -> None:
+        self._done, self._error = done, None
         if unsent:
             self._loop.add_writer(self._fd, self._writable)
+
+    def stop(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
 
     def _writable(self) -> None:
         try:
             if self._conn.pgconn.flush():
                 return
         except Exception as exc:
-            self._end(StoreUnavailable(f"{self._description}: {exc}"), lost=True)
+            self._lost(exc)
             return
         self._loop.remove_writer(self._fd)
 
@@ -337,23 +358,30 @@ class _LibpqDeletion:
 
         pgconn = self._conn.pgconn
         try:
-            pgconn.consume_input()
+            pgconn.consume_input()  # between deletions: a notice, or the server closing the connection
+            if self._done is None:
+                return
             while not pgconn.is_busy():
                 result = pgconn.get_result()
                 if result is None:  # every result read: the connection is idle again
-                    self._end(self._error, lost=False)
+                    done, self._done = self._done, None
+                    self._pool.give_back(self._conn)
+                    done(self._error)
                     return
                 if result.status != pq.ExecStatus.COMMAND_OK:
                     message = (result.error_message or b"").decode("utf-8", "replace").strip()
                     self._error = StoreError(f"{self._description}: {message}")
         except Exception as exc:  # psycopg.OperationalError: the connection is lost
-            self._end(StoreUnavailable(f"{self._description}: {exc}"), lost=True)
+            self._lost(exc)
 
-    def _end(self, error: BaseException | None, lost: bool) -> None:
-        self._loop.remove_reader(self._fd)
-        self._loop.remove_writer(self._fd)
-        self._pool.give_back(self._conn, lost=lost)
-        self._done(error)
+    def _lost(self, error: Exception) -> None:
+        done, self._done = self._done, None
+        self._unwatch(self._conn)
+        if done is None:  # idle in the pool: closed now, dropped when next taken
+            _finish(self._conn)
+            return
+        self._pool.give_back(self._conn, lost=True)
+        done(StoreUnavailable(f"{self._description}: {error}"))
 
 
 def _text_array(values: Sequence[bytes]) -> bytes:

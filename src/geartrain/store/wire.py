@@ -159,8 +159,10 @@ class ConnectionPool(Generic[C]):
 
     @contextlib.asynccontextmanager
     async def borrow(self) -> AsyncIterator[C]:
-        conn = self._idle.pop() if self._idle else await self._connect()
-        self._busy.append(conn)
+        conn = self.take_idle()
+        if conn is None:
+            conn = await self._connect()
+            self._busy.append(conn)
         try:
             yield conn
         except StoreUnavailable:
@@ -173,11 +175,13 @@ class ConnectionPool(Generic[C]):
 
     def take_idle(self) -> C | None:
         """An idle connection, now, without connecting (``None`` when none is idle); :meth:`give_back` it."""
-        if not self._idle:
-            return None
-        conn = self._idle.pop()
-        self._busy.append(conn)
-        return conn
+        while self._idle:
+            conn = self._idle.pop()
+            if self._usable(conn):
+                self._busy.append(conn)
+                return conn
+            self._close(conn)  # lost while idle (the server closed it)
+        return None
 
     def give_back(self, conn: C, lost: bool = False) -> None:
         """The end of :meth:`take_idle`'s loan; a ``lost`` connection is closed, never lent again."""
