@@ -108,3 +108,24 @@ def test_a_bad_value_is_one_line_on_stderr(address: str, args: tuple[str, ...], 
     assert result.returncode == 1 and result.stdout == b"", result
     assert result.stderr.count(b"\n") == 1 and all(word in result.stderr for word in words), result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_the_blocking_admin_client_has_the_life_cycle_commands(address: str) -> None:
+    """SyncAdminClient: the same life-cycle calls as AdminClient, without await, against the real server."""
+    from geartrain import SyncAdminClient
+
+    with SyncAdminClient(address) as sync_admin:
+        sync_admin.policy_set("flaky", {"retries": "4", "backoff": "fixed"})
+        assert sync_admin.policy_show("flaky")["functions"]["flaky"]["overrides"] == {"retries": 4, "backoff": "fixed"}
+        sync_admin.policy_unset("flaky", ["backoff"])
+        assert sync_admin.policy_show("flaky")["functions"]["flaky"]["overrides"] == {"retries": 4}
+        first = sync_admin.cron_add("nightly", "0 3 * * *", payload="x")
+        assert first > 0 and {e["function"] for e in sync_admin.cron_list()} == {"report", "nightly"}
+        assert sync_admin.cron_remove("nightly") == 1
+        sync_admin.pause("flaky")
+        assert sync_admin.paused() == ["flaky"]
+        sync_admin.resume("flaky")
+        assert sync_admin.paused() == []
+        assert sync_admin.dead_list() == [] and sync_admin.dead_retry("all") == 0 and sync_admin.dead_delete("all") == 0
+        status = sync_admin.status_json()
+        assert status is not None and "totals" in status

@@ -9,7 +9,7 @@ from pathlib import Path
 from harness import Node, Queue
 
 from geartrain.protocol.packets import PacketType as P
-from servers import GearmanSocket, wait_until
+from servers import GearmanSocket, admin, wait_until
 
 LEASE = 3.0
 
@@ -50,3 +50,47 @@ def test_cron_fires_once_per_firing_from_the_leader_only(queue: Queue, nodes: li
     leader = next(node for node in nodes if is_leader(node))
     follower = next(node for node in nodes if node is not leader)
     assert submitted(follower, "tick") == 0 and submitted(leader, "tick") >= len(uniques) - 1
+
+
+def paused(node: Node) -> list[str]:
+    return [line for line in admin(node.address, "paused").splitlines() if line != "."]
+
+
+def grab(worker: GearmanSocket) -> bytes | None:
+    """One GRAB_JOB: the handle handed out, or None (NO_JOB)."""
+    worker.send(P.GRAB_JOB)
+    reply = worker.recv()
+    return None if reply.type == P.NO_JOB else reply.body.split(b"\0", 1)[0]
+
+
+def test_a_pause_on_one_node_holds_the_function_on_every_node(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    """`pause` is the cluster's: node 0 pauses, node 1 (whose worker serves the function) stops handing its jobs
+    out and lists it as paused; `resume` on node 0 lets them run on node 1."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[functions.slow]\nretries = 0\n")
+    for name in ("n0", "n1"):
+        nodes.append(Node(queue.url, name, tmp_path, LEASE, "--policy-file", str(policy)).start())
+    assert admin(nodes[0].address, "pause slow").strip() == "OK"
+    wait_until(lambda: paused(nodes[1]) == ["slow"], timeout=10, message="node 1 to see the pause")
+    with GearmanSocket(nodes[0].address) as client:
+        for n in range(3):
+            client.send(P.SUBMIT_JOB_BG, b"slow", b"u%d" % n, b"x")
+            assert client.recv().type == P.JOB_CREATED
+    with GearmanSocket(nodes[1].address, timeout=15) as worker:
+        worker.send(P.CAN_DO, b"slow")
+        deadline = time.monotonic() + 2 * LEASE
+        while time.monotonic() < deadline:  # claims included: a paused function's jobs stay in the table
+            assert grab(worker) is None, "a job of a paused function was handed out"
+            time.sleep(0.2)
+        assert admin(nodes[1].address, "resume slow").strip() == "OK"  # either node may resume it
+        wait_until(lambda: paused(nodes[0]) == [], timeout=10, message="node 0 to see the resume")
+        done = 0
+        deadline = time.monotonic() + 15
+        while done < 3 and time.monotonic() < deadline:
+            handle = grab(worker)
+            if handle is None:
+                time.sleep(0.1)
+                continue
+            worker.send(P.WORK_COMPLETE, handle, b"")
+            done += 1
+        assert done == 3

@@ -280,3 +280,26 @@ def test_a_kept_result_answers_get_status_until_it_expires_and_is_a_store_record
     assert talk.ask(client, P.GET_STATUS, handle) == [(P.STATUS_RES, (handle, b"0", b"0", b"0", b"0"))]
     batch = talk.engine.take_store_batch()
     assert batch is not None and batch.removes == [Removal(handle, b"gt:result:f")]
+
+
+def test_in_a_cluster_pauses_made_elsewhere_apply_here_and_a_recent_change_here_wins() -> None:
+    from geartrain.server.core.cluster import wanted
+
+    talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=True, cluster=True))
+    lifecycle = talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies(POLICY))
+    worker = talk.worker(b"f")
+    talk.worker(b"g")
+    talk.send(worker, P.PRE_SLEEP)
+    assert set(wanted(talk.engine)) == {b"f", b"g"}
+    # Another node paused f: this node holds it and claims nothing of it, and stores nothing (the record is there).
+    assert lifecycle.sync_paused({b"f"}, now=100.0, settle=3.0) == ([b"f"], [])
+    assert lifecycle.paused == {b"f"} and set(wanted(talk.engine)) == {b"g"}
+    assert talk.engine.take_store_batch() is None
+    # Resumed elsewhere: claimed again (the node then claims at once, cluster/node.py).
+    assert lifecycle.sync_paused(set(), now=101.0, settle=3.0) == ([], [b"f"])
+    assert set(wanted(talk.engine)) == {b"f", b"g"}
+    # Paused here a moment ago: a read of the list from before that change does not undo it, a later one may.
+    assert lifecycle.pause(b"g", now=200.0)
+    assert lifecycle.sync_paused(set(), now=201.0, settle=3.0) == ([], [])
+    assert lifecycle.paused == {b"g"}
+    assert lifecycle.sync_paused(set(), now=204.0, settle=3.0) == ([], [b"g"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from ssl import SSLContext
+from typing import Any
 
 from geartrain.admin.client import AdminClient
 from geartrain.admin.records import FunctionStatus, JobInfo, PriorityStatus, WorkerInfo
@@ -75,6 +77,53 @@ class SyncAdminClient:
 
     def shutdown(self, graceful: bool = False) -> None:
         self._thread.run(self.admin.shutdown(graceful))
+
+    # ------------------------------------------------------------------ the job life cycle (geartrain, --policy-file)
+
+    def dead_list(self, function: str | None = None) -> list[dict[str, Any]]:
+        return self._thread.run(self.admin.dead_list(function))
+
+    def dead_show(self, handle: str) -> dict[str, Any]:
+        return self._thread.run(self.admin.dead_show(handle))
+
+    def dead_retry(self, selector: str) -> int:
+        return self._thread.run(self.admin.dead_retry(selector))
+
+    def dead_delete(self, selector: str) -> int:
+        return self._thread.run(self.admin.dead_delete(selector))
+
+    def pause(self, function: str) -> None:
+        self._thread.run(self.admin.pause(function))
+
+    def resume(self, function: str) -> None:
+        self._thread.run(self.admin.resume(function))
+
+    def paused(self) -> list[str]:
+        return self._thread.run(self.admin.paused())
+
+    def cron_list(self) -> list[dict[str, Any]]:
+        return self._thread.run(self.admin.cron_list())
+
+    def cron_add(self, function: str, schedule: str, **options: str) -> int:
+        return self._thread.run(self.admin.cron_add(function, schedule, **options))
+
+    def cron_remove(self, function: str, schedule: str | None = None) -> int:
+        return self._thread.run(self.admin.cron_remove(function, schedule))
+
+    def policy_show(self, function: str | None = None) -> dict[str, Any]:
+        return self._thread.run(self.admin.policy_show(function))
+
+    def policy_set(self, function: str, settings: dict[str, str]) -> None:
+        self._thread.run(self.admin.policy_set(function, settings))
+
+    def policy_unset(self, function: str, keys: Sequence[str] = ()) -> None:
+        self._thread.run(self.admin.policy_unset(function, keys))
+
+    def result(self, handle: str) -> dict[str, Any]:
+        return self._thread.run(self.admin.result(handle))
+
+    def status_json(self) -> dict[str, Any] | None:
+        return self._thread.run(self.admin.status_json())
 
     def command(self, line: str) -> list[bytes]:
         return self._thread.run(self.admin.command(line))

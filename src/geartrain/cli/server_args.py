@@ -184,7 +184,9 @@ def build_parser(prog: str, *, gearmand_defaults: bool) -> argparse.ArgumentPars
     proc.add_argument("--verbose", type=_verbose_level, default="ERROR", help="log level: " + ", ".join(VERBOSE_LEVELS))
     proc.add_argument("-P", "--pid-file", default=None, help="write the process id here; removed on exit")
     proc.add_argument("-d", "--daemon", action="store_true", help="detach and run in the background")
-    proc.add_argument("-u", "--user", default=None, help="switch to this user after binding the port")
+    proc.add_argument(
+        "-u", "--user", default=None, help="switch to this user before the ports and the store are opened (as gearmand)"
+    )
     proc.add_argument(
         "-t",
         "--threads",

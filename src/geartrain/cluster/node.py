@@ -32,6 +32,7 @@ from geartrain.protocol.packets import RES, Packet
 from geartrain.server.core import cluster as rules
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
+from geartrain.server.core.lifecycle import PAUSED_FUNCTION
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.base import StoreError
@@ -42,6 +43,9 @@ DEFAULT_LEASE = 15.0
 SAFETY_POLL = 1.0  # seconds: claims also happen this often without a wake-up, in case one was missed
 CLAIM_LIMIT = 500  # jobs per claim statement
 RETRY = 1.0  # seconds before listening again after the listening connection was lost
+# Seconds a pause or resume made on this node wins over the cluster's pause list as read back (the read may have
+# begun before the change was stored; a store takes milliseconds, and refuses a change it cannot store at once).
+PAUSE_SETTLE = 3.0
 
 
 #: A claimed job, the node whose client waits for it (``None``: background), and the nodes whose clients
@@ -72,6 +76,7 @@ class ClusterDb(Protocol):
     async def lead(self) -> bool: ...
     async def rescue(self) -> int: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
+    async def records(self, function: bytes) -> list[bytes]: ...
     def notifications(self) -> AsyncIterator[tuple[bool, bytes]]: ...
     async def send_events(self, events: Sequence[tuple[str, bytes, bytes, int, bytes]]) -> None: ...
     async def take_events(self) -> list[tuple[bytes, bytes, int, bytes]]: ...
@@ -160,6 +165,8 @@ class ClusterNode:
         if handed_back:
             log.warning("cluster: handed back %d jobs an earlier run of node %s held", handed_back, self.node)
         self.engine.cluster_relay = self.open_peer("cluster", Discard())
+        with contextlib.suppress(StoreError):  # before the first claim: a function paused elsewhere claims nothing
+            await self._sync_lifecycle()
         loop = asyncio.get_running_loop()
         for work in (self._claims, self._listen, self._housekeeping, self._poll, self._receive):
             self._tasks.append(loop.create_task(self._keep_running(work)))
@@ -269,6 +276,11 @@ class ClusterNode:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(SAFETY_POLL)
+            if self.engine.lifecycle is not None:
+                try:
+                    await self._sync_lifecycle()
+                except StoreError as error:
+                    log.debug("cluster: cannot read the pause list: %s", error)
             self._wanted.set()
             if self.engine.remote_jobs:
                 self._incoming.set()
@@ -280,6 +292,22 @@ class ClusterNode:
                 self.engine.progress = {}
                 with contextlib.suppress(StoreError):
                     await self.db.set_progress([(*key, *numbers) for key, numbers in progress.items()])
+
+    async def _sync_lifecycle(self) -> None:
+        """The life cycle's pauses are the cluster's: `pause F` on any node stores a record every node reads here
+        (within :data:`SAFETY_POLL`), so no node hands out, or claims, a paused function's jobs."""
+        lifecycle = self.engine.lifecycle
+        if lifecycle is None:
+            return
+        stored = set(await self.db.records(PAUSED_FUNCTION))
+        paused, resumed = lifecycle.sync_paused(stored, time.time(), PAUSE_SETTLE)
+        for function in paused:
+            log.warning("cluster: %s paused on another node", function.decode("utf-8", "replace"))
+        for function in resumed:
+            log.warning("cluster: %s resumed on another node", function.decode("utf-8", "replace"))
+        if resumed:
+            self.flush()  # sleeping workers were woken: their NOOPs go now
+            self._wanted.set()
 
     # ------------------------------------------------------------------ foreground jobs across nodes
 

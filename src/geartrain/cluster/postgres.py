@@ -352,6 +352,15 @@ class PostgresClusterDb:
             (text_to_bytes(key), text_to_bytes(name), int(ptype), bytes(data)) for _, key, name, ptype, data in rows
         ]
 
+    async def records(self, function: bytes) -> list[bytes]:
+        """The keys of the records stored under a reserved function no node claims (the life cycle's: which
+        functions are paused), through the claim index."""
+        rows = await self._run(
+            f"SELECT unique_key FROM {self.sql.table} WHERE function_name = %s AND owner IS NULL",
+            (bytes_to_text(function),),
+        )
+        return [text_to_bytes(key) for (key,) in rows]
+
     async def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes as the API shows them."""
         sql = self.sql

@@ -602,6 +602,19 @@ class RedisClusterDb:
             events.append((key, function, ptype, packed[start + key_size + function_size :]))
         return events
 
+    async def records(self, function: bytes) -> list[bytes]:
+        """The keys of the records stored under a reserved function no node claims (the life cycle's: which
+        functions are paused): the members of its waiting set."""
+        conn = await self._connection()
+        try:
+            (members,) = await conn.call([b"ZRANGE", self.keys.base + b":q:" + function, 0, -1])
+        except ConnectionLost as exc:
+            conn.close()
+            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        head = self.store.job_key(function, b"")
+        listed = members if isinstance(members, list) else []
+        return [m[len(head) :] for m in listed if isinstance(m, bytes) and m.startswith(head)]
+
     async def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes as the API shows them."""
         listed = await self._run(NODES)

@@ -127,7 +127,7 @@ class ServerActions:
         lifecycle = self._server.engine.lifecycle
         if lifecycle is None:
             return None
-        changed = lifecycle.pause(function) if paused else lifecycle.resume(function, time.time())
+        changed = lifecycle.pause(function, time.time()) if paused else lifecycle.resume(function, time.time())
         self._server.flush()
         return changed
 

@@ -300,7 +300,7 @@ class AdminCommands:
         return OK
 
     def _pause(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
-        lifecycle.pause(command.args[0])
+        lifecycle.pause(command.args[0], self._now())
         return OK
 
     def _resume(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:

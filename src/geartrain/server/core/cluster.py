@@ -35,7 +35,7 @@ def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:
     wants: dict[bytes, int] = {}
     for name, function in engine.functions.items():
         workers = function.worker_count
-        if not workers:
+        if not workers or function.paused:  # a paused function's jobs stay for whichever node may run them
             continue
         held = sum(function.queued)
         target = workers * prefetch

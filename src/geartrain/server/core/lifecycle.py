@@ -241,6 +241,9 @@ class Lifecycle:
         self.last_failure: dict[bytes, tuple[bytes, float, float]] = {}
         self.dead: dict[bytes, DeadJob] = {}  # by handle, oldest first
         self.paused: set[bytes] = set()
+        # In a cluster, when this node last paused or resumed each function (wall clock): the store's pause records,
+        # read back by every node (sync_paused), may not show a change this node made an instant ago yet.
+        self.paused_here: dict[bytes, float] = {}
         self.deadlines: dict[bytes, float] = {}  # handle -> policy timeout moved by a WORK_STATUS
         self.buckets: dict[bytes, Bucket] = {}  # per function with a rate
         self.results: dict[bytes, KeptResult] = {}  # by handle (result_ttl)
@@ -526,29 +529,25 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ pause
 
-    def pause(self, function: bytes) -> bool:
+    def pause(self, function: bytes, now: float = 0.0) -> bool:
         """``False`` if it was paused already."""
         if function in self.paused:
             return False
-        self.paused.add(function)
-        known = self.engine.function(function)
-        known.paused = True
-        known.update_held()
+        self.restore_paused(function)
         if self.engine.config.persistent:
             self.engine.store_record(StoredJob(function, PAUSED_FUNCTION, function, 1, b""))
+        if self.engine.config.cluster:
+            self.paused_here[function] = now
         return True
 
     def resume(self, function: bytes, now: float) -> bool:
         if function not in self.paused:
             return False
-        self.paused.discard(function)
-        known = self.engine.functions.get(function)
-        if known is not None:
-            known.paused = False
-            known.update_held()
-            self.engine.wake_sleepers(known)
+        self._resume_here(function)
         if self.engine.config.persistent:
             self.engine.store_removal(Removal(function, PAUSED_FUNCTION))
+        if self.engine.config.cluster:
+            self.paused_here[function] = now
         return True
 
     def restore_paused(self, function: bytes) -> None:
@@ -556,6 +555,30 @@ class Lifecycle:
         known = self.engine.function(function)
         known.paused = True
         known.update_held()
+
+    def _resume_here(self, function: bytes) -> None:
+        self.paused.discard(function)
+        known = self.engine.functions.get(function)
+        if known is not None:
+            known.paused = False
+            known.update_held()
+            self.engine.wake_sleepers(known)
+
+    def sync_paused(self, stored: set[bytes], now: float, settle: float) -> tuple[list[bytes], list[bytes]]:
+        """A cluster's nodes share one pause list: the pause records in the cluster's table, which every node reads
+        back (``stored``). Pauses and resumes another node made are applied here, without storing anything; a
+        function this node itself paused or resumed less than ``settle`` seconds ago keeps its state (the read may
+        have begun before that change was stored). Returns the functions paused and resumed by this call."""
+        for function, at in list(self.paused_here.items()):
+            if now - at >= settle:
+                del self.paused_here[function]
+        paused = [f for f in stored - self.paused if f not in self.paused_here]
+        resumed = [f for f in self.paused - stored if f not in self.paused_here]
+        for function in paused:
+            self.restore_paused(function)
+        for function in resumed:
+            self._resume_here(function)
+        return paused, resumed
 
     def apply_limits(self) -> None:
         """Each function's concurrency from the policies (at start, on reload, for a function first seen)."""
