@@ -5,10 +5,8 @@ per-function, per-worker and per-job views built on demand from the engine's sta
 from __future__ import annotations
 
 from conversation import NO_JOB, T0, Conversation, P
+from test_lifecycle_engine import talk_with
 
-from geartrain.lifecycle.policy import parse_policies
-from geartrain.server.core.config import EngineConfig
-from geartrain.server.core.lifecycle import Lifecycle
 from geartrain.server.core.records import StoredJob
 from geartrain.server.core.snapshot import function_view, job_detail, jobs_view, totals_view, workers_view
 from geartrain.server.core.state import GHOST_SWEEP
@@ -22,9 +20,7 @@ backoff_base = "10s"
 
 
 def with_lifecycle(policy: str = RETRY_POLICY, persistent: bool = False) -> Conversation:
-    talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=persistent))
-    talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies(policy))
-    return talk
+    return talk_with(policy, persistent)
 
 
 def view(conv: Conversation, name: bytes = b"f") -> dict[str, object]:
