@@ -94,3 +94,34 @@ def test_a_pause_on_one_node_holds_the_function_on_every_node(queue: Queue, node
             worker.send(P.WORK_COMPLETE, handle, b"")
             done += 1
         assert done == 3
+
+
+def test_a_job_claimed_by_another_node_keeps_its_metadata(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    """A trace context sent with a submit on node 0 reaches the worker on node 1, which claimed the job from the
+    cluster's table (geartrain-meta option; docs/lifecycle.md)."""
+    from geartrain.protocol.meta import OPTION, format_meta, join_meta, split_meta
+
+    for name in ("n0", "n1"):
+        nodes.append(Node(queue.url, name, tmp_path, LEASE).start())
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with GearmanSocket(nodes[0].address) as client:
+        client.send(P.OPTION_REQ, OPTION)
+        assert client.recv().type == P.OPTION_RES
+        client.send(P.SUBMIT_JOB_BG, b"traced", b"t1", join_meta(format_meta({"traceparent": trace}), b"payload"))
+        assert client.recv().type == P.JOB_CREATED
+    with GearmanSocket(nodes[1].address, timeout=15) as worker:
+        worker.send(P.OPTION_REQ, OPTION)
+        assert worker.recv().type == P.OPTION_RES
+        worker.send(P.CAN_DO, b"traced")
+        deadline = time.monotonic() + 10
+        while True:
+            worker.send(P.GRAB_JOB_UNIQ)
+            reply = worker.recv()
+            if reply.type != P.NO_JOB or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert reply.type == P.JOB_ASSIGN_UNIQ, reply
+        handle, _, _, data = reply.body.split(b"\0", 3)
+        meta, payload = split_meta(data)
+        assert payload == b"payload" and f"traceparent={trace}".encode() in meta and meta.startswith(b"attempt=1")
+        worker.send(P.WORK_COMPLETE, handle, b"")

@@ -55,7 +55,7 @@ class PostgresClusterSql:
             "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS client_node TEXT, "
             "ADD COLUMN IF NOT EXISTS handle BYTEA, ADD COLUMN IF NOT EXISTS watchers TEXT[], "
             "ADD COLUMN IF NOT EXISTS numerator BIGINT NOT NULL DEFAULT 0, "
-            "ADD COLUMN IF NOT EXISTS denominator BIGINT NOT NULL DEFAULT 0"
+            "ADD COLUMN IF NOT EXISTS denominator BIGINT NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS meta BYTEA"
         )
         # Claims walk the waiting jobs of one function in order; renewals and releases find a node's own.
         conn.execute(
@@ -94,11 +94,11 @@ class PostgresClusterSql:
             params += [[bytes_to_text(r.key) for r in removes], [bytes_to_text(r.function) for r in removes]]
         parts.append(
             f"ins AS (INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run, reducer, "
-            "owner, lease_until, client_node, handle) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
-            "CASE WHEN o THEN clock_timestamp() + %s * interval '1 second' END, CASE WHEN c THEN %s END, h "
+            "owner, lease_until, client_node, handle, meta) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
+            "CASE WHEN o THEN clock_timestamp() + %s * interval '1 second' END, CASE WHEN c THEN %s END, h, m "
             "FROM unnest(%s::text[], %s::text[], %s::int4[], %s::bytea[], %s::int4[], %s::bytea[], %s::bool[], "
-            "%s::bool[], %s::bytea[]) WITH ORDINALITY AS batch(k, f, p, d, w, r, o, c, h, n) ORDER BY n "
-            "ON CONFLICT (unique_key, function_name) DO NOTHING RETURNING unique_key, function_name, owner)"
+            "%s::bool[], %s::bytea[], %s::bytea[]) WITH ORDINALITY AS batch(k, f, p, d, w, r, o, c, h, m, n) "
+            "ORDER BY n ON CONFLICT (unique_key, function_name) DO NOTHING RETURNING unique_key, function_name, owner)"
         )
         params += [
             self.node,
@@ -113,6 +113,7 @@ class PostgresClusterSql:
             [j.owned for j in adds],
             [j.waiting for j in adds],
             [j.handle for j in adds],
+            [j.meta or None for j in adds],
         ]
         parts.append(
             "announced AS (SELECT count(pg_notify(%s, f)) AS n FROM "
@@ -182,7 +183,7 @@ class PostgresClusterDb:
             f"UPDATE {sql.table} AS t SET owner = %s, lease_until = clock_timestamp() + %s * interval '1 second' "
             "FROM picked WHERE t.ctid = picked.ctid "
             "RETURNING t.unique_key, t.function_name, t.priority, t.data, t.when_to_run, t.reducer, t.seq, "
-            "t.client_node, t.handle, t.watchers",
+            "t.client_node, t.handle, t.watchers, t.meta",
             (bytes_to_text(function), limit, sql.node, sql.lease),
         )
         rows.sort(key=lambda row: (row[2], row[6]))
@@ -191,11 +192,12 @@ class PostgresClusterDb:
                 replace(
                     job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer),
                     handle=bytes(handle or b""),
+                    meta=bytes(meta or b""),
                 ),
                 client,
                 tuple(watchers or ()),
             )
-            for key, name, priority, data, when, reducer, _, client, handle, watchers in rows
+            for key, name, priority, data, when, reducer, _, client, handle, watchers, meta in rows
         ]
 
     async def watch(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], str]:

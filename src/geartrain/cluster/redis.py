@@ -134,7 +134,8 @@ local now = now_seconds()
 for position = 1, adds do
     local jk, fn, key, priority, data, when = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
     local reducer, owned, waiting, handle, dig = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
-    i = i + 11
+    local meta = ARGV[i + 11]
+    i = i + 12
     if redis.call('EXISTS', jk) == 1 then
         held[#held + 1] = position
     else
@@ -143,6 +144,7 @@ for position = 1, adds do
         redis.call('HSET', side(jk), 'function', fn, 'key', key, 'seq', seq, 'when', when, 'digest', dig,
             'handle', handle)
         if reducer ~= '' then redis.call('HSET', side(jk), 'reducer', string.sub(reducer, 2)) end
+        if meta ~= '' then redis.call('HSET', side(jk), 'meta', meta) end
         if handle ~= '' then redis.call('HSET', base .. ':h', handle, jk) end
         if waiting == '1' then
             redis.call('HSET', side(jk), 'client_node', node)
@@ -161,7 +163,7 @@ return held
 """
 )
 
-# ARGV: base, node, function, limit. Returns the claimed jobs, 9 fields each (see RedisClusterDb.claim); none while
+# ARGV: base, node, function, limit. Returns the claimed jobs, 10 fields each (see RedisClusterDb.claim); none while
 # the node's lease has lapsed (the leader may already have given its jobs to others).
 CLAIM = Script(
     PRELUDE
@@ -180,12 +182,12 @@ for i = 1, #popped, 2 do
     local jk = popped[i]
     local job = redis.call('HMGET', jk, 'data', 'priority')
     local fields = redis.call('HMGET', side(jk), 'key', 'function', 'when', 'reducer', 'client_node', 'handle',
-        'watchers')
+        'watchers', 'meta')
     if job[1] and fields[1] and fields[2] then
         redis.call('HSET', side(jk), 'owner', node)
         redis.call('SADD', base .. ':owned:' .. node, jk)
         claimed[#claimed + 1] = {job[1], job[2] or '1', fields[1], fields[2], fields[3] or '0',
-            fields[4] or false, fields[5] or false, fields[6] or false, fields[7] or ''}
+            fields[4] or false, fields[5] or false, fields[6] or false, fields[7] or '', fields[8] or ''}
     end
 end
 return claimed
@@ -431,7 +433,7 @@ class RedisClusterKeys:
         for job in adds:
             reducer = b"" if job.reducer is None else b"=" + job.reducer
             args += [store.job_key(job.function, job.key), job.function, job.key, job.priority, job.data, job.when]
-            args += [reducer, int(job.owned), int(job.waiting), job.handle, digest(job.data)]
+            args += [reducer, int(job.owned), int(job.waiting), job.handle, digest(job.data), job.meta]
         held = await BATCH.run(conn, args)
         if not isinstance(held, list) or not held:
             return frozenset()
@@ -483,9 +485,9 @@ class RedisClusterDb:
         claimed = await self._run(CLAIM, function, limit)
         jobs: list[Claimed] = []
         for fields in claimed if isinstance(claimed, list) else []:
-            if not isinstance(fields, list) or len(fields) != 9:
+            if not isinstance(fields, list) or len(fields) != 10:
                 continue
-            data, priority, key, name, when, reducer, client, handle, watchers = fields
+            data, priority, key, name, when, reducer, client, handle, watchers, meta = fields
             stored_key = _text(key)
             job = StoredJob(
                 stored_key,
@@ -496,6 +498,7 @@ class RedisClusterDb:
                 int(_text(when) or b"0"),
                 reducer[1:] if isinstance(reducer, bytes) else None,
                 handle=_text(handle),
+                meta=_text(meta),
             )
             client_node = client.decode("utf-8", "replace") if isinstance(client, bytes) else None
             watching = tuple(node.decode("utf-8", "replace") for node in _text(watchers).split(b"\0") if node)

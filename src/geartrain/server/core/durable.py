@@ -87,6 +87,7 @@ class DurableRules(EngineState):
                 owned,
                 waiting,
                 job.handle if self.hungry is not None else b"",
+                job.meta if self.hungry is not None else b"",
             )
         )
         self.store_jobs.append((job, fresh))
@@ -404,6 +405,8 @@ class DurableRules(EngineState):
             now,
         )
         job.store_key = stored.key
+        if stored.meta:  # claimed in a cluster: the submitting node's metadata
+            job.meta = stored.meta
         self.jobs[job.handle] = job
         function.total += 1
         self.queued_bytes += len(stored.data)  # replay never refuses a stored job, even past the byte cap

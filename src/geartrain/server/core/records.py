@@ -37,6 +37,9 @@ class StoredJob:
     #: In a cluster: the handle the submitting node gave, which the node that runs the job keeps (one handle for a
     #: job across the cluster). Empty elsewhere: a replayed job gets a new handle, as in gearmand.
     handle: bytes = b""
+    #: In a cluster: the job's metadata (protocol/meta.py: trace context, ...), for whichever node runs it. Elsewhere
+    #: a side record beside the job keeps it (core/sides.py).
+    meta: bytes = b""
 
 
 class Removal(NamedTuple):
