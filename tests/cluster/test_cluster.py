@@ -16,6 +16,7 @@ from harness import FUNCTION, Ledger, Node, Queue, Workers, submit
 
 from databases import redis_raw
 from geartrain.protocol.packets import PacketType as P
+from geartrain.server.persistence import MAX_BACKOFF
 from proxy import CuttableProxy
 from servers import GearmanSocket, admin_raw, free_port, wait_until
 
@@ -207,7 +208,9 @@ def test_a_node_cut_off_from_the_database_stops_and_rejoins_without_a_duplicate(
             workers.add(other.address, 2)
             wait_until(lambda: queue.held_by("n0") == 0, timeout=LEASE + 10, message="the others to adopt")
             proxy.restore()
-            wait_until(lambda: readyz(cut_off) == 200, timeout=LEASE * 2, message="n0 to rejoin")
+            # Ready again once its lease is renewed and its store written to: the store is retried after a backoff
+            # that has grown to as much as 5 s during the cut (server/persistence.py MAX_BACKOFF).
+            wait_until(lambda: readyz(cut_off) == 200, timeout=LEASE * 2 + MAX_BACKOFF, message="n0 to rejoin")
             wait_until(lambda: ledger.done(uniques), timeout=120, message="every job to run")
             wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
         finally:

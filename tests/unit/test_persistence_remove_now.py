@@ -138,3 +138,50 @@ def test_submits_never_take_the_quick_path() -> None:
 
     scenario(writer, steps)
     assert writer.started == [] and [len(adds) for adds, _ in writer.applied] == [1]
+
+
+class FlakyWriter(FakeWriter):
+    """Refuses batches and connections while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__(starts=False)
+        self.down = True
+        self.opened = 0
+
+    async def open(self) -> None:
+        self.opened += 1
+        if self.down:
+            raise StoreUnavailable("fake://: connection refused")
+
+    async def apply(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> None:
+        if self.down:
+            raise StoreUnavailable("fake://: connection refused")
+        await super().apply(adds, removes)
+
+
+def test_after_an_outage_the_store_is_found_again_with_nothing_to_write() -> None:
+    """A refused submit leaves nothing to retry; the store is still reconnected (after a backoff) and the server is
+    up again without waiting for a new batch (a node that is not ready gets none)."""
+    writer = FlakyWriter()
+
+    async def run() -> None:
+        talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=True))
+        persistence = Persistence(FakeStore(writer), talk.engine, lambda: None)  # type: ignore[arg-type]
+        try:
+            client = talk.connect()
+            talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u", b"data")
+            persistence.kick()
+            await persistence.flush()
+            assert not persistence.up and b"QUEUE_ERROR" in client.take_output()
+            await asyncio.sleep(0.5)  # backoffs of 0.1, 0.2 s: tried again, still down
+            assert not persistence.up and writer.opened >= 2
+            writer.down = False
+            for _ in range(100):
+                if persistence.up:
+                    break
+                await asyncio.sleep(0.05)
+            assert persistence.up and writer.applied == []  # found again, with nothing written
+        finally:
+            persistence.close()
+
+    asyncio.run(run())

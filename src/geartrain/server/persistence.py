@@ -61,6 +61,7 @@ class Persistence:
         # anything after its result by then. Its barrier goes with the retried deletion.
         self._retry_barriers: list[PendingAck] = []
         self._retry_timer: asyncio.TimerHandle | None = None
+        self._probing: asyncio.Task[None] | None = None  # reconnecting after an outage with nothing to write
         self._holder: Holder | None = None
         self._renewal: asyncio.TimerHandle | None = None
         self._renewing: asyncio.Task[None] | None = None
@@ -344,8 +345,26 @@ class Persistence:
             if self._retry_removes:
                 self.kick()
                 self._on_result()
+            elif not self._up and not self._running and not self._answering and self._loop is not None:
+                # Nothing to write, yet the store must be found again: a server that is not ready (/readyz) gets no
+                # work from a load balancer, and a cluster node that lost its lease writes nothing until it has.
+                self._probing = self._loop.create_task(self._probe())
 
         self._retry_timer = self._loop.call_later(delay, retry)
+
+    async def _probe(self) -> None:
+        """Connect to the store again after an outage, with no batch to write."""
+        try:
+            await self._open()
+        except Exception:  # still away: the next try after a longer backoff
+            self._next_attempt = time.monotonic() + self._backoff
+            self._schedule_retry(self._backoff)
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+            return
+        if not self._up:
+            log.warning("store %s is back", self.store.description)
+        self._up, self._reconnect, self._backoff = True, False, MIN_BACKOFF
+        self._on_result()
 
     @property
     def up(self) -> bool:
@@ -365,7 +384,7 @@ class Persistence:
         await self._until_idle()
 
     def close(self) -> None:
-        for handle in (self._retry_timer, self._renewal, self._renewing):
+        for handle in (self._retry_timer, self._renewal, self._renewing, self._probing):
             if handle is not None:
                 handle.cancel()
         if self._writer is not None:
