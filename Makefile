@@ -6,21 +6,32 @@ HOST   ?= 127.0.0.1
 PORT   ?= 4730
 HTTP_PORT ?= 8080
 
-.PHONY: serve test lint typecheck check docs bench bench-smoke bench-cluster clean venv
+.PHONY: serve build test lint typecheck check docs bench bench-smoke bench-cluster clean venv
 
-$(VENV)/.installed: pyproject.toml
+# The install compiles the server's hot path with mypyc (setup.py); .compiled stamps that build, and a change to
+# a source it may compile builds it again (about 40 s), so tests and the server never run stale compiled code.
+HOT_SOURCES := setup.py $(wildcard src/geartrain/protocol/*.py src/geartrain/server/*.py src/geartrain/server/core/*.py \
+	src/geartrain/store/*.py)
+
+$(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.compiled
+
+$(VENV)/.compiled: $(VENV)/.installed $(HOT_SOURCES)
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
 
-serve: $(VENV)/.installed
+build: $(VENV)/.compiled
+
+serve: $(VENV)/.compiled
 	@echo "geartrain: Gearman on $(HOST):$(PORT), dashboard on http://$(HOST):$(HTTP_PORT)/ (docs/operations.md)"
 	$(VENV)/bin/geartrain server --listen $(HOST) --port $(PORT) --http-listen $(HOST) --http-port $(HTTP_PORT)
 
-test: $(VENV)/.installed
+test: $(VENV)/.compiled
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
@@ -42,19 +53,20 @@ docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # Side by side with the C gearmand (when installed): results in benchmarks/results/, plot in docs/.
-bench: $(VENV)/.installed
+bench: $(VENV)/.compiled
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/compare.py $(BENCH_ARGS)
 	$(PY) benchmarks/plot.py --output docs/performance-roundtrip.png
 
 # Every workload once, small sizes (under a minute); figures printed, no thresholds.
-bench-smoke: $(VENV)/.installed
+bench-smoke: $(VENV)/.compiled
 	$(PY) benchmarks/compare.py --smoke $(BENCH_ARGS)
 
 # A cluster of two nodes on the local PostgreSQL against gearmand on its own PostgreSQL queue (about 25 minutes):
 # submits, burn-down, cross-node round trips, takeover after kill -9. CLUSTER_ARGS=--flag=--store-ack --flag=submits
-bench-cluster: $(VENV)/.installed
+bench-cluster: $(VENV)/.compiled
 	$(PY) benchmarks/cluster.py --jobs 200000 --reps 2 $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find src -name '*.so' -delete

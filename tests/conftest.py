@@ -14,7 +14,21 @@ from pathlib import Path
 import pytest
 
 from browser import browser  # noqa: F401  (headless Chromium for the dashboard tests)
-from servers import SERVER_COMMANDS, GearmanServer, require_program, start_server
+from servers import REPO_ROOT, SERVER_COMMANDS, GearmanServer, require_program, start_server
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test stale compiled code: a module mypyc compiled (setup.py) is imported instead of its ``.py``,
+    so an edit to the source would go untested until the next build."""
+    if os.environ.get("GEARTRAIN_PURE_PYTHON"):
+        return
+    stale = []
+    for compiled in (REPO_ROOT / "src" / "geartrain").rglob("*.so"):
+        source = compiled.with_name(compiled.name.split(".", 1)[0] + ".py")
+        if source.is_file() and source.stat().st_mtime > compiled.stat().st_mtime:
+            stale.append(str(source.relative_to(REPO_ROOT)))
+    if stale:
+        pytest.exit(f"compiled modules older than their source ({', '.join(sorted(stale))}): run `make build`", 2)
 
 
 def _selected_servers() -> list[str]:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from geartrain import _pure
+
 __version__ = "0.1.0"
+
+_pure.install_if_requested()  # GEARTRAIN_PURE_PYTHON=1: the .py source even where a compiled module is installed
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

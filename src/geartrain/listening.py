@@ -6,6 +6,7 @@ to bind on address ('127.0.0.1', 4730)`` at best, and nothing of the address for
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 
@@ -66,3 +67,9 @@ def check_free(host: str, port: int, what: str = "") -> None:
                 probe.bind(address)
             except OSError as error:
                 raise listen_error(host, port, error, what) from error
+
+
+def server_sockets(server: asyncio.AbstractServer) -> list[socket.socket]:
+    """The listening sockets of ``server``. uvloop's ``sockets`` is a list where asyncio's is a tuple; compiled
+    code (mypyc checks the declared tuple at run time) reads them through this interpreted function."""
+    return list(getattr(server, "sockets", ()))

@@ -363,7 +363,9 @@ def test_start_and_stop_lines_at_the_default_level(tmp_path: Path) -> None:
         client.submit("later", b"x", ptype=PacketType.SUBMIT_JOB_BG)
     assert server.stop() == 0
     first = _messages(server.text())
-    assert re.fullmatch(r"geartrain \S+ started: pid \d+, event loop (uvloop \S+|asyncio)", first[0]), first
+    assert re.fullmatch(
+        r"geartrain \S+ started: pid \d+, event loop (uvloop \S+|asyncio), (compiled \(mypyc\)|pure Python)", first[0]
+    ), first
     assert LISTENING.fullmatch(first[1]), first
     assert first[2:] == [
         f"store: {store}, 0 jobs replayed",

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
+from geartrain.store.base import ConnectionLost
 from geartrain.store.mysql_wire import MAX_PAYLOAD, MySQLServerError, QueryChannel, more_results, query_packets
 from geartrain.store.resp import RespConnection, RespError, _Incomplete, encode_command, parse_reply
-from geartrain.store.wire import ConnectionLost
 
 
 class Transport:

@@ -35,7 +35,7 @@ from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import chunks
 from geartrain.store.redis import CONNECT_TIMEOUT, SIDE_PREFIX, digest
 from geartrain.store.resp import Arg, Reply, RespConnection, Script, subscribe
-from geartrain.store.wire import ConnectionLost
+from geartrain.store.base import ConnectionLost
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -55,7 +55,7 @@ PacketHandler = Callable[[R, tuple[bytes, ...], float], None]
 
 
 class Encoder(Protocol):
-    def __call__(self, ptype: int, /, *args: bytes, magic: bytes = ...) -> bytes: ...
+    def __call__(self, ptype: int, /, *args: bytes, magic: bytes = RES) -> bytes: ...
 
 
 def _load_speedups() -> tuple[Framer | None, Dispatcher | None, Encoder | None]:

@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from geartrain import __version__
+from geartrain._pure import build_name
 from geartrain.listening import show_address
 
 if TYPE_CHECKING:
@@ -35,10 +36,11 @@ def log_started(node: Node, config: ServerConfig) -> None:
     """Version, event loop, addresses, store and replay, cluster, policies: once every part has started."""
     gearman = node.gearman
     log.info(
-        "geartrain %s started: pid %d, event loop %s",
+        "geartrain %s started: pid %d, event loop %s, %s",
         __version__,
         config.engine.pid,
         event_loop_name(asyncio.get_running_loop()),
+        build_name(),
     )
     tls = gearman.tls_context is not None
     listening = [f"{show_address(host, port)} (Gearman{' TLS' if tls else ''})" for host, port in gearman.addresses]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from geartrain.errors import GearmanError
 from geartrain.lifecycle.policy import PolicyError as LifecyclePolicyError
 from geartrain.lifecycle.policy import load_policies
-from geartrain.listening import listen_error
+from geartrain.listening import listen_error, server_sockets
 from geartrain.security.guard import AccessGuard
 from geartrain.security.policy import PolicyError, load_policy
 from geartrain.security.tls import server_context
@@ -34,7 +34,7 @@ from geartrain.store.base import QueueStore
 from geartrain.store.holder import Holder
 
 if TYPE_CHECKING:
-    from geartrain.server.core.peers import Peer
+    from geartrain.server.core.peers import Outlet, Peer
 
 log = logging.getLogger("geartrain.server")
 
@@ -73,7 +73,7 @@ class GearmanServer:
         self.guard = ConnectionGuard(config.limits)
         security = config.security
         self.access = AccessGuard(self.engine, self.admin, security.acl, allow_remote_admin=security.allow_remote_admin)
-        self.connections: dict[int, GearmanConnection] = {}
+        self.connections: dict[int, Outlet] = {}  # by peer id: sockets' connections and internal peers' sinks
         self.sockets: list[socket.socket] = []
         self.addresses: list[tuple[str, int]] = []
         self._servers: list[asyncio.AbstractServer | TlsListener] = []
@@ -122,7 +122,7 @@ class GearmanServer:
             except (OSError, OverflowError) as error:
                 raise listen_error(host, self.config.port, error) from error
             self._servers.append(server)
-            self.sockets.extend(server.sockets)
+            self.sockets.extend(server_sockets(server))
         self.addresses = [sock.getsockname()[:2] for sock in self.sockets]
         for address in self.addresses:
             log.info("listening on %s%s", address, " (TLS)" if tls else "")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from geartrain.lifecycle.policy import cron_ident
 from geartrain.server.connection import GearmanConnection
 from geartrain.server.core import operations, overrides
+from geartrain.server.core.peers import Outlet
 
 if TYPE_CHECKING:
     from geartrain.cluster.node import ClusterNode
@@ -26,10 +27,7 @@ if TYPE_CHECKING:
     from geartrain.server.server import GearmanServer
 
 
-class Sink(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
+Sink = Outlet  # what an internal peer's output is written to (an HTTP request, a cluster relay)
 
 
 class ServerView:
@@ -173,7 +171,7 @@ class ServerActions:
     def open_peer(self, address: str, sink: Sink) -> Peer:
         """An engine peer whose output the server's flush writes to ``sink``, as it writes to a socket."""
         peer = self._server.engine.connect(-1, address, now=time.time())
-        self._server.connections[peer.id] = sink  # type: ignore[assignment]  # written like a connection
+        self._server.connections[peer.id] = sink  # the flush writes to it as to a socket's connection
         return peer
 
     def submit(self, peer: Peer, ptype: int, args: tuple[bytes, ...]) -> None:

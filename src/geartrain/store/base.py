@@ -34,6 +34,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached (down, restarted, network cut): retry after reconnecting."""
 
 
+class ConnectionLost(StoreUnavailable, ConnectionError):
+    """A store's connection closed, timed out, or sent something its protocol does not allow."""
+
+
 class StoreMissingDriver(StoreError):
     """The Python package a store needs is not installed."""
 

@@ -36,11 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.records import Removal, StoredJob, unique_from_key
 from geartrain.store import resp
-from geartrain.store.base import StoreError, StoreUnavailable
+from geartrain.store.base import ConnectionLost, StoreError, StoreUnavailable
 from geartrain.store.common import chunks, net_batch, require_driver, translate_errors
 from geartrain.store.holder import LEASE, RENEWAL, Holder, StoreHold
 from geartrain.store.resp import Arg, RespConnection, RespError
-from geartrain.store.wire import ConnectionLost
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

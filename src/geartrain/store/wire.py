@@ -15,15 +15,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeAlias, TypeVar, cast
 
-from geartrain.store.base import StoreUnavailable
+from geartrain.store.base import ConnectionLost, StoreUnavailable
 
 R = TypeVar("R")
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 C = TypeVar("C")
-
-
-class ConnectionLost(StoreUnavailable, ConnectionError):
-    """The connection closed, timed out, or sent something its protocol does not allow."""
 
 
 Answered: TypeAlias = Callable[[R | BaseException], None]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from geartrain.errors import ProtocolError
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
-from geartrain.server.core.clients import SUBMIT_KINDS, ClientRules
+from geartrain.server.core.clients import SUBMIT_KINDS
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.state import Handler, log
@@ -21,7 +21,7 @@ from geartrain.server.core.workers import WorkerRules
 P = PacketType
 
 
-class Engine(WorkerRules, ClientRules):
+class Engine(WorkerRules):
     """All jobs, functions and connections of one server."""
 
     def __init__(self, config: EngineConfig | None = None, *, inline_submits: bool = True) -> None:

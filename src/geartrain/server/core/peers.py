@@ -19,6 +19,17 @@ class Writer(Protocol):
     def get_write_buffer_size(self) -> int: ...
 
 
+class Outlet(Protocol):
+    """Where the server writes a peer's output when not straight to its transport: a socket's connection (which
+    applies ``--max-unsent``), or an internal peer's sink (an HTTP request, a cluster relay)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class PendingAck:
     """A JOB_CREATED that may only be sent once the store holds the job: a placeholder in the peer's outbox.
 

@@ -9,17 +9,21 @@ from geartrain.protocol.codec import encode
 from geartrain.protocol.meta import join_meta, worker_meta
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
+from geartrain.server.core.clients import ClientRules
 from geartrain.server.core.config import CLUSTER_PREFETCH
 from geartrain.server.core.jobs import Job, leading_integer, status_number
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES, Function
-from geartrain.server.core.state import EngineState, Handler
+from geartrain.server.core.state import Handler
 
 P = PacketType
 
 
-class WorkerRules(EngineState):
-    """Handlers for the packets workers send."""
+class WorkerRules(ClientRules):
+    """Handlers for the packets workers send.
+
+    The rules are one line of classes (state, then durable, client and worker rules, then the engine) rather than a
+    diamond of mixins: mypyc compiles single inheritance into native classes (docs/architecture.md)."""
 
     # ------------------------------------------------------------------ worker registration
 
