@@ -1,8 +1,12 @@
 """The job life cycle on a cluster (issue 15): a cron entry fires once per firing across the nodes, submitted by
-the leader alone (a firing whose job ended at once is not submitted again by a later node)."""
+the leader alone (a firing whose job ended at once is not submitted again by a later node); pauses hold a function
+on every node; the dead set is the cluster's (listed, shown, retried and deleted from any node, a retry queuing the
+job once however many nodes ask)."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from pathlib import Path
 
@@ -125,3 +129,178 @@ def test_a_job_claimed_by_another_node_keeps_its_metadata(queue: Queue, nodes: l
         meta, payload = split_meta(data)
         assert payload == b"payload" and f"traceparent={trace}".encode() in meta and meta.startswith(b"attempt=1")
         worker.send(P.WORK_COMPLETE, handle, b"")
+
+
+# ---------------------------------------------------------------------------------------------- the dead set
+
+DOOMED_POLICY = "[functions.doomed]\nretries = 0\n"
+
+
+def dead_handles(node: Node) -> list[str]:
+    """`dead list` on ``node``: the handles, in its order."""
+    return [line.split("\t")[0] for line in admin(node.address, "dead list").splitlines() if line != "."]
+
+
+def grab_uniq(worker: GearmanSocket, timeout: float) -> tuple[bytes, bytes] | None:
+    """The next job handed to ``worker`` within ``timeout`` seconds, as (handle, unique); None if none came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.send(P.GRAB_JOB_UNIQ)
+        reply = worker.recv()
+        if reply.type == P.JOB_ASSIGN_UNIQ:
+            handle, _, unique, _ = reply.body.split(b"\0", 3)
+            return handle, unique
+        time.sleep(0.05)
+    return None
+
+
+def bury(submit_on: Node, fail_on: Node, unique: bytes) -> str:
+    """Submit a background job of `doomed` on one node and fail it on a worker of another (or the same): out of
+    retries at once, it is dead. Returns its handle."""
+    with GearmanSocket(fail_on.address, timeout=15) as worker, GearmanSocket(submit_on.address) as client:
+        worker.send(P.CAN_DO, b"doomed")
+        client.send(P.SUBMIT_JOB_BG, b"doomed", unique, b"payload " + unique)
+        created = client.recv()
+        assert created.type == P.JOB_CREATED, created
+        grabbed = grab_uniq(worker, 15)
+        assert grabbed is not None and grabbed == (created.body, unique), grabbed
+        worker.send(P.WORK_FAIL, created.body)
+        worker.send(P.ECHO_REQ, b"sync")  # the WORK_FAIL is handled once the echo comes back
+        assert worker.recv().type == P.ECHO_RES
+    return created.body.decode()
+
+
+def start_pair(queue: Queue, nodes: list[Node], tmp_path: Path) -> list[Node]:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(DOOMED_POLICY)
+    for name in ("n0", "n1"):
+        nodes.append(Node(queue.url, name, tmp_path, LEASE, "--policy-file", str(policy)).start())
+    return nodes
+
+
+def test_a_job_dead_on_one_node_is_listed_shown_and_retried_from_another(
+    queue: Queue, nodes: list[Node], tmp_path: Path
+) -> None:
+    """The dead set is the cluster's: a job that died on n0 is listed and shown on n1 (admin port and HTTP), still
+    after n0 was killed (-9) and started again, on both; `dead retry` on n1 queues it once, a worker on n0 runs it,
+    and it leaves the dead set of both."""
+    n0, n1 = start_pair(queue, nodes, tmp_path)
+    handle = bury(n0, n0, b"d1")
+    assert dead_handles(n0) == [handle]
+    wait_until(lambda: dead_handles(n1) == [handle], timeout=10, message="n1 to list the job dead on n0")
+    shown = json.loads(admin(n1.address, f"dead show {handle}"))
+    assert shown["function"] == "doomed" and shown["unique"] == "d1" and shown["data"] == "payload d1"
+    assert shown["error"] == "WORK_FAIL" and shown["attempts"] == 1
+    listed = n1.api("dead")
+    assert isinstance(listed, dict) and [dead["handle"] for dead in listed["dead"]] == [handle]  # type: ignore[index, union-attr]
+
+    n0.kill9()
+    n0.start()
+    wait_until(lambda: dead_handles(n0) == [handle], timeout=10, message="the restarted n0 to list its dead job")
+    assert dead_handles(n1) == [handle]
+
+    with GearmanSocket(n0.address, timeout=15) as worker:
+        worker.send(P.CAN_DO, b"doomed")
+        assert admin(n1.address, f"dead retry {handle}").strip() == "OK 1"
+        ran = grab_uniq(worker, 15)
+        assert ran is not None and ran[1] == b"d1", ran
+        worker.send(P.WORK_COMPLETE, ran[0], b"")
+        assert grab_uniq(worker, 2 * LEASE) is None, "the retried job ran twice"
+    for node in (n0, n1):
+        wait_until(lambda node=node: dead_handles(node) == [], timeout=10, message=f"{node.name}'s dead set to empty")
+    wait_until(lambda: queue.count(b"doomed") == 0, timeout=10, message="the retried job to leave the queue")
+
+
+def test_a_dead_job_deleted_on_one_node_is_gone_for_every_node(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    n0, n1 = start_pair(queue, nodes, tmp_path)
+    first = bury(n1, n1, b"d1")
+    second = bury(n0, n1, b"d2")
+    wait_until(lambda: sorted(dead_handles(n0)) == sorted([first, second]), timeout=10, message="n0 to list both")
+    assert admin(n0.address, f"dead delete {first}").strip() == "OK 1"
+    wait_until(lambda: dead_handles(n1) == [second], timeout=10, message="n1 to see the deletion")
+    assert dead_handles(n0) == [second]
+    assert admin(n1.address, "dead delete all").strip() == "OK 1"
+    for node in (n0, n1):
+        wait_until(lambda node=node: dead_handles(node) == [], timeout=10, message=f"{node.name}'s dead set to empty")
+    assert queue.count(b"gt:dead:doomed") == 0
+    assert admin(n0.address, f"dead show {second}").strip() == "ERR UNKNOWN_JOB"
+
+
+def test_two_nodes_retrying_the_same_dead_job_at_once_queue_it_once(
+    queue: Queue, nodes: list[Node], tmp_path: Path
+) -> None:
+    n0, n1 = start_pair(queue, nodes, tmp_path)
+    handle = bury(n0, n0, b"d1")
+    wait_until(lambda: dead_handles(n1) == [handle], timeout=10, message="n1 to list the dead job")
+    replies: list[str] = []
+    threads = [
+        threading.Thread(target=lambda node=node: replies.append(admin(node.address, "dead retry doomed")))
+        for node in (n0, n1)
+    ]
+    with GearmanSocket(n0.address, timeout=15) as w0, GearmanSocket(n1.address, timeout=15) as w1:
+        for worker in (w0, w1):
+            worker.send(P.CAN_DO, b"doomed")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert all(reply.startswith("OK") for reply in replies), replies
+        runs = []
+        deadline = time.monotonic() + 3 * LEASE
+        while time.monotonic() < deadline:
+            for worker in (w0, w1):
+                ran = grab_uniq(worker, 0.2)
+                if ran is not None:
+                    runs.append(ran[1])
+                    worker.send(P.WORK_COMPLETE, ran[0], b"")
+        assert runs == [b"d1"], f"the dead job ran {len(runs)} times"
+    for node in (n0, n1):
+        wait_until(lambda node=node: dead_handles(node) == [], timeout=10, message=f"{node.name}'s dead set to empty")
+
+
+# ---------------------------------------------------------------------------------------------- kept results
+
+
+def test_a_result_kept_on_one_node_is_read_on_another(queue: Queue, nodes: list[Node], tmp_path: Path) -> None:
+    """`result_ttl` on a cluster: the result of a job run on n0 is read on n1 (admin `result`, in order with the
+    commands after it; GET_STATUS known and finished; HTTP), and on n0 after a kill -9."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[functions.kept]\nresult_ttl = "60s"\n')
+    n0, n1 = (Node(queue.url, name, tmp_path, LEASE, "--policy-file", str(policy)).start() for name in ("n0", "n1"))
+    nodes += [n0, n1]
+    with GearmanSocket(n0.address, timeout=15) as worker, GearmanSocket(n0.address) as client:
+        worker.send(P.CAN_DO, b"kept")
+        client.send(P.SUBMIT_JOB_BG, b"kept", b"k1", b"x")
+        created = client.recv()
+        assert created.type == P.JOB_CREATED
+        grabbed = grab_uniq(worker, 15)
+        assert grabbed is not None and grabbed[0] == created.body
+        worker.send(P.WORK_COMPLETE, created.body, b"done")
+        worker.send(P.ECHO_REQ, b"sync")
+        assert worker.recv().type == P.ECHO_RES
+    handle = created.body.decode()
+
+    def result_on(node: Node) -> dict[str, object] | None:
+        line = admin(node.address, f"result {handle}").strip()
+        return None if line.startswith("ERR") else json.loads(line)  # type: ignore[no-any-return]
+
+    kept = wait_until(lambda: result_on(n1), timeout=10, message="n1 to read the result kept on n0")
+    assert kept["status"] == "complete" and kept["data"] == "done" and kept["function"] == "kept"
+    with GearmanSocket(n1.address) as client:
+        client.sock.sendall(f"result {handle}\nversion\n".encode())  # the looked-up answer keeps its place
+        answers = b""
+        while answers.count(b"\n") < 2:
+            answers += client.sock.recv(65536)
+        first, second = answers.split(b"\n")[:2]
+        assert json.loads(first)["handle"] == handle and second.startswith(b"OK ")
+        client.send(P.GET_STATUS, created.body)
+        status = client.expect(P.STATUS_RES)
+        assert status.body.split(b"\0") == [created.body, b"1", b"0", b"1", b"1"]
+    view = n1.api(f"results/{handle}")
+    assert isinstance(view, dict) and view["data"] == "done"
+    assert n1.api("results/H:n0:999999") is None  # 404: kept nowhere
+    assert admin(n1.address, "result H:n0:999999").strip() == "ERR UNKNOWN_JOB"
+    n0.kill9()
+    n0.start()
+    again = result_on(n0)
+    assert again is not None and again["data"] == "done"

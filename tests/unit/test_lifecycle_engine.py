@@ -4,13 +4,14 @@ commands, policy timeouts with WORK_STATUS heartbeats, pause and resume, and the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from conversation import NO_JOB, Conversation, P
 
 from geartrain.lifecycle.policy import parse_policies
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.lifecycle import DEAD_PREFIX, PAUSED_FUNCTION, Lifecycle, dead_from_record
-from geartrain.server.core.records import Removal
+from geartrain.server.core.records import Removal, StoredJob
 from geartrain.server.core.snapshot import jobs_view
 
 POLICY = """
@@ -303,3 +304,62 @@ def test_in_a_cluster_pauses_made_elsewhere_apply_here_and_a_recent_change_here_
     assert lifecycle.sync_paused(set(), now=201.0, settle=3.0) == ([], [])
     assert lifecycle.paused == {b"g"}
     assert lifecycle.sync_paused(set(), now=204.0, settle=3.0) == ([], [b"g"])
+
+
+def test_in_a_cluster_the_dead_set_is_read_back_and_a_retry_asks_the_cluster_to_move_the_record() -> None:
+    from geartrain.server.core.lifecycle import DeadJob
+
+    talk = Conversation(EngineConfig(handle_prefix=b"H:n1", persistent=True, cluster=True))
+    lifecycle = talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies("[defaults]\nretries = 0\n"))
+    asked: list[int] = []
+    lifecycle.on_revive = lambda: asked.append(len(lifecycle.revive_requests))
+    died = talk.now - 10
+    elsewhere = DeadJob(b"H:n0:7", b"f", b"u7", b"data", 1, 1, died, died, b"WORK_FAIL", None, b"u7")
+    # Dead on another node: listed here once read back, and nothing is stored for it.
+    lifecycle.sync_dead([elsewhere], now=talk.now, settle=3.0)
+    admin = talk.connect()
+    assert talk.admin(admin, b"dead list") == b"H:n0:7\tf\tu7\t1\t%d\tWORK_FAIL\n.\n" % died
+    assert talk.engine.take_store_batch() is None
+    # A retry queues nothing here: the cluster node moves the record (once, whichever nodes ask).
+    assert talk.admin(admin, b"dead retry f") == b"OK 1\n"
+    assert asked == [1] and lifecycle.revive_requests == [elsewhere] and lifecycle.dead == {}
+    assert talk.engine.jobs == {} and talk.engine.take_store_batch() is None
+    # A read of the table from before the move does not bring it back; one after the settling time follows it.
+    lifecycle.sync_dead([elsewhere], now=talk.now + 1, settle=3.0)
+    assert lifecycle.dead == {}
+    talk.tick(talk.now + 4)
+    lifecycle.sync_dead([elsewhere], now=talk.now, settle=3.0)
+    assert list(lifecycle.dead) == [b"H:n0:7"]
+    # A job dead here a moment ago stays listed, after those read back, until the table shows it.
+    worker = talk.worker(b"f")
+    talk.engine.restore(StoredJob(b"u1", b"f", b"u1", 1, b"x"), talk.now)  # claimed from the cluster's table
+    handle = fail_next(talk, worker)
+    lifecycle.sync_dead([elsewhere], now=talk.now + 1, settle=3.0)
+    assert list(lifecycle.dead) == [b"H:n0:7", handle]
+    # Deleted here: its record goes in the next batch, and a stale read does not list it again.
+    assert talk.admin(admin, b"dead delete all") == b"OK 2\n"
+    batch = talk.engine.take_store_batch()
+    assert batch is not None and Removal(b"u7", DEAD_PREFIX + b"f") in batch.removes
+    lifecycle.sync_dead([elsewhere], now=talk.now + 2, settle=3.0)
+    assert lifecycle.dead == {}
+
+
+def test_in_a_cluster_a_result_kept_elsewhere_is_answered_in_its_place_once_looked_up() -> None:
+    from geartrain.server.core.lifecycle import KeptResult
+
+    talk = Conversation(EngineConfig(handle_prefix=b"H:n1", persistent=True, cluster=True))
+    talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies('[functions.f]\nresult_ttl = "60s"\n'))
+    lookups: list[tuple[bytes, Callable[[KeptResult | None], None]]] = []
+    talk.admin_commands.result_lookup = lambda handle, answer: lookups.append((handle, answer))
+    admin = talk.connect()
+    talk.admin_commands.run(admin, b"result H:n0:5")
+    talk.admin_commands.run(admin, b"version")
+    assert [handle for handle, _ in lookups] == [b"H:n0:5"]
+    assert admin.take_output() == b""  # the version waits behind the result being looked up
+    kept = KeptResult(b"H:n0:5", b"f", b"u", "complete", b"done", talk.now - 1, talk.now + 59)
+    lookups[0][1](kept)
+    first, second = admin.take_output().split(b"\n", 1)
+    assert json.loads(first)["data"] == "done" and second.startswith(b"OK ")
+    talk.admin_commands.run(admin, b"result H:n0:6")
+    lookups[1][1](None)
+    assert admin.take_output() == b"ERR UNKNOWN_JOB\r\n"

@@ -12,6 +12,10 @@ It runs on the node's event loop beside the Gearman server and talks to the data
   gives them to others, and it must not run them too. When the database answers again it hands back the queued jobs
   it held (others may have them now) and carries on.
 * **Leader.** One node at a time (a lease in the database) sends the jobs of lapsed leases back to the cluster.
+* **Life cycle.** Pauses and the dead set are the cluster's: records in its table that every node reads back each
+  :data:`SAFETY_POLL` (the dead records only when they changed); a ``dead retry`` on any node moves the dead
+  records back into the queue in the database, once, for whichever node's worker is free. A kept result another
+  node stored is looked up by handle when asked for (``result``, the HTTP route, GET_STATUS).
 * **Foreground jobs across nodes.** A node stores a foreground job for which it has no worker, for the cluster;
   the node that claims it runs it for a relay peer standing for the waiting node's clients, and the packets its
   worker sends (WORK_DATA ... WORK_COMPLETE) go back through the database (an events table and a channel) to the
@@ -32,7 +36,7 @@ from geartrain.protocol.packets import RES, Packet
 from geartrain.server.core import cluster as rules
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
-from geartrain.server.core.lifecycle import PAUSED_FUNCTION
+from geartrain.server.core.lifecycle import PAUSED_FUNCTION, DeadJob, KeptResult, dead_from_record, result_from_record
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.base import StoreError
@@ -46,6 +50,8 @@ RETRY = 1.0  # seconds before listening again after the listening connection was
 # Seconds a pause or resume made on this node wins over the cluster's pause list as read back (the read may have
 # begun before the change was stored; a store takes milliseconds, and refuses a change it cannot store at once).
 PAUSE_SETTLE = 3.0
+# The most dead records a node reads back (the newest): the dead set is bounded by each function's dead_max anyway.
+DEAD_LIMIT = 100_000
 
 
 #: A claimed job, the node whose client waits for it (``None``: background), and the nodes whose clients
@@ -77,6 +83,10 @@ class ClusterDb(Protocol):
     async def rescue(self) -> int: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
     async def records(self, function: bytes) -> list[bytes]: ...
+    async def dead_version(self) -> tuple[int, int]: ...
+    async def dead_records(self, limit: int) -> list[StoredJob]: ...
+    async def revive(self, moves: Sequence[tuple[Removal, StoredJob]]) -> list[int]: ...
+    async def results(self, handles: Sequence[bytes]) -> list[StoredJob]: ...
     def notifications(self) -> AsyncIterator[tuple[bool, bytes]]: ...
     async def send_events(self, events: Sequence[tuple[str, bytes, bytes, int, bytes]]) -> None: ...
     async def take_events(self) -> list[tuple[bytes, bytes, int, bytes]]: ...
@@ -156,6 +166,11 @@ class ClusterNode:
         self.rescued = 0  # jobs this node, as leader, sent back after their node's lease lapsed
         self.known_nodes: list[dict[str, Any]] = []  # the cluster as of the last heartbeat
         self._wanted = asyncio.Event()
+        self._revive_wanted = asyncio.Event()
+        # The cluster's dead records as last read, and what they were read at (dead_version): read again on change.
+        self._dead_version: tuple[int, int] | None = None
+        self._dead_stored: list[DeadJob] = []
+        self._lookups: set[asyncio.Task[None]] = set()  # `result` look-ups under way (held until they end)
         self._last_renewal = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -165,10 +180,12 @@ class ClusterNode:
         if handed_back:
             log.warning("cluster: handed back %d jobs an earlier run of node %s held", handed_back, self.node)
         self.engine.cluster_relay = self.open_peer("cluster", Discard())
+        if self.engine.lifecycle is not None:
+            self.engine.lifecycle.on_revive = self._revive_wanted.set
         with contextlib.suppress(StoreError):  # before the first claim: a function paused elsewhere claims nothing
             await self._sync_lifecycle()
         loop = asyncio.get_running_loop()
-        for work in (self._claims, self._listen, self._housekeeping, self._poll, self._receive):
+        for work in (self._claims, self._listen, self._housekeeping, self._poll, self._receive, self._revive):
             self._tasks.append(loop.create_task(self._keep_running(work)))
         log.warning("cluster: node %s joined on %s (lease %.0f s)", self.node, self.db.description, self.lease)
 
@@ -280,7 +297,9 @@ class ClusterNode:
                 try:
                     await self._sync_lifecycle()
                 except StoreError as error:
-                    log.debug("cluster: cannot read the pause list: %s", error)
+                    log.debug("cluster: cannot read the pause list or the dead set: %s", error)
+                if self.engine.lifecycle.revive_requests:
+                    self._revive_wanted.set()
             self._wanted.set()
             if self.engine.remote_jobs:
                 self._incoming.set()
@@ -308,6 +327,36 @@ class ClusterNode:
         if resumed:
             self.flush()  # sleeping workers were woken: their NOOPs go now
             self._wanted.set()
+        # The dead set: every node's dead jobs, as the table holds them (read again only when they changed: the
+        # count and the sum of their sequence numbers tell, without reading the records).
+        version = await self.db.dead_version()
+        if version != self._dead_version:
+            records = await self.db.dead_records(DEAD_LIMIT)
+            self._dead_stored = [dead for record in records if (dead := dead_from_record(record)) is not None]
+            self._dead_version = version
+        lifecycle.sync_dead(self._dead_stored, time.time(), PAUSE_SETTLE)
+
+    async def _revive(self) -> None:
+        """``dead retry`` on this node: move the dead records back into the queue. The database decides which are
+        still dead (a job retried on two nodes at once, or already retried elsewhere, is queued once); the jobs go
+        to whichever node claims them. A move that fails leaves them dead (listed again at the next read)."""
+        while True:
+            await self._revive_wanted.wait()
+            self._revive_wanted.clear()
+            lifecycle = self.engine.lifecycle
+            if lifecycle is None or not lifecycle.revive_requests:
+                continue
+            requests, lifecycle.revive_requests = lifecycle.revive_requests, []
+            try:
+                moved = await self.db.revive([(dead.removal(), dead.revived()) for dead in requests])
+            except StoreError as error:
+                log.error("cluster: cannot queue %d dead jobs again (%s); they stay dead", len(requests), error)
+                continue
+            for position in moved:
+                self.engine.function(requests[position].function).stats.revived += 1
+            if len(moved) < len(requests):
+                log.info("cluster: %d of %d dead jobs were no longer dead", len(requests) - len(moved), len(requests))
+            self._dead_version = None  # read back at the next poll
 
     # ------------------------------------------------------------------ foreground jobs across nodes
 
@@ -405,14 +454,48 @@ class ClusterNode:
         engine = self.engine
         lookups = list(engine.status_lookups)
         engine.status_lookups.clear()
+        handles = list({handle for handle, _, _ in lookups})
         try:
-            found = await self.db.status(list({handle for handle, _, _ in lookups}))
+            found = await self.db.status(handles)
+            missing = [handle for handle in handles if handle not in found]
+            if missing and engine.lifecycle is not None:
+                for kept in await self._kept_results(missing):
+                    found[kept.handle] = (False, 1, 1)  # known and finished, as on the node that keeps it
         except StoreError as error:
             log.error("cluster: cannot look up a job's status (%s); answered unknown", error)
             found = {}
         for handle, unique, ack in lookups:
             engine.status_found(handle, unique, ack, found.get(handle))
         self.flush()
+
+    async def _kept_results(self, handles: Sequence[bytes]) -> list[KeptResult]:
+        """The kept results (result_ttl) other nodes stored under these handles, those not expired."""
+        now = time.time()
+        found = [result_from_record(record) for record in await self.db.results(handles)]
+        return [kept for kept in found if kept is not None and kept.expires > now]
+
+    async def result(self, handle: bytes) -> KeptResult | None:
+        """How a background job ended, kept by whichever node ran it (this node's own are the engine's); raises
+        StoreError when the database cannot say."""
+        kept = await self._kept_results([handle])
+        return kept[0] if kept else None
+
+    def look_up_result(self, handle: bytes, answer: Callable[[KeptResult | None], None]) -> None:
+        """The admin ``result`` for a handle this node keeps no result of: ``answer`` is called with what the
+        database keeps (``None``: nothing, or the database cannot say), then the node's output is flushed."""
+
+        async def look_up() -> None:
+            try:
+                kept = await self.result(handle)
+            except StoreError as error:
+                log.error("cluster: cannot look up a kept result (%s); answered unknown", error)
+                kept = None
+            answer(kept)
+            self.flush()
+
+        task = asyncio.get_running_loop().create_task(look_up())
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
 
     async def _check_watched(self) -> None:
         """Jobs this node's clients coalesced onto that are gone from the store without their result (twice in a

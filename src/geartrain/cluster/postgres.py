@@ -7,6 +7,9 @@ must renew by then) and ``reruns`` (times a lapsed lease sent it back). Beside i
 * ``geartrain_nodes``: a row per node (address, start, last heartbeat, jobs held), for ``/api/cluster``;
 * ``geartrain_leader``: which node does the housekeeping, under a lease of its own.
 
+The life cycle's dead jobs are rows of the same table (function ``gt:dead:<function>``, never claimed); a partial
+index over them alone lets every node read the dead set back each second without walking the queue.
+
 Claims take the oldest waiting jobs of a function, by priority, with ``FOR UPDATE SKIP LOCKED``: two nodes never
 get the same row, and neither waits for the other. New jobs left for any node are announced with ``pg_notify`` in
 the transaction that stores them (delivered at its commit) on the channel ``gt_<table>``, its payload the function.
@@ -19,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from geartrain.server.core.lifecycle import DEAD_PREFIX, RESULT_PREFIX
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.common import job_from_row, net_batch
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
@@ -34,6 +38,12 @@ LEADER_TABLE = "geartrain_leader"
 EVENTS_TABLE = "geartrain_events"
 #: A node whose heartbeat is this many leases old is gone for good: its clients' jobs and events are dropped.
 GONE_AFTER_LEASES = 4
+#: The dead records: a literal in every statement that reads them, so that PostgreSQL proves the partial index's
+#: condition from the query's (a parameter would not do). The prefix is plain ASCII: stored as it is (textcodec).
+#: ``IS_DEAD`` goes into statements with parameters, whose ``%%`` psycopg sends as ``%``.
+DEAD_INDEX_CONDITION = f"function_name LIKE '{DEAD_PREFIX.decode()}%'"
+IS_DEAD = DEAD_INDEX_CONDITION.replace("%", "%%")
+IS_RESULT = f"function_name LIKE '{RESULT_PREFIX.decode()}%%'"
 
 
 class PostgresClusterSql:
@@ -62,6 +72,8 @@ class PostgresClusterSql:
             f'CREATE INDEX IF NOT EXISTS "{name}_claim_idx" ON {t} (function_name, priority, seq) WHERE owner IS NULL'
         )
         conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_owner_idx" ON {t} (owner) WHERE owner IS NOT NULL')
+        # Every node reads the dead set back each second (cluster/node.py): the dead records alone, in order.
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_dead_idx" ON {t} (seq) WHERE {DEAD_INDEX_CONDITION}')
         # GET_STATUS on any node finds a job by the handle its submitting node gave.
         conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_handle_idx" ON {t} (handle)')
         conn.execute(
@@ -362,6 +374,74 @@ class PostgresClusterDb:
             (bytes_to_text(function),),
         )
         return [text_to_bytes(key) for (key,) in rows]
+
+    async def dead_version(self) -> tuple[int, int]:
+        """How many dead records the table holds, and the sum of their sequence numbers: a change of the dead set
+        changes one or the other (each record gets a new number), so a node reads the records again only then. The
+        sum rather than the highest number: a record committed late may carry a lower number than one already read."""
+        rows = await self._run(f"SELECT count(*), coalesce(sum(seq), 0) FROM {self.sql.table} WHERE {IS_DEAD}", ())
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+    async def dead_records(self, limit: int) -> list[StoredJob]:
+        """The dead records of every node, oldest first: the newest ``limit`` of them (through the dead index)."""
+        rows = await self._run(
+            f"SELECT unique_key, function_name, priority, data, when_to_run, reducer FROM {self.sql.table} "
+            f"WHERE {IS_DEAD} ORDER BY seq DESC LIMIT %s",
+            (limit,),
+        )
+        rows.reverse()
+        return [
+            job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer)
+            for key, name, priority, data, when, reducer in rows
+        ]
+
+    async def revive(self, moves: Sequence[tuple[Removal, StoredJob]]) -> list[int]:
+        """Move dead records back into the queue: each (dead record, live job) whose dead record this statement
+        deletes is inserted as a job left for any node, and announced. Returns the positions of those moved; a
+        dead record already gone (retried or deleted meanwhile, by any node) moves nothing. Two nodes moving the
+        same record at once: the second's deletion waits for the first's and finds nothing."""
+        if not moves:
+            return []
+        sql = self.sql
+        rows = await self._run(
+            "WITH batch AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int4[], "
+            "%s::bytea[], %s::bytea[], %s::bytea[]) WITH ORDINALITY AS b(dk, df, k, f, p, d, r, h, o)), "
+            f"taken AS (DELETE FROM {sql.table} WHERE {IS_DEAD} AND (unique_key, function_name) IN "
+            "(SELECT dk, df FROM batch) RETURNING unique_key, function_name), "
+            "moved AS (SELECT batch.* FROM batch JOIN taken ON taken.unique_key = batch.dk "
+            "AND taken.function_name = batch.df), "
+            f"ins AS (INSERT INTO {sql.table} (unique_key, function_name, priority, data, when_to_run, reducer, "
+            "handle) SELECT k, f, p, d, 0, r, h FROM moved ORDER BY o "
+            "ON CONFLICT (unique_key, function_name) DO NOTHING RETURNING function_name), "
+            "announced AS (SELECT count(pg_notify(%s, f)) AS n FROM "
+            "(SELECT DISTINCT function_name AS f FROM ins) AS waiting) "
+            "SELECT o FROM moved WHERE (SELECT n FROM announced) >= 0",
+            (
+                [bytes_to_text(dead.key) for dead, _ in moves],
+                [bytes_to_text(dead.function) for dead, _ in moves],
+                [bytes_to_text(job.key) for _, job in moves],
+                [bytes_to_text(job.function) for _, job in moves],
+                [job.priority for _, job in moves],
+                [job.data for _, job in moves],
+                [job.reducer for _, job in moves],
+                [job.handle for _, job in moves],
+                sql.channel,
+            ),
+        )
+        return sorted(int(position) - 1 for (position,) in rows)
+
+    async def results(self, handles: Sequence[bytes]) -> list[StoredJob]:
+        """The kept results (``gt:result:`` records, keyed by handle) stored under these handles by any node,
+        through the table's unique index, whose first column is the key."""
+        rows = await self._run(
+            f"SELECT unique_key, function_name, priority, data, when_to_run, reducer FROM {self.sql.table} "
+            f"WHERE unique_key = ANY(%s::text[]) AND {IS_RESULT}",
+            ([bytes_to_text(handle) for handle in handles],),
+        )
+        return [
+            job_from_row(text_to_bytes(key or ""), text_to_bytes(name or ""), priority, data, when, reducer)
+            for key, name, priority, data, when, reducer in rows
+        ]
 
     async def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes as the API shows them."""

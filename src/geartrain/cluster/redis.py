@@ -12,6 +12,10 @@ Jobs stay where the Redis store keeps them (the job hash ``<prefix>-<function>-<
 * ``nodes`` and ``node:<node>`` (address, start, last heartbeat, jobs held) for ``/api/cluster``; ``leader``, a key
   under a lease of its own; ``fg:<node>``: foreground jobs whose client waits on that node; ``ev:<node>``: a list of
   the packets of such jobs, on their way back to it;
+* ``results``: a hash from handle to the job key of the kept result stored under it (``gt:result:<function>``),
+  for ``result HANDLE`` and GET_STATUS on any node;
+* ``dead``: the life cycle's dead records (function ``gt:dead:<function>``, which no node claims), a sorted set of
+  their job keys scored by ``seq``, so that every node reads the dead set back without a scan of the prefix;
 * ``indexed``: set once the index holds every job under the prefix. A server of its own on the prefix deletes it;
   the next node to start then indexes the jobs again (:meth:`RedisClusterKeys.build_index`).
 
@@ -31,11 +35,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.records import Removal, StoredJob, unique_from_key
-from geartrain.store.base import StoreError, StoreUnavailable
+from geartrain.store.base import ConnectionLost, StoreError, StoreUnavailable
 from geartrain.store.common import chunks
 from geartrain.store.redis import CONNECT_TIMEOUT, SIDE_PREFIX, digest
 from geartrain.store.resp import Arg, Reply, RespConnection, Script, subscribe
-from geartrain.store.base import ConnectionLost
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -54,6 +57,8 @@ local base, node = ARGV[1], ARGV[2]
 local woken = {}
 local function side(jk) return 'gt:' .. jk end
 local function now_seconds() return tonumber(redis.call('TIME')[1]) end
+local function is_dead(fn) return string.sub(fn, 1, 8) == 'gt:dead:' end
+local function is_result(fn) return string.sub(fn, 1, 10) == 'gt:result:' end
 -- A stored job into its function's queue (or, not yet due, its delayed set); false when it is gone.
 local function enqueue(jk, fn, when, now)
     if redis.call('HEXISTS', side(jk), 'owner') == 1 then return false end
@@ -77,7 +82,7 @@ local function requeue(jk, now)
 end
 -- A job gone for good: its records and every index entry.
 local function forget(jk, fn)
-    local fields = redis.call('HMGET', side(jk), 'owner', 'client_node', 'handle')
+    local fields = redis.call('HMGET', side(jk), 'owner', 'client_node', 'handle', 'key')
     if fields[1] then
         redis.call('SREM', base .. ':owned:' .. fields[1], jk)  -- held: in no queue
     else
@@ -86,7 +91,33 @@ local function forget(jk, fn)
     end
     if fields[2] then redis.call('SREM', base .. ':fg:' .. fields[2], jk) end
     if fields[3] and fields[3] ~= '' then redis.call('HDEL', base .. ':h', fields[3]) end
+    if is_dead(fn) then redis.call('ZREM', base .. ':dead', jk) end
+    if is_result(fn) and fields[4] and redis.call('HGET', base .. ':results', fields[4]) == jk then
+        redis.call('HDEL', base .. ':results', fields[4])
+    end
     redis.call('DEL', jk, side(jk))
+end
+-- A new job (or life-cycle record) under the prefix, queued, or held by this node (owned, and its lease alive).
+local function add_job(jk, fn, key, priority, data, when, reducer, owned, waiting, handle, dig, meta, alive, now)
+    local seq = redis.call('INCR', base .. ':seq')
+    redis.call('HSET', jk, 'data', data, 'priority', priority)
+    redis.call('HSET', side(jk), 'function', fn, 'key', key, 'seq', seq, 'when', when, 'digest', dig,
+        'handle', handle)
+    if reducer ~= '' then redis.call('HSET', side(jk), 'reducer', string.sub(reducer, 2)) end
+    if meta ~= '' then redis.call('HSET', side(jk), 'meta', meta) end
+    if handle ~= '' then redis.call('HSET', base .. ':h', handle, jk) end
+    if is_dead(fn) then redis.call('ZADD', base .. ':dead', seq, jk) end
+    if is_result(fn) then redis.call('HSET', base .. ':results', key, jk) end
+    if waiting == '1' then
+        redis.call('HSET', side(jk), 'client_node', node)
+        redis.call('SADD', base .. ':fg:' .. node, jk)
+    end
+    if owned == '1' and alive then
+        redis.call('HSET', side(jk), 'owner', node)
+        redis.call('SADD', base .. ':owned:' .. node, jk)
+    else
+        enqueue(jk, fn, when, now)
+    end
 end
 -- Every job a node holds back to the cluster; returns how many.
 local function release_all(owner, count_rerun)
@@ -139,23 +170,7 @@ for position = 1, adds do
     if redis.call('EXISTS', jk) == 1 then
         held[#held + 1] = position
     else
-        local seq = redis.call('INCR', base .. ':seq')
-        redis.call('HSET', jk, 'data', data, 'priority', priority)
-        redis.call('HSET', side(jk), 'function', fn, 'key', key, 'seq', seq, 'when', when, 'digest', dig,
-            'handle', handle)
-        if reducer ~= '' then redis.call('HSET', side(jk), 'reducer', string.sub(reducer, 2)) end
-        if meta ~= '' then redis.call('HSET', side(jk), 'meta', meta) end
-        if handle ~= '' then redis.call('HSET', base .. ':h', handle, jk) end
-        if waiting == '1' then
-            redis.call('HSET', side(jk), 'client_node', node)
-            redis.call('SADD', base .. ':fg:' .. node, jk)
-        end
-        if owned == '1' and alive then
-            redis.call('HSET', side(jk), 'owner', node)
-            redis.call('SADD', base .. ':owned:' .. node, jk)
-        else
-            enqueue(jk, fn, when, now)
-        end
+        add_job(jk, fn, key, priority, data, when, reducer, owned, waiting, handle, dig, meta, alive, now)
     end
 end
 wake()
@@ -382,10 +397,74 @@ for i = 3, #ARGV, 5 do
                 'when', when, 'digest', dig)
         end
         enqueue(jk, fn, redis.call('HGET', side(jk), 'when') or when, now)
+        if is_dead(fn) then redis.call('ZADD', base .. ':dead', redis.call('HGET', side(jk), 'seq'), jk) end
+        if is_result(fn) then redis.call('HSET', base .. ':results', key, jk) end
     end
 end
 wake()
 return 0
+"""
+)
+
+# ARGV: base, node, limit. The newest ``limit`` dead records, newest first: {data, priority, key, function,
+# reducer or false} each.
+DEAD_RECORDS = Script(
+    PRELUDE
+    + """
+local records = {}
+for _, jk in ipairs(redis.call('ZREVRANGE', base .. ':dead', 0, tonumber(ARGV[3]) - 1)) do
+    local job = redis.call('HMGET', jk, 'data', 'priority')
+    local fields = redis.call('HMGET', side(jk), 'key', 'function', 'reducer')
+    if job[1] and fields[1] and fields[2] then
+        records[#records + 1] = {job[1], job[2] or '1', fields[1], fields[2], fields[3] or false}
+    end
+end
+return records
+"""
+)
+
+# ARGV: base, node, then 10 values per move: the dead record's job key and function, then the live job's key,
+# function, stored key, priority, data, reducer ('' or '=' and the reducer), handle and digest. Each dead record
+# still there is forgotten and its job queued for any node; returns the positions (from 1) of those moved.
+REVIVE = Script(
+    PRELUDE
+    + """
+local moved = {}
+local now = now_seconds()
+local position = 0
+for i = 3, #ARGV, 10 do
+    position = position + 1
+    local dead_jk, dead_fn, jk, fn = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if is_dead(dead_fn) and redis.call('EXISTS', dead_jk) == 1 then
+        forget(dead_jk, dead_fn)
+        if redis.call('EXISTS', jk) == 0 then
+            add_job(jk, fn, ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], 0, ARGV[i + 7], '0', '0', ARGV[i + 8],
+                ARGV[i + 9], '', false, now)
+        end
+        moved[#moved + 1] = position
+    end
+end
+wake()
+return moved
+"""
+)
+
+# ARGV: base, node, then handles. Per handle, the kept result stored under it: {data, key, function}, or false.
+RESULTS = Script(
+    PRELUDE
+    + """
+local found = {}
+for i = 3, #ARGV do
+    local jk = redis.call('HGET', base .. ':results', ARGV[i])
+    local data = jk and redis.call('HGET', jk, 'data')
+    local fields = jk and redis.call('HMGET', side(jk), 'key', 'function')
+    if data and fields[1] and fields[2] then
+        found[#found + 1] = {data, fields[1], fields[2]}
+    else
+        found[#found + 1] = false
+    end
+end
+return found
 """
 )
 
@@ -410,9 +489,12 @@ class RedisClusterKeys:
 
     def build_index(self, client: Redis, store: RedisStore) -> None:
         """Index every job under the prefix, unless the index is known complete (on the store's own connection,
-        when it opens). Nodes starting together may both do it: each step is idempotent."""
+        when it opens). Nodes starting together may both do it: each step is idempotent. ``indexed2`` marks an
+        index that also holds the life cycle's records (``dead``, ``results``): a prefix indexed by an earlier
+        version is indexed again once."""
         marker = self.base + b":indexed"
-        if client.exists(marker):
+        dead_marker = self.base + b":indexed2"
+        if client.exists(marker) and client.exists(dead_marker):
             return
         jobs = store.load()
         while part := list(itertools.islice(jobs, INDEX_CHUNK)):
@@ -421,6 +503,7 @@ class RedisClusterKeys:
                 args += [store.job_key(job.function, job.key), job.function, job.key, job.when, digest(job.data)]
             client.eval(INDEX.text.decode(), 0, *args)
         client.set(marker, b"1")
+        client.set(dead_marker, b"1")
 
     async def apply(
         self, conn: RespConnection, adds: Sequence[StoredJob], removes: Sequence[Removal]
@@ -617,6 +700,68 @@ class RedisClusterDb:
         head = self.store.job_key(function, b"")
         listed = members if isinstance(members, list) else []
         return [m[len(head) :] for m in listed if isinstance(m, bytes) and m.startswith(head)]
+
+    async def dead_version(self) -> tuple[int, int]:
+        """How many dead records the prefix holds, and the highest of their sequence numbers: each new record gets a
+        higher one (in the script that stores it), so a change of the dead set changes one or the other."""
+        dead = self.keys.base + b":dead"
+        conn = await self._connection()
+        try:
+            count, highest = await conn.call([b"ZCARD", dead], [b"ZRANGE", dead, -1, -1, b"WITHSCORES"])
+        except ConnectionLost as exc:
+            conn.close()
+            raise StoreUnavailable(f"{self.description}: {exc}") from exc
+        score = highest[1] if isinstance(highest, list) and len(highest) == 2 else b"0"
+        return _count(count), int(float(_text(score) or b"0"))
+
+    async def dead_records(self, limit: int) -> list[StoredJob]:
+        """The dead records of every node, oldest first: the newest ``limit`` of them (from the dead index)."""
+        listed = await self._run(DEAD_RECORDS, limit)
+        records = []
+        for fields in reversed(listed) if isinstance(listed, list) else []:
+            if not isinstance(fields, list) or len(fields) != 5:
+                continue
+            data, priority, key, name, reducer = fields
+            stored_key = _text(key)
+            records.append(
+                StoredJob(
+                    stored_key,
+                    _text(name),
+                    unique_from_key(stored_key),
+                    int(_text(priority) or b"1"),
+                    _text(data),
+                    0,
+                    reducer if isinstance(reducer, bytes) else None,
+                )
+            )
+        return records
+
+    async def revive(self, moves: Sequence[tuple[Removal, StoredJob]]) -> list[int]:
+        """Move dead records back into the queue: each (dead record, live job) whose dead record is still there is
+        forgotten and its job queued for any node, in one script (so a record two nodes move at once moves once).
+        Returns the positions of those moved."""
+        store = self.store
+        moved: list[int] = []
+        for start in range(0, len(moves), INDEX_CHUNK):
+            args: list[Arg] = []
+            for dead, job in moves[start : start + INDEX_CHUNK]:
+                reducer = b"" if job.reducer is None else b"=" + job.reducer
+                args += [store.job_key(dead.function, dead.key), dead.function, store.job_key(job.function, job.key)]
+                args += [job.function, job.key, job.priority, job.data, reducer, job.handle, digest(job.data)]
+            positions = await self._run(REVIVE, *args)
+            moved += [start + p - 1 for p in positions if isinstance(p, int)] if isinstance(positions, list) else []
+        return moved
+
+    async def results(self, handles: Sequence[bytes]) -> list[StoredJob]:
+        """The kept results (``gt:result:`` records) stored under these handles, by any node (from ``results``)."""
+        records = []
+        for part in chunks(list(handles), INDEX_CHUNK):
+            found = await self._run(RESULTS, *part)
+            for fields in found if isinstance(found, list) else []:
+                if isinstance(fields, list) and len(fields) == 3:
+                    data, key, name = (_text(field) for field in fields)
+                    records.append(StoredJob(key, name, unique_from_key(key), 1, data))
+        return records
 
     async def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes as the API shows them."""

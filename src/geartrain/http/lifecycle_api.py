@@ -9,9 +9,11 @@ came from the file, the admin port or here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from geartrain.errors import GearmanError
 from geartrain.lifecycle.overrides import SETTING_KEYS
 from geartrain.lifecycle.policy import PolicyError
 from geartrain.server.core.overrides import cron_source, policy_view
@@ -19,11 +21,12 @@ from geartrain.server.core.overrides import cron_source, policy_view
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpConnection
     from geartrain.http.message import Request
-    from geartrain.http.node import NodeActions, NodeView
+    from geartrain.http.node import ClusterState, NodeActions, NodeView
     from geartrain.server.core.lifecycle import Firing, Lifecycle
 
 NO_POLICY_FILE = "the job life cycle is off: start the server with --policy-file (docs/lifecycle.md)"
 SETTINGS_HINT = 'send a JSON object of policy settings, e.g. {"retries": 5, "timeout": "30s"}'
+NO_RESULT = "no result kept for this handle"
 CRON_HINT = 'send a JSON [[cron]] table, e.g. {"function": "report", "schedule": "0 7 * * *"}'
 
 
@@ -74,12 +77,30 @@ class LifecycleApi:
                 return
             data = {**dead.view(), "data": dead.data.decode("utf-8", "replace")}
         else:
-            kept = lifecycle.result(path.removeprefix("results/").encode(), now)
+            handle = path.removeprefix("results/").encode()
+            kept = lifecycle.result(handle, now)
+            cluster = self.view.cluster
+            if kept is None and cluster is not None:  # kept by the node that ran the job: the database knows
+                asyncio.get_running_loop().create_task(self._result_elsewhere(connection, cluster, handle, head))
+                return
             if kept is None:
-                connection.respond_json({"error": "no result kept for this handle"}, 404, head_only=head)
+                connection.respond_json({"error": NO_RESULT}, 404, head_only=head)
                 return
             data = kept.view()
         connection.respond_json(data, head_only=head)
+
+    async def _result_elsewhere(
+        self, connection: HttpConnection, cluster: ClusterState, handle: bytes, head: bool
+    ) -> None:
+        try:
+            kept = await cluster.result(handle)
+        except GearmanError as error:
+            connection.respond_json({"error": f"cannot read the cluster: {error}"}, 503, head_only=head)
+            return
+        if kept is None:
+            connection.respond_json({"error": NO_RESULT}, 404, head_only=head)
+            return
+        connection.respond_json(kept.view(), head_only=head)
 
     # ------------------------------------------------------------------ actions
 

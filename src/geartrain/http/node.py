@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from geartrain.security.guard import AccessGuard
     from geartrain.server.core.engine import Engine
+    from geartrain.server.core.lifecycle import KeptResult
     from geartrain.server.core.peers import Peer
     from geartrain.server.core.stats import Histogram
 
@@ -57,6 +58,7 @@ class ClusterState(Protocol):
     @property
     def jobs_held(self) -> int: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
+    async def result(self, handle: bytes) -> KeptResult | None: ...
 
 
 class NodeView(Protocol):

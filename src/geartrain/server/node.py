@@ -112,6 +112,7 @@ def build_node(config: ServerConfig, store: QueueStore | None = None, *, store_o
         )
         gearman.on_hungry = cluster.kick
         gearman.admin.cluster_rows = cluster.status_rows
+        gearman.admin.result_lookup = cluster.look_up_result
     http = None
     if config.http_port is not None:
         from geartrain.http.listener import HttpListener  # only nodes that serve HTTP load it

@@ -116,7 +116,7 @@ class ServerActions:
         lifecycle = self._server.engine.lifecycle
         if lifecycle is None:
             return None
-        count = lifecycle.delete_dead(selector)
+        count = lifecycle.delete_dead(selector, time.time())
         self._server.flush()
         return count
 

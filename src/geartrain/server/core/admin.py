@@ -25,8 +25,8 @@ from geartrain.protocol.admin import (
 from geartrain.server.core import overrides
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
-from geartrain.server.core.lifecycle import Lifecycle, dead_rows
-from geartrain.server.core.peers import Peer
+from geartrain.server.core.lifecycle import KeptResult, Lifecycle, dead_rows
+from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
 from geartrain.server.core.snapshot import functions_view, jobs_view, totals_view, workers_view
 
@@ -58,6 +58,9 @@ class AdminCommands:
         self.guard: Callable[[Peer, AdminCommand], bytes | None] | None = None
         #: A cluster node's view of its cluster for `status cluster`: one row per node (set by the composition root).
         self.cluster_rows: Callable[[], list[tuple[bytes | int, ...]]] | None = None
+        #: A cluster node's look-up of a kept result another node stored, for `result` (set by the composition
+        #: root): called with the handle and what to call with the answer, once the database has given it.
+        self.result_lookup: Callable[[bytes, Callable[[KeptResult | None], None]], None] | None = None
         self._commands: dict[str, Callable[[Peer, AdminCommand], bytes]] = {
             "status": self._status,
             "prioritystatus": self._prioritystatus,
@@ -91,7 +94,7 @@ class AdminCommands:
             "policy show": self._lifecycle(self._policy_show),
             "policy set": self._lifecycle(self._policy_set),
             "policy unset": self._lifecycle(self._policy_unset),
-            "result": self._lifecycle(self._result),
+            "result": self._result,
         }
 
     def run(self, peer: Peer, line: bytes) -> None:
@@ -108,7 +111,9 @@ class AdminCommands:
         if self.guard is not None and (refusal := self.guard(peer, parsed)) is not None:
             self.engine.reply(peer, refusal)
             return
-        self.engine.reply(peer, self._commands[parsed.name](peer, parsed))
+        reply = self._commands[parsed.name](peer, parsed)
+        if reply:  # empty: the answer waits in the peer's outbox for the database (_result on a cluster)
+            self.engine.reply(peer, reply)
 
     # ------------------------------------------------------------------ listings
 
@@ -244,12 +249,30 @@ class AdminCommands:
         return format_ok_value(str(lifecycle.retry_dead(command.args[0], self._now())).encode())
 
     def _dead_delete(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
-        return format_ok_value(str(lifecycle.delete_dead(command.args[0])).encode())
+        return format_ok_value(str(lifecycle.delete_dead(command.args[0], self._now())).encode())
 
-    def _result(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
-        """How a background job ended, while its function's result_ttl keeps it: one line of JSON."""
+    def _result(self, peer: Peer, command: AdminCommand) -> bytes:
+        """How a background job ended, while its function's result_ttl keeps it: one line of JSON. On a cluster a
+        result this node does not keep is looked up in the database; the reply waits in the peer's outbox (later
+        replies behind it, in order) until the database answers."""
+        lifecycle = self.engine.lifecycle
+        if lifecycle is None:
+            return NO_POLICY_FILE
         kept = lifecycle.result(command.args[0], self._now())
-        return b"ERR UNKNOWN_JOB\r\n" if kept is None else _json_line(kept.view())
+        if kept is None and self.result_lookup is not None and not peer.closed:
+            pending = self._hold_reply(peer)
+            self.result_lookup(command.args[0], lambda found: self.engine._resolve(pending, _result_line(found)))
+            return b""
+        return _result_line(kept)
+
+    def _hold_reply(self, peer: Peer) -> PendingAck:
+        """A place in ``peer``'s outbox for a reply to come, as the engine holds a JOB_CREATED for the store."""
+        pending = PendingAck(peer)
+        if not peer.outbox:
+            self.engine.dirty.append(peer)
+        peer.outbox.append(pending)
+        peer.unresolved += 1
+        return pending
 
     def _cron_list(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
         """FUNCTION, SCHEDULE, TIME ZONE, NEXT FIRING, LAST FIRING (Unix times; - for never), per entry."""
@@ -314,6 +337,10 @@ class AdminCommands:
 
 
 NO_POLICY_FILE = b"ERR NO_POLICY_FILE start+the+server+with+--policy-file+(an+empty+file+will+do)\r\n"
+
+
+def _result_line(kept: KeptResult | None) -> bytes:
+    return b"ERR UNKNOWN_JOB\r\n" if kept is None else _json_line(kept.view())
 
 
 def _json_line(data: object) -> bytes:

@@ -14,6 +14,12 @@ becomes of a *background* job that fails (WORK_FAIL, WORK_EXCEPTION, its worker 
 A paused function accepts submits and hands nothing out; the pause is a record in the store too
 (``gt:meta:paused``), so it outlives a restart.
 
+On a cluster the dead set is the cluster's: the ``gt:dead:`` records in its table, which every node reads back
+(:meth:`Lifecycle.sync_dead`, from cluster/node.py) into :attr:`Lifecycle.dead`, so any node lists, shows, retries
+and deletes the dead jobs of every node. A retry there does not queue the job in the engine: it asks the cluster
+to move the dead record back into the queue (:attr:`Lifecycle.revive_requests`), which happens once however many
+nodes ask at the same time, and whichever node's worker is free runs it.
+
 ``[[cron]]`` entries submit a background job at each firing of their schedule. The job's unique is made from the
 firing's time (``cron:<function>:<epoch>`` unless the entry gives a template), and the time of the last firing is a
 record (``gt:meta:cron``) stored in the same batch as the job: a restart does not fire an instant twice, and with
@@ -27,7 +33,7 @@ import contextlib
 import heapq
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -39,7 +45,7 @@ from geartrain.lifecycle.policy import ONCE, CronEntry, cron_ident
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import Function
-from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.records import Removal, StoredJob, storage_key
 from geartrain.server.core.sides import Side
 
 if TYPE_CHECKING:
@@ -90,6 +96,16 @@ class DeadJob:
         data = DEAD_MAGIC + json.dumps(header).encode() + b"\n" + self.data
         key = self.store_key or self.handle
         return StoredJob(key, DEAD_PREFIX + self.function, self.unique, self.priority, data, 0, self.reducer)
+
+    def removal(self) -> Removal:
+        """Its dead record's key, for a deletion."""
+        return Removal(self.store_key or self.handle, DEAD_PREFIX + self.function)
+
+    def revived(self) -> StoredJob:
+        """The live record of this job queued again on a cluster (``dead retry``): a background job left to any
+        node, under its old key and handle, its attempts starting over (no side record)."""
+        key = self.store_key if self.store_key is not None else storage_key(self.unique)
+        return StoredJob(key, self.function, self.unique, self.priority, self.data, 0, self.reducer, handle=self.handle)
 
     def view(self) -> dict[str, object]:
         """For the JSON views (HTTP API, dashboard)."""
@@ -240,6 +256,13 @@ class Lifecycle:
         # beside ``failures`` and dropped with it. A replayed job's error is not stored: b"" then.
         self.last_failure: dict[bytes, tuple[bytes, float, float]] = {}
         self.dead: dict[bytes, DeadJob] = {}  # by handle, oldest first
+        # In a cluster, when this node last buried or forgot each dead job (by handle, wall clock): the dead records
+        # read back from the cluster's table (sync_dead) may not show a change this node made an instant ago yet.
+        self.dead_here: dict[bytes, float] = {}
+        # In a cluster, dead jobs `dead retry` chose here, which the cluster node moves back into the queue (the
+        # move, not this node, decides whether the job is queued: once, whichever nodes asked); and how it is told.
+        self.revive_requests: list[DeadJob] = []
+        self.on_revive: Callable[[], None] | None = None
         self.paused: set[bytes] = set()
         # In a cluster, when this node last paused or resumed each function (wall clock): the store's pause records,
         # read back by every node (sync_paused), may not show a change this node made an instant ago yet.
@@ -405,6 +428,8 @@ class Lifecycle:
     def _bury(self, dead: DeadJob, now: float) -> None:
         engine = self.engine
         self.dead[dead.handle] = dead
+        if engine.config.cluster:
+            self.dead_here[dead.handle] = now
         if engine.config.persistent:
             engine.store_record(dead.record())
         self.prune(now, dead.function)
@@ -418,12 +443,14 @@ class Lifecycle:
             policy = self.policy(dead.function)
             counts[dead.function] = kept = counts.get(dead.function, 0) + 1
             if kept > policy.dead_max or now - dead.last_failed > policy.dead_retention:
-                self._forget(dead)
+                self._forget(dead, now)
 
-    def _forget(self, dead: DeadJob) -> None:
+    def _forget(self, dead: DeadJob, now: float) -> None:
         del self.dead[dead.handle]
+        if self.engine.config.cluster:
+            self.dead_here[dead.handle] = now
         if self.engine.config.persistent:
-            self.engine.store_removal(Removal(dead.store_key or dead.handle, DEAD_PREFIX + dead.function))
+            self.engine.store_removal(dead.removal())
 
     def due(self, now: float) -> None:
         """Queue again the jobs whose backoff is over; fire the cron entries whose time has come."""
@@ -509,20 +536,44 @@ class Lifecycle:
         return [dead for dead in self.dead.values() if dead.function == selector]
 
     def retry_dead(self, selector: bytes, now: float) -> int:
-        """Queue these dead jobs again as new background jobs (their attempts start over); returns how many."""
-        engine = self.engine
-        count = 0
-        for dead in self.dead_jobs(selector):
-            self._forget(dead)
-            engine.revive(dead, now)
-            count += 1
-        return count
+        """Queue these dead jobs again as new background jobs (their attempts start over); returns how many.
 
-    def delete_dead(self, selector: bytes) -> int:
+        On a cluster they leave this node's view at once and go to :attr:`revive_requests`: the cluster node moves
+        each dead record back into the queue if it is still there (a job retried on two nodes at once is queued
+        once), and the count is of the dead jobs this node saw."""
+        engine = self.engine
         dead_jobs = self.dead_jobs(selector)
         for dead in dead_jobs:
-            self._forget(dead)
+            if engine.config.cluster:
+                del self.dead[dead.handle]
+                self.dead_here[dead.handle] = now
+                self.revive_requests.append(dead)
+            else:
+                self._forget(dead, now)
+                engine.revive(dead, now)
+        if self.revive_requests and self.on_revive is not None:
+            self.on_revive()
         return len(dead_jobs)
+
+    def delete_dead(self, selector: bytes, now: float = 0.0) -> int:
+        """Delete these dead jobs and their records (on a cluster, every node's); returns how many."""
+        dead_jobs = self.dead_jobs(selector)
+        for dead in dead_jobs:
+            self._forget(dead, now)
+        return len(dead_jobs)
+
+    def sync_dead(self, stored: Iterable[DeadJob], now: float, settle: float) -> None:
+        """A cluster's nodes share one dead set: the dead records in the cluster's table, which every node reads
+        back (``stored``, oldest first) into :attr:`dead`. A dead job this node buried or forgot less than
+        ``settle`` seconds ago keeps its state here (the read may have begun before that change was stored)."""
+        for handle, at in list(self.dead_here.items()):
+            if now - at >= settle:
+                del self.dead_here[handle]
+        recent = {handle: self.dead[handle] for handle in self.dead_here if handle in self.dead}
+        synced = {dead.handle: dead for dead in stored if dead.handle not in self.dead_here}
+        self.dead.clear()  # in place: the HTTP view reads this dict
+        self.dead.update(synced)
+        self.dead.update(recent)  # buried here, perhaps not stored yet: the newest
 
     def restore_dead(self, dead: DeadJob) -> None:
         self.dead[dead.handle] = dead
