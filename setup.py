@@ -35,9 +35,14 @@ COMPILED = [
     "src/geartrain/server/connection.py",
     "src/geartrain/server/persistence.py",
     "src/geartrain/server/server.py",
-    # Redis: a finished job's deletion (remove_now) and the batches. The SQL stores stay interpreted: their drivers'
-    # values do not always have the types their stubs declare, which compiled code checks (pymysql's rows).
+    # Redis: a finished job's deletion (remove_now), the batches, and the replies read on the loop (resp, wire;
+    # their async generators live in pool.py and resp_subscribe.py: mypyc does not compile async generators). The
+    # SQL stores themselves stay interpreted: their drivers' values do not always have the types their stubs
+    # declare, which compiled code checks (pymysql's rows).
     "src/geartrain/store/redis.py",
+    "src/geartrain/store/resp.py",
+    "src/geartrain/store/wire.py",
+    "src/geartrain/store/mysql_wire.py",  # its QueryChannel extends wire's OrderedReplies, so it is compiled too
 ]
 
 

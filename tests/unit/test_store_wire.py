@@ -9,7 +9,7 @@ import pytest
 
 from geartrain.store.base import ConnectionLost
 from geartrain.store.mysql_wire import MAX_PAYLOAD, MySQLServerError, QueryChannel, more_results, query_packets
-from geartrain.store.resp import RespConnection, RespError, _Incomplete, encode_command, parse_reply
+from geartrain.store.resp import IncompleteReply, RespConnection, RespError, encode_command, parse_reply
 
 
 class Transport:
@@ -44,7 +44,7 @@ def test_resp_commands_are_arrays_of_bulk_strings() -> None:
 def test_resp_replies_parse_whole_and_in_any_split(wire: bytes, reply: object) -> None:
     assert parse_reply(wire + b"+next\r\n", 0) == (reply, len(wire))
     for cut in range(len(wire)):
-        with pytest.raises(_Incomplete):
+        with pytest.raises(IncompleteReply):
             parse_reply(wire[:cut], 0)
 
 

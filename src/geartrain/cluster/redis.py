@@ -38,7 +38,8 @@ from geartrain.server.core.records import Removal, StoredJob, unique_from_key
 from geartrain.store.base import ConnectionLost, StoreError, StoreUnavailable
 from geartrain.store.common import chunks
 from geartrain.store.redis import CONNECT_TIMEOUT, SIDE_PREFIX, digest
-from geartrain.store.resp import Arg, Reply, RespConnection, Script, subscribe
+from geartrain.store.resp import Arg, Reply, RespConnection, Script
+from geartrain.store.resp_subscribe import subscribe
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.base import ConnectionLost, StoreError, StoreUnavailable
 from geartrain.store.common import net_batch
+from geartrain.store.pool import ConnectionPool
 from geartrain.store.textcodec import bytes_to_text
-from geartrain.store.wire import Answered, ConnectionPool, OrderedReplies, open_protocol
+from geartrain.store.wire import Answered, OrderedReplies, open_protocol
 
 if TYPE_CHECKING:
     from geartrain.store.mysql import MySQLStore

@@ -32,8 +32,8 @@ from geartrain.store.base import StoreError, StoreUnavailable
 from geartrain.store.common import check_identifier, job_from_row, net_batch, require_driver, translate_errors
 from geartrain.store.holder import RENEWAL, Holder, StoreHold
 from geartrain.store.owner_sql import POSTGRES, SqlOwnerRecords
+from geartrain.store.pool import ConnectionPool
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
-from geartrain.store.wire import ConnectionPool
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Union
 
 from geartrain.errors import GearmanError
@@ -40,15 +40,15 @@ def encode_command(args: Sequence[Arg]) -> bytes:
     return b"".join(parts)
 
 
-class _Incomplete(GearmanError):
+class IncompleteReply(GearmanError):
     """The buffer ends inside a reply: wait for more bytes."""
 
 
 def parse_reply(buffer: bytes | bytearray, position: int) -> tuple[Reply, int]:
-    """One reply starting at ``position``, and where the next one starts; raises _Incomplete."""
+    """One reply starting at ``position``, and where the next one starts; raises IncompleteReply."""
     end = buffer.find(b"\r\n", position)
     if end < 0:
-        raise _Incomplete
+        raise IncompleteReply
     kind, line = buffer[position : position + 1], bytes(buffer[position + 1 : end])
     position = end + 2
     if kind == b"+":
@@ -62,7 +62,7 @@ def parse_reply(buffer: bytes | bytearray, position: int) -> tuple[Reply, int]:
         if size < 0:
             return None, position
         if len(buffer) < position + size + 2:
-            raise _Incomplete
+            raise IncompleteReply
         return bytes(buffer[position : position + size]), position + size + 2
     if kind == b"*":
         count = int(line)
@@ -133,7 +133,7 @@ class RespConnection(OrderedReplies[list[Reply]]):
                     self._counts.popleft()
                     replies, self._replies = self._replies, []
                     self.answer(replies)
-        except _Incomplete:
+        except IncompleteReply:
             pass
         except ValueError as exc:  # garbage: nothing on this connection can be trusted any more
             self.fail(ConnectionLost(str(exc)))
@@ -182,43 +182,3 @@ async def connect(
             conn.close()
             raise ConnectionLost(str(reply))
     return conn
-
-
-async def subscribe(
-    host: str, port: int, password: str | None, channels: Sequence[bytes], connect_timeout: float
-) -> AsyncIterator[tuple[bytes, bytes]]:
-    """The messages published on ``channels``, as (channel, payload), for as long as the connection lasts; raises
-    ConnectionLost when it ends. (A subscribed connection only receives: it has no replies in order.)"""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), connect_timeout)
-    except (OSError, TimeoutError) as exc:
-        raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
-    try:
-        if password is not None:
-            writer.write(encode_command([b"AUTH", password.encode()]))
-        writer.write(encode_command([b"SUBSCRIBE", *channels]))
-        buffer = bytearray()
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                raise ConnectionLost("connection closed by the server")
-            buffer += chunk
-            position = 0
-            try:
-                while position < len(buffer):
-                    reply, position = parse_reply(buffer, position)
-                    if isinstance(reply, RespError):
-                        raise ConnectionLost(str(reply))
-                    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                        channel, payload = reply[1], reply[2]
-                        if isinstance(channel, bytes) and isinstance(payload, bytes):
-                            yield channel, payload
-            except _Incomplete:
-                pass
-            except ValueError as exc:
-                raise ConnectionLost(str(exc)) from exc
-            del buffer[:position]
-    except OSError as exc:
-        raise ConnectionLost(str(exc)) from exc
-    finally:
-        writer.close()

@@ -9,13 +9,12 @@ matched to its request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Generic, TypeAlias, TypeVar, cast
 
-from geartrain.store.base import ConnectionLost, StoreUnavailable
+from geartrain.store.base import ConnectionLost
 
 R = TypeVar("R")
 P = TypeVar("P", bound=asyncio.BaseProtocol)
@@ -40,9 +39,13 @@ class OrderedReplies(asyncio.Protocol, Generic[R]):
         self._waiting: deque[tuple[asyncio.Future[R] | Answered[R], float]] = deque()
         self._watchdog: asyncio.TimerHandle | None = None
         self.lost: Exception | None = None
+        # Kept from connection_made for send_then (once per finished job): asyncio.get_running_loop() makes a
+        # getpid system call each time.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self._loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionLost(f"connection lost: {exc}" if exc else "connection closed by the server"))
@@ -61,9 +64,9 @@ class OrderedReplies(asyncio.Protocol, Generic[R]):
     def send_then(self, data: bytes, answered: Answered[R]) -> bool:
         """Write one request; ``answered(reply or error)`` when its reply comes or the connection fails. ``False``
         (nothing written, nothing called) when the connection is already lost."""
-        if self.lost is not None or self.transport is None:
+        loop = self._loop
+        if self.lost is not None or self.transport is None or loop is None:
             return False
-        loop = asyncio.get_running_loop()
         self._waiting.append((answered, loop.time()))
         self.transport.write(data)
         if self._watchdog is None:
@@ -139,60 +142,3 @@ async def open_protocol(
     except (OSError, TimeoutError) as exc:
         raise ConnectionLost(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
     return protocol
-
-
-class ConnectionPool(Generic[C]):
-    """A batch writer's connections: each batch borrows an idle one, or a new one when none is idle (the server
-    runs at most the writer's ``concurrency`` batches at once, so that bounds the pool). A connection whose batch
-    raised StoreUnavailable is closed, never lent again; :meth:`reset` closes them all and connects one."""
-
-    def __init__(
-        self, connect: Callable[[], Awaitable[C]], close: Callable[[C], None], usable: Callable[[C], bool]
-    ) -> None:
-        self._connect, self._close, self._usable = connect, close, usable
-        self._idle: list[C] = []
-        self._busy: list[C] = []
-
-    @contextlib.asynccontextmanager
-    async def borrow(self) -> AsyncIterator[C]:
-        conn = self.take_idle()
-        if conn is None:
-            conn = await self._connect()
-            self._busy.append(conn)
-        try:
-            yield conn
-        except StoreUnavailable:
-            self._close(conn)  # lost: the next batch connects afresh
-            raise
-        finally:
-            self._busy.remove(conn)
-        if self._usable(conn):
-            self._idle.append(conn)
-
-    def take_idle(self) -> C | None:
-        """An idle connection, now, without connecting (``None`` when none is idle); :meth:`give_back` it."""
-        while self._idle:
-            conn = self._idle.pop()
-            if self._usable(conn):
-                self._busy.append(conn)
-                return conn
-            self._close(conn)  # lost while idle (the server closed it)
-        return None
-
-    def give_back(self, conn: C, lost: bool = False) -> None:
-        """The end of :meth:`take_idle`'s loan; a ``lost`` connection is closed, never lent again."""
-        self._busy.remove(conn)
-        if lost:
-            self._close(conn)
-        elif self._usable(conn):
-            self._idle.append(conn)
-
-    async def reset(self) -> None:
-        self.close()
-        self._idle.append(await self._connect())
-
-    def close(self) -> None:
-        for conn in [*self._idle, *self._busy]:
-            self._close(conn)
-        self._idle.clear()
-        self._busy.clear()
