@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.compiled
 
+# make remakes this after .installed in the same run whatever the times say: the recipe checks them itself.
 $(VENV)/.compiled: $(VENV)/.installed $(HOT_SOURCES)
-	$(PY) -m pip install -q --no-deps -e .
+	@if [ ! -e $@ ] || [ -n "$$(find $(HOT_SOURCES) -newer $@ | head -n 1)" ]; then \
+		echo "$(PY) -m pip install -q --no-deps -e ."; $(PY) -m pip install -q --no-deps -e . || exit 1; fi
 	touch $@
 
 venv: $(VENV)/.installed

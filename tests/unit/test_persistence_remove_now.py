@@ -8,6 +8,7 @@ early.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from conversation import Conversation, P
@@ -181,6 +182,42 @@ def test_after_an_outage_the_store_is_found_again_with_nothing_to_write() -> Non
                     break
                 await asyncio.sleep(0.05)
             assert persistence.up and writer.applied == []  # found again, with nothing written
+        finally:
+            persistence.close()
+
+    asyncio.run(run())
+
+
+def test_a_retry_that_runs_before_its_backoff_has_ended_still_retries() -> None:
+    """uvloop's timers count whole milliseconds, so a retry can run just before time.monotonic() reaches the end of
+    its backoff. It once refused the batch again and left no timer: the deletions waited and the store stayed
+    "unavailable" (a cluster node cut off from its database never became ready again)."""
+    writer = FlakyWriter()
+    writer.down = False
+
+    async def run() -> None:
+        talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=True))
+        persistence = Persistence(FakeStore(writer), talk.engine, lambda: None)  # type: ignore[arg-type]
+        try:
+            client, worker = talk.connect(), talk.worker(b"f")
+            talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u", b"data")
+            persistence.kick()
+            await persistence.flush()
+            assert persistence.up and len(writer.applied) == 1
+            writer.down = True
+            talk.send(worker, P.GRAB_JOB)
+            handle = worker.take_output()[12:].split(b"\0")[0]
+            talk.send(worker, P.WORK_COMPLETE, handle, b"done")
+            persistence.kick()
+            await persistence.flush()
+            assert not persistence.up
+            persistence._next_attempt = time.monotonic() + 3600  # every clock check now says "too early"
+            writer.down = False
+            for _ in range(100):
+                if persistence.up:
+                    break
+                await asyncio.sleep(0.05)
+            assert persistence.up and writer.applied[-1] == ([], [Removal(b"u", b"f")])
         finally:
             persistence.close()
 

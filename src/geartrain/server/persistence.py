@@ -185,6 +185,7 @@ class Persistence:
             batch = StoreBatch()
         if not self._up and time.monotonic() < self._next_attempt:
             self._refuse(batch, "the store is unavailable; retrying")
+            self._schedule_retry(self._next_attempt - time.monotonic())  # what was refused is retried (no-op if due)
             return
         if self._retry_removes:
             # Older than anything in the batch; one whose key the batch adds again is moot (see _cancel_removal).
@@ -342,6 +343,9 @@ class Persistence:
 
         def retry() -> None:
             self._retry_timer = None
+            # The backoff is over, whatever time.monotonic() says: uvloop's timers count whole milliseconds and can
+            # run a hair early, and kick() would then refuse the batch again with no timer left to retry it.
+            self._next_attempt = 0.0
             if self._retry_removes:
                 self.kick()
                 self._on_result()
