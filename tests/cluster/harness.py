@@ -49,6 +49,20 @@ class Queue:
         finally:
             raw.close()
 
+    def attempts(self, function: bytes, unique: bytes) -> int:
+        """The failed attempts stored with a job (0 when none are, or the job is gone)."""
+        if self.kind == "postgres":
+            with postgres_raw() as conn:
+                query = f'SELECT attempts FROM "{self.name}" WHERE function_name = %s AND unique_key = %s'
+                row = conn.execute(query, (function.decode(), unique.decode())).fetchone()
+                return int(row[0]) if row else 0
+        raw = redis_raw()
+        try:
+            stored = raw.hget(f"gt:{self.name}-{function.decode()}-{unique.decode()}", "attempts")
+            return int(stored or 0)
+        finally:
+            raw.close()
+
     def held_by(self, node: str) -> int:
         """Jobs the node ``node`` holds (claimed or kept for its own workers)."""
         if self.kind == "postgres":

@@ -363,3 +363,27 @@ def test_in_a_cluster_a_result_kept_elsewhere_is_answered_in_its_place_once_look
     talk.admin_commands.run(admin, b"result H:n0:6")
     lookups[1][1](None)
     assert admin.take_output() == b"ERR UNKNOWN_JOB\r\n"
+
+
+def test_in_a_cluster_a_failed_attempt_is_noted_for_the_jobs_row_and_counts_on_where_it_is_claimed() -> None:
+    """The node that ran a failing job notes its attempts for the cluster node to write into the job's row (no side
+    record); a node that claims the job later restores them, so its worker hears the next attempt's number."""
+    from geartrain.protocol.meta import OPTION, split_meta
+    from geartrain.server.core.sides import Side
+
+    talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=True, cluster=True))
+    lifecycle = talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies(POLICY))
+    talk.engine.restore(StoredJob(b"u1", b"f", b"u1", 1, b"data"), talk.now)  # claimed
+    worker = talk.worker(b"f")
+    fail_next(talk, worker)
+    assert lifecycle.attempts_to_store == {(b"u1", b"f"): (1, talk.now, talk.now + 10)}
+    assert talk.engine.take_store_batch() is None  # no side record on a cluster
+
+    other = Conversation(EngineConfig(handle_prefix=b"H:other", persistent=True, cluster=True))
+    claimer = other.engine.lifecycle = Lifecycle(other.engine, parse_policies(POLICY))
+    job = other.engine.restore(StoredJob(b"u1", b"f", b"u1", 1, b"data"), other.now)
+    claimer.restore_failures(job, Side(job.meta, 1, talk.now), other.now)  # as cluster/node.py does on a claim
+    meta_worker = other.worker(b"f")
+    assert other.ask(meta_worker, P.OPTION_REQ, OPTION)[0][0] == P.OPTION_RES
+    _, (_, _, data) = other.grab(meta_worker)
+    assert split_meta(data)[0].startswith(b"attempt=2")

@@ -113,3 +113,55 @@ def test_the_admin_parser_takes_long_cron_and_policy_lines_and_nothing_else() ->
         pass
     else:
         raise AssertionError("gearmand hangs up on this line; so do we")
+
+
+# ---------------------------------------------------------------------------------------------- on a cluster
+
+
+def cluster_talk() -> Conversation:
+    talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=True, cluster=True))
+    talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies(FILE))
+    talk.engine.lifecycle.arm_cron(talk.now)
+    return talk
+
+
+def test_in_a_cluster_changes_made_elsewhere_apply_here_and_a_recent_change_here_wins() -> None:
+    from geartrain.server.core.overrides import sync_overrides
+
+    talk = cluster_talk()
+    lifecycle = talk.engine.lifecycle
+    assert lifecycle is not None
+    entry = json.dumps({"function": "tick", "schedule": "@every 10s"}).encode()
+    stored = [(POLICY_FUNCTION, b"f", b'{"retries": 7}'), (CRON_ENTRY_FUNCTION, b"tick|@every 10s", entry)]
+    # Another node set f's retries and added an entry: in force here, armed here, and nothing stored here.
+    changes = sync_overrides(lifecycle, stored, now=100.0, settle=3.0)
+    assert changes == ["policy of f set", "cron entry tick|@every 10s added"]
+    assert lifecycle.policy(b"f").retries == 7 and b"tick|@every 10s" in lifecycle.crons
+    assert talk.engine.take_store_batch() is None
+    assert sync_overrides(lifecycle, stored, now=101.0, settle=3.0) == []  # nothing new: nothing computed again
+    # Set here a moment ago: a read from before that change does not undo it, a later one may.
+    admin = talk.connect()
+    talk.now = 200.0
+    assert talk.admin(admin, b"policy set f retries=2") == b"OK\r\n"
+    assert talk.admin(admin, b"cron remove tick") == b"OK 1\n"
+    assert sync_overrides(lifecycle, stored, now=201.0, settle=3.0) == []
+    assert lifecycle.policy(b"f").retries == 2 and b"tick|@every 10s" not in lifecycle.crons
+    changes = sync_overrides(lifecycle, stored, now=204.0, settle=3.0)
+    assert changes == ["policy of f set", "cron entry tick|@every 10s added"]
+    assert lifecycle.policy(b"f").retries == 7
+    # Unset and removed elsewhere: the file's settings again, the entry disarmed; a record that does not check (a
+    # newer version's key, not JSON) is left out.
+    bad = [(POLICY_FUNCTION, b"g", b'{"colour": "red"}'), (POLICY_FUNCTION, b"h", b"not json")]
+    assert sync_overrides(lifecycle, bad, now=300.0, settle=3.0) == [
+        "policy of f unset",
+        "cron entry tick|@every 10s removed",
+    ]
+    assert lifecycle.policy(b"f").retries == 1 and not lifecycle.overrides.functions
+    assert b"tick|@every 10s" not in lifecycle.crons and b"report|0 7 * * *" in lifecycle.crons
+
+
+def test_outside_a_cluster_a_change_notes_nothing_for_the_sync() -> None:
+    talk = talk_with()
+    assert talk.admin(talk.connect(), b"policy set f retries=4") == b"OK\r\n"
+    lifecycle = talk.engine.lifecycle
+    assert lifecycle is not None and lifecycle.overrides_here == {}

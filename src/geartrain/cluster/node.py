@@ -12,8 +12,9 @@ It runs on the node's event loop beside the Gearman server and talks to the data
   gives them to others, and it must not run them too. When the database answers again it hands back the queued jobs
   it held (others may have them now) and carries on.
 * **Leader.** One node at a time (a lease in the database) sends the jobs of lapsed leases back to the cluster.
-* **Life cycle.** Pauses and the dead set are the cluster's: records in its table that every node reads back each
-  :data:`SAFETY_POLL` (the dead records only when they changed); a ``dead retry`` on any node moves the dead
+* **Life cycle.** Pauses, run-time policy and cron changes and the dead set are the cluster's: records in its table
+  that every node reads back each :data:`SAFETY_POLL` (the dead records only when they changed); a ``dead retry`` on
+  any node moves the dead
   records back into the queue in the database, once, for whichever node's worker is free. A kept result another
   node stored is looked up by handle when asked for (``result``, the HTTP route, GET_STATUS).
 * **Foreground jobs across nodes.** A node stores a foreground job for which it has no worker, for the cluster;
@@ -36,9 +37,18 @@ from geartrain.protocol.packets import RES, Packet
 from geartrain.server.core import cluster as rules
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
-from geartrain.server.core.lifecycle import PAUSED_FUNCTION, DeadJob, KeptResult, dead_from_record, result_from_record
+from geartrain.server.core.lifecycle import (
+    PAUSED_FUNCTION,
+    DeadJob,
+    KeptResult,
+    Lifecycle,
+    dead_from_record,
+    result_from_record,
+)
+from geartrain.server.core.overrides import OVERRIDE_FUNCTIONS, sync_overrides
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.sides import Side
 from geartrain.store.base import StoreError
 
 log = logging.getLogger("geartrain.cluster")
@@ -47,16 +57,19 @@ DEFAULT_LEASE = 15.0
 SAFETY_POLL = 1.0  # seconds: claims also happen this often without a wake-up, in case one was missed
 CLAIM_LIMIT = 500  # jobs per claim statement
 RETRY = 1.0  # seconds before listening again after the listening connection was lost
-# Seconds a pause or resume made on this node wins over the cluster's pause list as read back (the read may have
-# begun before the change was stored; a store takes milliseconds, and refuses a change it cannot store at once).
+# Seconds a pause or resume (or a run-time policy or cron change) made on this node wins over the cluster's records
+# as read back (the read may have begun before the change was stored; a store takes milliseconds, and refuses a change
+# it cannot store at once).
 PAUSE_SETTLE = 3.0
+#: The life cycle's records every node reads back each poll, in one read: pauses, then run-time changes.
+SHARED_RECORDS = (PAUSED_FUNCTION, *OVERRIDE_FUNCTIONS)
 # The most dead records a node reads back (the newest): the dead set is bounded by each function's dead_max anyway.
 DEAD_LIMIT = 100_000
 
 
-#: A claimed job, the node whose client waits for it (``None``: background), and the nodes whose clients
-#: coalesced onto it (watchers).
-Claimed = tuple[StoredJob, str | None, tuple[str, ...]]
+#: A claimed job, the node whose client waits for it (``None``: background), the nodes whose clients coalesced
+#: onto it (watchers), and its failed attempts so far with the time of the first (a retry another node began).
+Claimed = tuple[StoredJob, str | None, tuple[str, ...], tuple[int, float]]
 
 #: A stored job's state for GET_STATUS: whether a node holds (runs) it, and its last WORK_STATUS.
 Progress = tuple[bool, int, int]
@@ -77,12 +90,13 @@ class ClusterDb(Protocol):
     async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], Progress]: ...
     async def status(self, handles: Sequence[bytes]) -> dict[bytes, Progress]: ...
     async def set_progress(self, updates: Sequence[tuple[bytes, bytes, int, int]]) -> None: ...
+    async def set_attempts(self, updates: Sequence[tuple[bytes, bytes, int, float, float]]) -> None: ...
     async def release(self, keys: Sequence[Removal]) -> None: ...
     async def release_all(self) -> int: ...
     async def lead(self) -> bool: ...
     async def rescue(self) -> int: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
-    async def records(self, function: bytes) -> list[bytes]: ...
+    async def records(self, functions: Sequence[bytes]) -> list[tuple[bytes, bytes, bytes]]: ...
     async def dead_version(self) -> tuple[int, int]: ...
     async def dead_records(self, limit: int) -> list[StoredJob]: ...
     async def revive(self, moves: Sequence[tuple[Removal, StoredJob]]) -> list[int]: ...
@@ -226,6 +240,9 @@ class ClusterNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._release_queued()
+        lifecycle = self.engine.lifecycle
+        if lifecycle is not None and lifecycle.attempts_to_store:  # before they go: the node that claims one counts on
+            await self._store_attempts(lifecycle)
         with contextlib.suppress(StoreError):
             handed_back = await self.db.release_all()
             if handed_back:
@@ -260,11 +277,14 @@ class ClusterNode:
                 continue
             now = time.time()
             if self.suspended:  # lost the lease while claiming: these go back at once
-                await self.db.release([Removal(job.key, job.function) for job, _, _ in jobs])
+                await self.db.release([Removal(job.key, job.function) for job, _, _, _ in jobs])
                 return False
-            for stored, client_node, watchers in jobs:
+            lifecycle = self.engine.lifecycle
+            for stored, client_node, watchers, (attempts, first_failed) in jobs:
                 job = self.engine.restore(stored, now)
                 job.function.stats.claimed += 1  # submitted on whichever node stored it
+                if attempts and lifecycle is not None:  # a retry another node began: its attempts count on here
+                    lifecycle.restore_failures(job, Side(job.meta, attempts, first_failed), now)
                 if client_node is not None:
                     rules.run_for(self.engine, job, self._relay_for(client_node))
                     self._relayed[(job.handle, client_node)] = (stored.key, stored.function)
@@ -297,7 +317,7 @@ class ClusterNode:
                 try:
                     await self._sync_lifecycle()
                 except StoreError as error:
-                    log.debug("cluster: cannot read the pause list or the dead set: %s", error)
+                    log.debug("cluster: cannot read the pause list, policy changes or the dead set: %s", error)
                 if self.engine.lifecycle.revive_requests:
                     self._revive_wanted.set()
             self._wanted.set()
@@ -311,21 +331,41 @@ class ClusterNode:
                 self.engine.progress = {}
                 with contextlib.suppress(StoreError):
                     await self.db.set_progress([(*key, *numbers) for key, numbers in progress.items()])
+            if self.engine.lifecycle is not None and self.engine.lifecycle.attempts_to_store:
+                await self._store_attempts(self.engine.lifecycle)
+
+    async def _store_attempts(self, lifecycle: Lifecycle) -> None:
+        """The failed attempts of this node's jobs waiting out a backoff, into their rows, with the backoff's end as
+        the time they may run: a node that claims one after this node died (or left) waits out the rest of the
+        backoff and counts the attempts on. Kept for the next poll when the database cannot take them."""
+        updates, lifecycle.attempts_to_store = lifecycle.attempts_to_store, {}
+        try:
+            await self.db.set_attempts([(*key, *attempts) for key, attempts in updates.items()])
+        except StoreError:
+            for key, attempts in updates.items():
+                lifecycle.attempts_to_store.setdefault(key, attempts)  # a newer count from meanwhile wins
 
     async def _sync_lifecycle(self) -> None:
         """The life cycle's pauses are the cluster's: `pause F` on any node stores a record every node reads here
-        (within :data:`SAFETY_POLL`), so no node hands out, or claims, a paused function's jobs."""
+        (within :data:`SAFETY_POLL`), so no node hands out, or claims, a paused function's jobs. So are run-time
+        policy and cron changes (`policy set`, `cron add`...): the same read brings them."""
         lifecycle = self.engine.lifecycle
         if lifecycle is None:
             return
-        stored = set(await self.db.records(PAUSED_FUNCTION))
+        shared = await self.db.records(SHARED_RECORDS)
+        stored = {key for function, key, _ in shared if function == PAUSED_FUNCTION}
         paused, resumed = lifecycle.sync_paused(stored, time.time(), PAUSE_SETTLE)
         for function in paused:
             log.warning("cluster: %s paused on another node", function.decode("utf-8", "replace"))
         for function in resumed:
             log.warning("cluster: %s resumed on another node", function.decode("utf-8", "replace"))
-        if resumed:
-            self.flush()  # sleeping workers were woken: their NOOPs go now
+        changes = sync_overrides(
+            lifecycle, [record for record in shared if record[0] != PAUSED_FUNCTION], time.time(), PAUSE_SETTLE
+        )
+        for change in changes:
+            log.warning("cluster: %s on another node", change)
+        if resumed or changes:
+            self.flush()  # sleeping workers were woken (a resume, a limit lifted): their NOOPs go now
             self._wanted.set()
         # The dead set: every node's dead jobs, as the table holds them (read again only when they changed: the
         # count and the sum of their sequence numbers tell, without reading the records).

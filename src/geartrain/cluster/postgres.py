@@ -8,7 +8,10 @@ must renew by then) and ``reruns`` (times a lapsed lease sent it back). Beside i
 * ``geartrain_leader``: which node does the housekeeping, under a lease of its own.
 
 The life cycle's dead jobs are rows of the same table (function ``gt:dead:<function>``, never claimed); a partial
-index over them alone lets every node read the dead set back each second without walking the queue.
+index over them alone lets every node read the dead set back each second without walking the queue. Its pauses and
+run-time policy and cron changes are rows too (``gt:meta:paused``, ``gt:meta:policy``, ``gt:meta:cronentry``), read
+back each second through the claim index; a change to a policy or cron record rewrites its row, where a job stored
+under a key already held is left to the node that stored it first.
 
 Claims take the oldest waiting jobs of a function, by priority, with ``FOR UPDATE SKIP LOCKED``: two nodes never
 get the same row, and neither waits for the other. New jobs left for any node are announced with ``pg_notify`` in
@@ -18,11 +21,13 @@ the transaction that stores them (delivered at its commit) on the channel ``gt_<
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.lifecycle import DEAD_PREFIX, RESULT_PREFIX
+from geartrain.server.core.overrides import OVERRIDE_FUNCTIONS
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.store.common import job_from_row, net_batch
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
@@ -44,6 +49,8 @@ GONE_AFTER_LEASES = 4
 DEAD_INDEX_CONDITION = f"function_name LIKE '{DEAD_PREFIX.decode()}%'"
 IS_DEAD = DEAD_INDEX_CONDITION.replace("%", "%%")
 IS_RESULT = f"function_name LIKE '{RESULT_PREFIX.decode()}%%'"
+#: Records that a later write replaces (a run-time policy or cron change), unlike a job.
+REWRITTEN = frozenset(OVERRIDE_FUNCTIONS)
 
 
 class PostgresClusterSql:
@@ -65,7 +72,9 @@ class PostgresClusterSql:
             "ADD COLUMN IF NOT EXISTS reruns INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS client_node TEXT, "
             "ADD COLUMN IF NOT EXISTS handle BYTEA, ADD COLUMN IF NOT EXISTS watchers TEXT[], "
             "ADD COLUMN IF NOT EXISTS numerator BIGINT NOT NULL DEFAULT 0, "
-            "ADD COLUMN IF NOT EXISTS denominator BIGINT NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS meta BYTEA"
+            "ADD COLUMN IF NOT EXISTS denominator BIGINT NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS meta BYTEA, "
+            "ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS first_failed DOUBLE PRECISION NOT NULL DEFAULT 0"
         )
         # Claims walk the waiting jobs of one function in order; renewals and releases find a node's own.
         conn.execute(
@@ -92,10 +101,14 @@ class PostgresClusterSql:
 
     def batch_statement(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> tuple[str, list[Any]] | None:
         """One statement for a batch: deletes, then inserts that keep a row another node stored under the same key
-        (the cluster's unique), announcing the jobs left for any node. Returns the keys of the rows it inserted."""
+        (the cluster's unique), announcing the jobs left for any node; a run-time policy or cron record replaces its
+        row instead. Returns the keys of the rows it inserted (or replaced)."""
         adds, removes = net_batch(adds, removes)
         if not adds:
             return self.store.plain_statement(adds, removes)
+        rewritten = [j for j in adds if j.function in REWRITTEN]
+        if rewritten:  # rare (an admin's change): jobs keep the statement they always have
+            adds = [j for j in adds if j.function not in REWRITTEN]
         params: list[Any] = []
         parts: list[str] = []
         if removes:
@@ -133,7 +146,23 @@ class PostgresClusterSql:
         )
         params.append(self.channel)
         where = "(SELECT n FROM announced) >= 0" + (" AND (SELECT count(*) FROM removed) >= 0" if removes else "")
-        return f"WITH {', '.join(parts)} SELECT unique_key, function_name FROM ins WHERE {where}", params
+        select = f"SELECT unique_key, function_name FROM ins WHERE {where}"
+        if rewritten:
+            parts.append(
+                f"rewritten AS (INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::int4[], %s::bytea[], %s::int4[]) "
+                "ON CONFLICT (unique_key, function_name) DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq "
+                "RETURNING unique_key, function_name)"
+            )
+            params += [
+                [bytes_to_text(j.key) for j in rewritten],
+                [bytes_to_text(j.function) for j in rewritten],
+                [j.priority for j in rewritten],
+                [j.data for j in rewritten],
+                [j.when for j in rewritten],
+            ]
+            select += " UNION ALL SELECT unique_key, function_name FROM rewritten"
+        return f"WITH {', '.join(parts)} {select}", params
 
 
 class PostgresClusterDb:
@@ -195,7 +224,7 @@ class PostgresClusterDb:
             f"UPDATE {sql.table} AS t SET owner = %s, lease_until = clock_timestamp() + %s * interval '1 second' "
             "FROM picked WHERE t.ctid = picked.ctid "
             "RETURNING t.unique_key, t.function_name, t.priority, t.data, t.when_to_run, t.reducer, t.seq, "
-            "t.client_node, t.handle, t.watchers, t.meta",
+            "t.client_node, t.handle, t.watchers, t.meta, t.attempts, t.first_failed",
             (bytes_to_text(function), limit, sql.node, sql.lease),
         )
         rows.sort(key=lambda row: (row[2], row[6]))
@@ -208,8 +237,9 @@ class PostgresClusterDb:
                 ),
                 client,
                 tuple(watchers or ()),
+                (int(attempts), float(first)),
             )
-            for key, name, priority, data, when, reducer, _, client, handle, watchers, meta in rows
+            for key, name, priority, data, when, reducer, _, client, handle, watchers, meta, attempts, first in rows
         ]
 
     async def watch(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], str]:
@@ -270,6 +300,22 @@ class PostgresClusterDb:
                 [bytes_to_text(function) for _, function, _, _ in updates],
                 [numerator for _, _, numerator, _ in updates],
                 [denominator for _, _, _, denominator in updates],
+            ),
+        )
+
+    async def set_attempts(self, updates: Sequence[tuple[bytes, bytes, int, float, float]]) -> None:
+        """The failed attempts of jobs waiting out a backoff: (key, function, attempts, first failure, end of the
+        backoff), which becomes the time the job may run (for a node that claims it after its node is gone)."""
+        await self._run(
+            f"UPDATE {self.sql.table} AS t SET attempts = u.a, first_failed = u.first, when_to_run = u.w FROM "
+            "unnest(%s::text[], %s::text[], %s::int4[], %s::float8[], %s::int4[]) AS u(k, f, a, first, w) "
+            "WHERE t.unique_key = u.k AND t.function_name = u.f",
+            (
+                [bytes_to_text(key) for key, _, _, _, _ in updates],
+                [bytes_to_text(function) for _, function, _, _, _ in updates],
+                [attempts for _, _, attempts, _, _ in updates],
+                [first for _, _, _, first, _ in updates],
+                [math.ceil(retry_at) for _, _, _, _, retry_at in updates],
             ),
         )
 
@@ -366,14 +412,15 @@ class PostgresClusterDb:
             (text_to_bytes(key), text_to_bytes(name), int(ptype), bytes(data)) for _, key, name, ptype, data in rows
         ]
 
-    async def records(self, function: bytes) -> list[bytes]:
-        """The keys of the records stored under a reserved function no node claims (the life cycle's: which
-        functions are paused), through the claim index."""
+    async def records(self, functions: Sequence[bytes]) -> list[tuple[bytes, bytes, bytes]]:
+        """The records stored under reserved functions no node claims (the life cycle's: pauses, run-time policy
+        and cron changes) as (function, key, data), through the claim index: a few rows however long the queue."""
         rows = await self._run(
-            f"SELECT unique_key FROM {self.sql.table} WHERE function_name = %s AND owner IS NULL",
-            (bytes_to_text(function),),
+            f"SELECT function_name, unique_key, data FROM {self.sql.table} "
+            "WHERE function_name = ANY(%s::text[]) AND owner IS NULL",
+            ([bytes_to_text(function) for function in functions],),
         )
-        return [text_to_bytes(key) for (key,) in rows]
+        return [(text_to_bytes(name), text_to_bytes(key), bytes(data or b"")) for name, key, data in rows]
 
     async def dead_version(self) -> tuple[int, int]:
         """How many dead records the table holds, and the sum of their sequence numbers: a change of the dead set

@@ -15,7 +15,9 @@ Jobs stay where the Redis store keeps them (the job hash ``<prefix>-<function>-<
 * ``results``: a hash from handle to the job key of the kept result stored under it (``gt:result:<function>``),
   for ``result HANDLE`` and GET_STATUS on any node;
 * ``dead``: the life cycle's dead records (function ``gt:dead:<function>``, which no node claims), a sorted set of
-  their job keys scored by ``seq``, so that every node reads the dead set back without a scan of the prefix;
+  their job keys scored by ``seq``, so that every node reads the dead set back without a scan of the prefix; its
+  pauses and run-time policy and cron changes (``gt:meta:paused``, ``gt:meta:policy``, ``gt:meta:cronentry``) sit
+  in the waiting sets of those functions, which every node reads back each second (:data:`RECORDS`);
 * ``indexed``: set once the index holds every job under the prefix. A server of its own on the prefix deletes it;
   the next node to start then indexes the jobs again (:meth:`RedisClusterKeys.build_index`).
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import struct
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -60,6 +63,8 @@ local function side(jk) return 'gt:' .. jk end
 local function now_seconds() return tonumber(redis.call('TIME')[1]) end
 local function is_dead(fn) return string.sub(fn, 1, 8) == 'gt:dead:' end
 local function is_result(fn) return string.sub(fn, 1, 10) == 'gt:result:' end
+-- A run-time policy or cron change: a later write replaces the record (a job's key stays the first node's).
+local function is_rewritten(fn) return fn == 'gt:meta:policy' or fn == 'gt:meta:cronentry' end
 -- A stored job into its function's queue (or, not yet due, its delayed set); false when it is gone.
 local function enqueue(jk, fn, when, now)
     if redis.call('HEXISTS', side(jk), 'owner') == 1 then return false end
@@ -150,7 +155,8 @@ end
 """
 
 # ARGV: base, node, removals, adds, then (job key, function) per removal and 11 values per add. Returns the
-# positions (from 1) of the adds whose key the prefix already held: another node stored that job first.
+# positions (from 1) of the adds whose key the prefix already held: another node stored that job first. A policy or
+# cron record (gt:meta:policy, gt:meta:cronentry) already held is rewritten instead: the later change wins.
 BATCH = Script(
     PRELUDE
     + """
@@ -168,7 +174,10 @@ for position = 1, adds do
     local reducer, owned, waiting, handle, dig = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
     local meta = ARGV[i + 11]
     i = i + 12
-    if redis.call('EXISTS', jk) == 1 then
+    if redis.call('EXISTS', jk) == 1 and is_rewritten(fn) then
+        redis.call('HSET', jk, 'data', data)
+        redis.call('HSET', side(jk), 'digest', dig)  -- a later load still knows the record as ours
+    elseif redis.call('EXISTS', jk) == 1 then
         held[#held + 1] = position
     else
         add_job(jk, fn, key, priority, data, when, reducer, owned, waiting, handle, dig, meta, alive, now)
@@ -179,7 +188,7 @@ return held
 """
 )
 
-# ARGV: base, node, function, limit. Returns the claimed jobs, 10 fields each (see RedisClusterDb.claim); none while
+# ARGV: base, node, function, limit. Returns the claimed jobs, 12 fields each (see RedisClusterDb.claim); none while
 # the node's lease has lapsed (the leader may already have given its jobs to others).
 CLAIM = Script(
     PRELUDE
@@ -198,12 +207,13 @@ for i = 1, #popped, 2 do
     local jk = popped[i]
     local job = redis.call('HMGET', jk, 'data', 'priority')
     local fields = redis.call('HMGET', side(jk), 'key', 'function', 'when', 'reducer', 'client_node', 'handle',
-        'watchers', 'meta')
+        'watchers', 'meta', 'attempts', 'first_failed')
     if job[1] and fields[1] and fields[2] then
         redis.call('HSET', side(jk), 'owner', node)
         redis.call('SADD', base .. ':owned:' .. node, jk)
         claimed[#claimed + 1] = {job[1], job[2] or '1', fields[1], fields[2], fields[3] or '0',
-            fields[4] or false, fields[5] or false, fields[6] or false, fields[7] or '', fields[8] or ''}
+            fields[4] or false, fields[5] or false, fields[6] or false, fields[7] or '', fields[8] or '',
+            fields[9] or '0', fields[10] or '0'}
     end
 end
 return claimed
@@ -374,6 +384,20 @@ return 0
 """
 )
 
+# ARGV: base, node, then (job key, attempts, first failure, end of the backoff) per job waiting out a backoff: its
+# failed attempts, and the time it may run again ('when': a node that claims it after its node is gone waits).
+ATTEMPTS = Script(
+    PRELUDE
+    + """
+for i = 3, #ARGV, 4 do
+    if redis.call('EXISTS', ARGV[i]) == 1 then
+        redis.call('HSET', side(ARGV[i]), 'attempts', ARGV[i + 1], 'first_failed', ARGV[i + 2], 'when', ARGV[i + 3])
+    end
+end
+return 0
+"""
+)
+
 TAKE_EVENTS = Script(
     PRELUDE
     + """
@@ -421,6 +445,24 @@ for _, jk in ipairs(redis.call('ZREVRANGE', base .. ':dead', 0, tonumber(ARGV[3]
     end
 end
 return records
+"""
+)
+
+# ARGV: base, node, then functions. The records waiting under those functions (the life cycle's, which no node
+# claims): {function, key, data} each.
+RECORDS = Script(
+    PRELUDE
+    + """
+local found = {}
+for i = 3, #ARGV do
+    local fn = ARGV[i]
+    for _, jk in ipairs(redis.call('ZRANGE', base .. ':q:' .. fn, 0, -1)) do
+        local key = redis.call('HGET', side(jk), 'key')
+        local data = redis.call('HGET', jk, 'data')
+        if key and data then found[#found + 1] = {fn, key, data} end
+    end
+end
+return found
 """
 )
 
@@ -569,9 +611,9 @@ class RedisClusterDb:
         claimed = await self._run(CLAIM, function, limit)
         jobs: list[Claimed] = []
         for fields in claimed if isinstance(claimed, list) else []:
-            if not isinstance(fields, list) or len(fields) != 10:
+            if not isinstance(fields, list) or len(fields) != 12:
                 continue
-            data, priority, key, name, when, reducer, client, handle, watchers, meta = fields
+            data, priority, key, name, when, reducer, client, handle, watchers, meta, attempts, first_failed = fields
             stored_key = _text(key)
             job = StoredJob(
                 stored_key,
@@ -586,7 +628,8 @@ class RedisClusterDb:
             )
             client_node = client.decode("utf-8", "replace") if isinstance(client, bytes) else None
             watching = tuple(node.decode("utf-8", "replace") for node in _text(watchers).split(b"\0") if node)
-            jobs.append((job, client_node, watching))
+            failed = (int(_text(attempts) or b"0"), float(_text(first_failed) or b"0"))
+            jobs.append((job, client_node, watching, failed))
         return jobs
 
     async def watch(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], str]:
@@ -634,6 +677,15 @@ class RedisClusterDb:
             for key, function, numerator, denominator in part:
                 args += [self.store.job_key(function, key), numerator, denominator]
             await self._run(PROGRESS, *args)
+
+    async def set_attempts(self, updates: Sequence[tuple[bytes, bytes, int, float, float]]) -> None:
+        """The failed attempts of jobs waiting out a backoff: (key, function, attempts, first failure, end of the
+        backoff), which becomes the time the job may run (for a node that claims it after its node is gone)."""
+        for part in chunks(list(updates), INDEX_CHUNK):
+            args: list[Arg] = []
+            for key, function, attempts, first, retry_at in part:
+                args += [self.store.job_key(function, key), attempts, repr(first).encode(), math.ceil(retry_at)]
+            await self._run(ATTEMPTS, *args)
 
     async def release(self, keys: Sequence[Removal]) -> None:
         """Hand these jobs of this node back to the cluster (announced, so a sleeping node claims them)."""
@@ -689,18 +741,16 @@ class RedisClusterDb:
             events.append((key, function, ptype, packed[start + key_size + function_size :]))
         return events
 
-    async def records(self, function: bytes) -> list[bytes]:
-        """The keys of the records stored under a reserved function no node claims (the life cycle's: which
-        functions are paused): the members of its waiting set."""
-        conn = await self._connection()
-        try:
-            (members,) = await conn.call([b"ZRANGE", self.keys.base + b":q:" + function, 0, -1])
-        except ConnectionLost as exc:
-            conn.close()
-            raise StoreUnavailable(f"{self.description}: {exc}") from exc
-        head = self.store.job_key(function, b"")
-        listed = members if isinstance(members, list) else []
-        return [m[len(head) :] for m in listed if isinstance(m, bytes) and m.startswith(head)]
+    async def records(self, functions: Sequence[bytes]) -> list[tuple[bytes, bytes, bytes]]:
+        """The records stored under reserved functions no node claims (the life cycle's: pauses, run-time policy
+        and cron changes) as (function, key, data): the members of their waiting sets, in one script."""
+        found = await self._run(RECORDS, *functions)
+        records = []
+        for fields in found if isinstance(found, list) else []:
+            if isinstance(fields, list) and len(fields) == 3:
+                function, key, data = (_text(field) for field in fields)
+                records.append((function, key, data))
+        return records
 
     async def dead_version(self) -> tuple[int, int]:
         """How many dead records the prefix holds, and the highest of their sequence numbers: each new record gets a

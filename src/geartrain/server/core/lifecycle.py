@@ -246,6 +246,9 @@ class Lifecycle:
         self.engine = engine
         self.file_policies = policies  # as the policy file says
         self.overrides = Overrides()  # changed at run time (core/overrides.py)
+        # In a cluster, when this node last changed each run-time override, by its record (function, key), wall
+        # clock: the records read back from the cluster's table (core/overrides.sync_overrides) may not show it yet.
+        self.overrides_here: dict[tuple[bytes, bytes], float] = {}
         self.policies = policies  # in force: the file's with the overrides
         # Jobs waiting out a backoff, and the next firing of each cron entry, by time.
         self.retry_heap: list[tuple[float, int, Job | Firing | Function | KeptResult]] = []
@@ -263,6 +266,10 @@ class Lifecycle:
         # move, not this node, decides whether the job is queued: once, whichever nodes asked); and how it is told.
         self.revive_requests: list[DeadJob] = []
         self.on_revive: Callable[[], None] | None = None
+        # In a cluster, the failed attempts of jobs waiting out a backoff here, which the cluster node writes into
+        # their rows (by stored key and function): (attempts, first failure, end of the backoff). A node that claims
+        # such a job after this one died counts on from there.
+        self.attempts_to_store: dict[tuple[bytes, bytes], tuple[int, float, float]] = {}
         self.paused: set[bytes] = set()
         # In a cluster, when this node last paused or resumed each function (wall clock): the store's pause records,
         # read back by every node (sync_paused), may not show a change this node made an instant ago yet.
@@ -395,6 +402,8 @@ class Lifecycle:
             self.last_failure[job.handle] = (error, now, now + delay)
             if job.store_key is not None and engine.config.side_records:
                 engine._store_side(job, Side(job.meta, attempts, first, now + delay))  # outlives a kill -9
+            elif job.store_key is not None and engine.config.cluster:
+                self.attempts_to_store[(job.store_key, job.function.name)] = (attempts, first, now + delay)
             self.retried += 1
             job.function.stats.retried += 1
             log.info("job %s failed (%r); retry %d in %.1f s", job.handle.decode(), error, attempts, delay)
