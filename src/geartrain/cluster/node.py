@@ -46,7 +46,7 @@ from geartrain.server.core.lifecycle import (
     result_from_record,
 )
 from geartrain.server.core.overrides import OVERRIDE_FUNCTIONS, sync_overrides
-from geartrain.server.core.peers import Peer
+from geartrain.server.core.peers import Outlet, Peer
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.server.core.sides import Side
 from geartrain.store.base import StoreError
@@ -107,13 +107,7 @@ class ClusterDb(Protocol):
     async def close(self) -> None: ...
 
 
-class Sink(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
-
-
-OpenPeer = Callable[[str, Sink], Peer]
+OpenPeer = Callable[[str, Outlet], Peer]
 
 
 class Discard:

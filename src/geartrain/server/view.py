@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from geartrain.server.server import GearmanServer
 
 
-Sink = Outlet  # what an internal peer's output is written to (an HTTP request, a cluster relay)
-
-
 class ServerView:
     """Read-only view of one server."""
 
@@ -168,7 +165,7 @@ class ServerActions:
         self._server.flush()
         return count
 
-    def open_peer(self, address: str, sink: Sink) -> Peer:
+    def open_peer(self, address: str, sink: Outlet) -> Peer:
         """An engine peer whose output the server's flush writes to ``sink``, as it writes to a socket."""
         peer = self._server.engine.connect(-1, address, now=time.time())
         self._server.connections[peer.id] = sink  # the flush writes to it as to a socket's connection
