@@ -51,17 +51,12 @@ def decode_output(peer: Peer) -> list[Reply]:
     return replies
 
 
-# Whether engines take the inline submit path (the default) or always the general one; the unit conftest runs every
-# engine test both ways.
-INLINE_SUBMITS = True
-
-
 class Conversation:
     """One engine, its admin commands and a clock; peers are created with :meth:`connect`."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         config = config if config is not None else EngineConfig(handle_prefix=b"H:test")
-        self.engine = Engine(config, inline_submits=INLINE_SUBMITS)
+        self.engine = Engine(config)
         self.admin_commands = AdminCommands(self.engine, lambda: self.now)  # the engine's clock, driven by tick
         self.now = T0
         self._next_fd = 10

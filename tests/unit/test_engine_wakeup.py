@@ -143,3 +143,39 @@ def test_a_disconnected_sleeper_is_skipped() -> None:
     conv.submit(client, b"f", b"", b"x", P.SUBMIT_JOB_BG)
     assert gone.outbox == []
     assert noops(conv, [staying]) == [1]
+
+
+def test_a_worker_of_many_functions_is_woken_for_each_of_them_sleep_after_sleep(conv: Conversation) -> None:
+    """PRE_SLEEP lists the worker again only where a wake-up took it out (its other abilities still list it), so
+    sleeping costs nothing per ability; each sleep still gets a NOOP for a job of any of its functions."""
+    names = [b"f%d" % n for n in range(50)]
+    worker = conv.worker(*names)
+    client = conv.connect()
+    for name in [b"f7", b"f7", b"f42", b"f0"]:
+        assert conv.ask(worker, P.PRE_SLEEP) == []
+        assert not worker.unslept  # listed by every ability now
+        conv.submit(client, name, b"", b"job", P.SUBMIT_JOB_BG)
+        assert conv.replies(worker) == [NOOP]
+        assert worker.unslept == [conv.engine.functions[name]]  # the one wake-up that took it out
+        reply = conv.grab(worker)
+        assert reply[0] == P.JOB_ASSIGN and reply[1][1] == name
+        conv.send(worker, P.WORK_COMPLETE, reply[1][0], b"done")
+        assert conv.grab(worker) == (P.NO_JOB, ())
+
+
+def test_an_ability_registered_while_awake_wakes_the_worker_after_its_next_sleep(conv: Conversation) -> None:
+    worker = conv.worker(b"a")
+    conv.send(worker, P.CAN_DO, b"late")  # awake: not listed by it yet
+    assert conv.ask(worker, P.PRE_SLEEP) == []
+    conv.submit(conv.connect(), b"late", b"", b"job", P.SUBMIT_JOB_BG)
+    assert conv.replies(worker) == [NOOP]
+
+
+def test_an_ability_dropped_while_awake_does_not_list_the_worker_again(conv: Conversation) -> None:
+    worker = conv.worker(b"a", b"b")
+    assert conv.ask(worker, P.PRE_SLEEP) == []
+    conv.submit(conv.connect(), b"b", b"", b"job", P.SUBMIT_JOB_BG)
+    assert conv.replies(worker) == [NOOP]
+    conv.send(worker, P.CANT_DO, b"b")
+    assert conv.ask(worker, P.PRE_SLEEP) == []
+    assert worker not in conv.engine.functions[b"b"].sleepers

@@ -159,6 +159,38 @@ def test_dead_jobs_and_pauses_are_store_records_that_replay() -> None:
     assert batch is not None and batch.removes == [Removal(b"u", DEAD_PREFIX + b"f")]
 
 
+def test_replayed_dead_jobs_keep_their_handles_from_new_jobs_and_replayed_ones() -> None:
+    """After a restart the handle counter starts at 1 again: a new job that died under an old dead job's handle
+    would replace it in the dead set (and a kept result's record in the store)."""
+    policy = "[defaults]\nretries = 0\n"
+    talk = talk_with(policy, persistent=True)
+    client, worker = talk.connect(), talk.worker(b"f")
+    for n in range(3):
+        talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u%d" % n, b"data")
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    talk.engine.store_committed(batch, talk.now)
+    client.take_output()  # the JOB_CREATEDs
+    for _ in range(2):
+        talk.grab_handle(worker)
+    handle = fail_next(talk, worker)  # the third job, H:test:3, dies
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    [dead_record] = batch.adds
+    # A new engine replays a queued job (which takes H:test:1), the dead one, another queued job.
+    again = talk_with(policy, persistent=True)
+    queued = [StoredJob(b"q%d" % n, b"f", b"q%d" % n, 1, b"data") for n in range(3)]
+    for record in [*queued[:2], dead_record, queued[2]]:
+        again.engine.restore_record(record, again.now)
+    assert handle == b"H:test:3"
+    again.engine.replay_done(again.now)
+    assert handle not in again.engine.jobs and len(again.engine.jobs) == 3  # the replayed job that had it moved
+    new = again.submit(again.connect(), b"f", b"", b"new")  # foreground: answered at once
+    assert new not in {handle, *again.engine.jobs.keys() - {new}}
+    lifecycle = again.engine.lifecycle
+    assert lifecycle is not None and list(lifecycle.dead) == [handle]
+
+
 CRON = """
 [[cron]]
 function = "report"

@@ -307,6 +307,25 @@ class GearmanServer:
 
     # ------------------------------------------------------------------ after each input
 
+    def _write_in_parts(self, peer: Peer) -> None:
+        """:meth:`flush` for a peer whose output is not one buffer (:meth:`Peer.take_buffers`): written with the
+        same rules, as if it were (after an empty buffer it goes whole, else each part counts against the cap)."""
+        buffers = peer.take_buffers()
+        writer = peer.writer
+        if writer is not None and not writer.get_write_buffer_size() and not writer.is_closing():
+            for data in buffers:
+                writer.write(data)
+        else:
+            connection = self.connections.get(peer.id)
+            if connection is None:
+                return
+            for data in buffers:
+                connection.write(data)
+        if peer.close_after_flush and not peer.outbox:
+            closing = self.connections.get(peer.id)
+            if closing is not None:
+                closing.close()
+
     def flush(self, first: Peer | None = None) -> None:
         """Write what the engine queued, kick the store, re-arm the timer, act on a shutdown request.
 
@@ -330,11 +349,11 @@ class GearmanServer:
                 outbox = peer.outbox
                 if not outbox:
                     continue
-                if peer.unresolved:
-                    data = peer.take_output()  # some replies wait for the store
-                else:
-                    data = b"".join(outbox)  # type: ignore[arg-type]  # one item: that very object, no copy
-                    outbox.clear()
+                if peer.unresolved or peer.large:
+                    self._write_in_parts(peer)  # some replies wait for the store, or a large payload is queued
+                    continue
+                data = b"".join(outbox)  # type: ignore[arg-type]  # one item: that very object, no copy
+                outbox.clear()
                 writer = peer.writer
                 # The common case, written directly: nothing unsent, not closing. Anything else goes through
                 # the connection's write, which applies --max-unsent (or is not a socket: an HTTP gateway).

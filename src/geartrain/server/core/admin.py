@@ -267,12 +267,7 @@ class AdminCommands:
 
     def _hold_reply(self, peer: Peer) -> PendingAck:
         """A place in ``peer``'s outbox for a reply to come, as the engine holds a JOB_CREATED for the store."""
-        pending = PendingAck(peer)
-        if not peer.outbox:
-            self.engine.dirty.append(peer)
-        peer.outbox.append(pending)
-        peer.unresolved += 1
-        return pending
+        return self.engine._hold_place(peer)
 
     def _cron_list(self, lifecycle: Lifecycle, command: AdminCommand) -> bytes:
         """FUNCTION, SCHEDULE, TIME ZONE, NEXT FIRING, LAST FIRING (Unix times; - for never), per entry."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from geartrain.errors import ErrorCode
-from geartrain.protocol.codec import encode
+from geartrain.protocol.codec import LARGE_PACKET, encode
 from geartrain.protocol.meta import OPTION as META_OPTION
 from geartrain.protocol.meta import MetaError, split_meta
 from geartrain.protocol.packets import PacketType
@@ -31,69 +31,17 @@ SUBMIT_KINDS: dict[int, tuple[int, bool]] = {
 class ClientRules(DurableRules):
     """Handlers for the packets clients send."""
 
-    inline_submits: bool
-
     # ------------------------------------------------------------------ submitting
 
     def _submit_handler(self, ptype: int, priority: int, background: bool) -> Handler:
-        """The handler of one SUBMIT_JOB* type: the common case inline, anything else through :meth:`submit`.
-
-        Every submit of a benchmark (and of most real traffic) is a new job of a known function, with no unique
-        or a plain one, on no queue limit: that case is spelt out here with its state bound to locals, because it
-        runs once per job and the general path costs several calls more. It must decide exactly as
-        :meth:`submit` does (the engine tests run every conversation both ways).
-        """
-        general = self.submit
-        with_meta = self._submit_with_meta
-        functions = self.functions
-        jobs = self.jobs
-        dirty = self.dirty
-        new_handle = self._new_handle.next_with_reply
-        wake = self._wake
-        # A persistent server acknowledges a background job only once it is stored: the general path does that.
-        # A cluster node decides where each job goes (kept, left to the cluster, run elsewhere): the general path.
-        fast = self.inline_submits and not (background and self.config.persistent) and not self.config.cluster
-        kind = priority * 2 + background  # index into FunctionStats.submitted
-        byte_cap = self.config.max_queued_bytes
+        """The handler of one SUBMIT_JOB* type: its priority and kind bound, the rest is :meth:`submit`."""
 
         def submit(peer: Peer, args: tuple[bytes, ...], now: float) -> None:
             name, unique, data = args
             if peer.meta:
-                with_meta(peer, name, unique, data, priority, background, now)
-                return
-            function = functions.get(name)
-            if not fast or function is None or len(unique) > MAX_UNIQUE_SIZE or unique == UNIQUE_BY_PAYLOAD:
-                general(peer, name, unique, data, priority, background, now)
-                return
-            if unique:
-                existing = function.by_unique.get(unique)
-                if existing is not None:
-                    function.stats.coalesced += 1
-                    self._coalesce(peer, existing, background)
-                    return
-            limit = function.max_queue[priority]
-            if (limit > 0 and function.total >= limit) or (byte_cap and self.queued_bytes + len(data) > byte_cap):
-                general(peer, name, unique, data, priority, background, now)
-                return
-            handle, created = new_handle()
-            job = Job(handle, function, unique, data, priority, background, 0, None, now)
-            jobs[handle] = job
-            function.total += 1
-            function.stats.submitted[kind] += 1
-            self.queued_bytes += len(data)
-            if unique:
-                function.by_unique[unique] = job
-            if not background:
-                job.clients += (peer,)
-                peer.waiting.add(job)
-            if not peer.closed:
-                if not peer.outbox:
-                    dirty.append(peer)
-                peer.outbox.append(created)
-            function.queued[priority] += 1
-            function.queues[priority].append(job)
-            if function.sleepers:
-                wake(function)
+                self._submit_with_meta(peer, name, unique, data, priority, background, now)
+            else:
+                self.submit(peer, name, unique, data, priority, background, now)
 
         submit.__name__ = f"_submit_{PacketType(ptype).name.lower()}"
         return submit
@@ -164,7 +112,11 @@ class ClientRules(DurableRules):
             function.stats.rejected += 1
             self._send(peer, replies.SERVER_QUEUE_FULL)
             return None
-        handle = self._new_handle() if self.hungry is None else self._unused_handle()
+        if self.hungry is None:
+            handle, created = self._new_handle.next_with_reply()
+        else:
+            handle = self._unused_handle()
+            created = replies.job_created(handle)
         job = Job(handle, function, unique, data, priority, background, when, reducer, now)
         job.meta = meta
         self.jobs[handle] = job
@@ -182,7 +134,7 @@ class ClientRules(DurableRules):
         elif self.config.persistent:
             self._store_new(peer, job)  # queued and acknowledged once the store holds it
             return job
-        self._send(peer, replies.job_created(handle))
+        self._send(peer, created)
         self._enqueue(job, now)
         return job
 
@@ -243,12 +195,7 @@ class ClientRules(DurableRules):
     def _look_up_status(self, peer: Peer, handle: bytes, unique: bytes | None) -> None:
         """The reply waits in the peer's outbox (later replies queue behind it) until the cluster node has asked
         the store (:meth:`status_found`). ``unique``: for GET_STATUS_UNIQUE, of the job stored under ``handle``."""
-        ack = PendingAck(peer)
-        if not peer.outbox:
-            self.dirty.append(peer)
-        peer.outbox.append(ack)
-        peer.unresolved += 1
-        self.status_lookups.append((handle, unique, ack))
+        self.status_lookups.append((handle, unique, self._hold_place(peer)))
 
     def status_found(
         self, handle: bytes, unique: bytes | None, ack: PendingAck, found: tuple[bool, int, int] | None
@@ -289,7 +236,10 @@ class ClientRules(DurableRules):
         return max(found, key=lambda job: (job.created, job.handle_number)) if found else None
 
     def _echo(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
-        self._send(peer, encode(replies.ECHO_RES, args[0]))
+        if len(args[0]) < LARGE_PACKET:  # _send_packet spelt out: the echo benchmark runs it once per packet
+            self._send(peer, encode(replies.ECHO_RES, args[0]))
+        else:
+            self._send_packet(peer, replies.ECHO_RES, args)
 
     def _option(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name = args[0]

@@ -136,15 +136,8 @@ class DurableRules(EngineState):
             self.store_removes = [r for r in self.store_removes if r != removal]
 
     def _pending_ack(self, peer: Peer, job: Job) -> None:
-        ack = PendingAck(peer)
         assert job.acks is not None
-        job.acks.append(ack)
-        if peer.closed:
-            return
-        if not peer.outbox:
-            self.dirty.append(peer)
-        peer.outbox.append(ack)
-        peer.unresolved += 1
+        job.acks.append(self._hold_place(peer))
 
     def take_store_batch(self) -> StoreBatch | None:
         """The store operations recorded since the last call, or ``None`` if there are none."""
@@ -318,11 +311,24 @@ class DurableRules(EngineState):
             elif stored.function.startswith(RESULT_PREFIX):
                 kept = result_from_record(stored)
                 if kept is not None:
+                    self._keep_handle(kept.handle)
                     self.lifecycle.restore_result(kept)
             elif (dead := dead_from_record(stored)) is not None:
+                self._keep_handle(dead.handle)
                 self.lifecycle.restore_dead(dead)
             return
         self.restore(stored, now).function.stats.replayed += 1  # not a submit: counted apart (core/stats.py)
+
+    def _keep_handle(self, handle: bytes) -> None:
+        """A dead job's or a kept result's handle, replayed: no new job gets it (a job that died or finished under
+        it would replace its record), not even one replayed before it (those get new handles anyway, unknown to
+        any client yet: the one that took it moves to a fresh one)."""
+        self._new_handle.skip_past(handle)
+        job = self.jobs.get(handle)
+        if job is not None and self.hungry is None:
+            del self.jobs[handle]
+            job.handle = self._unused_handle()
+            self.jobs[job.handle] = job
 
     def replay_done(self, now: float) -> None:
         """Every record is replayed: give the jobs their side records (their metadata, and a job that was waiting

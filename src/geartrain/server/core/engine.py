@@ -24,12 +24,9 @@ P = PacketType
 class Engine(WorkerRules):
     """All jobs, functions and connections of one server."""
 
-    def __init__(self, config: EngineConfig | None = None, *, inline_submits: bool = True) -> None:
-        """``inline_submits=False`` sends every submit through the general path (the tests run both ways)."""
+    def __init__(self, config: EngineConfig | None = None) -> None:
         super().__init__(config)
-        self.inline_submits = inline_submits
         self._next_peer_id = 1
-        self._wrappers: dict[int, list[Callable[[Handler], Handler]]] = {}  # see wrap_handler
         # The dispatch table: indexed by packet type, an entry for every type the decoder lets through (the ones
         # a server does not expect answer INVALID_COMMAND). The transport hands it to the decoder as it is, so
         # entries are replaced in place, never the list.
@@ -76,13 +73,6 @@ class Engine(WorkerRules):
         either (they stay in the store for the next start), so only the running ones finish."""
         self.refuse_submits = replies.DRAINING
         self.hold_queued = hold_queued
-        # The inline submit handlers skip that check: from now on every submit takes the general path.
-        self.inline_submits = False
-        for ptype, (priority, background) in SUBMIT_KINDS.items():
-            handler = self._submit_handler(ptype, priority, background)
-            for wrap in self._wrappers.get(ptype, ()):  # access control keeps guarding the new handlers
-                handler = wrap(handler)
-            self.handlers[ptype] = handler
 
     @property
     def running_count(self) -> int:
@@ -108,7 +98,6 @@ class Engine(WorkerRules):
     def wrap_handler(self, ptype: int, wrap: Callable[[Handler], Handler]) -> None:
         """Replace the handler of ``ptype`` by ``wrap(handler)``: how access control checks the packets it guards
         without any cost on the packets (or servers) it does not."""
-        self._wrappers.setdefault(ptype, []).append(wrap)
         self.handlers[ptype] = wrap(self.handlers[ptype])
 
     def _build_dispatch(self) -> dict[int, Handler]:

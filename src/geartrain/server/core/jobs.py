@@ -128,6 +128,16 @@ class HandleFactory:
         handle = self._head + _DIGITS[n]  # 1-999 vary in length
         return handle, _JOB_CREATED + len(handle).to_bytes(4, "big") + handle
 
+    def skip_past(self, handle: bytes) -> None:
+        """Give no handle up to ``handle`` any more, if it is one of this prefix: the handles of dead jobs and kept
+        results replayed from the store stay theirs after a restart (the counter starts again at 1)."""
+        if handle.startswith(self._prefix):
+            digits = handle[len(self._prefix) :]
+            if digits.isdigit() and len(digits) <= 10:
+                n = int(digits)
+                if self._next <= n < 0xFFFFFFFF:
+                    self._next = n + 1
+
     def _advance(self) -> tuple[int, int]:
         n = self._next
         self._next = n + 1 if n < 0xFFFFFFFF else 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from geartrain.protocol.codec import LARGE_PACKET
+
 if TYPE_CHECKING:
     from geartrain.server.core.jobs import Job
     from geartrain.server.core.queues import Function
@@ -43,6 +45,12 @@ class PendingAck:
         self.data: bytes | None = None
 
 
+def _add_joined(buffers: list[bytes], run: list[bytes]) -> None:
+    joined = b"".join(run)
+    if joined:  # a barrier's reply is empty
+        buffers.append(joined)
+
+
 class Peer:
     """Per-connection state. The transport owns the socket; the engine only appends bytes to ``outbox``.
 
@@ -65,12 +73,14 @@ class Peer:
         "id",
         "identity",
         "jobs_done",
+        "large",
         "meta",
         "outbox",
         "port",
         "sleeping",
         "timeouts",
         "unresolved",
+        "unslept",
         "waiting",
         "woken",
         "writer",
@@ -86,6 +96,9 @@ class Peer:
         self.client_id = b"-"
         self.identity: tuple[str, ...] = ()
         self.abilities: list[Function] = []
+        # Abilities whose ``sleepers`` do not list this connection (a wake-up took it out, or it registered while
+        # awake): PRE_SLEEP puts it back in those alone, so sleeping costs no pass over a long list of abilities.
+        self.unslept: list[Function] = []
         self.timeouts: dict[Function, float] = {}
         self.assigned: dict[bytes, Job] = {}
         self.waiting: set[Job] = set()
@@ -95,6 +108,7 @@ class Peer:
         self.meta = False  # the geartrain-meta option (protocol/meta.py): meta blocks in submits and assignments
         self.outbox: list[bytes | PendingAck] = []
         self.unresolved = 0  # PendingAcks in the outbox whose data is not known yet
+        self.large = False  # the outbox holds a large payload, to be written on its own (EngineState._send_large)
         self.closed = False
         self.close_after_flush = False
         # The transport's own write path for this connection, set and used by the transport layer only (the
@@ -102,32 +116,40 @@ class Peer:
         self.writer: Writer | None = None
 
     def take_output(self) -> bytes:
-        """Everything queued for this connection that may be sent now, as one buffer.
+        """What is queued for this connection and may be sent now, as one buffer (:meth:`take_buffers`)."""
+        return b"".join(self.take_buffers())
 
-        Output behind a JOB_CREATED still waiting for the store stays queued, so replies keep request order.
+    def take_buffers(self) -> list[bytes]:
+        """What is queued for this connection and may be sent now, as the buffers to write in order.
+
+        Output behind a reply still unknown (a JOB_CREATED waiting for the store) stays queued, so replies keep
+        request order. Small items are joined into one buffer; a large payload is a buffer of its own, never
+        copied into another.
         """
         outbox = self.outbox
-        if self.unresolved:
-            return self._take_resolved()
-        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)  # type: ignore[arg-type]
-        outbox.clear()
-        return data  # type: ignore[return-value]
-
-    def _take_resolved(self) -> bytes:
-        outbox = self.outbox
-        ready: list[bytes] = []
+        buffers: list[bytes] = []
+        run: list[bytes] = []
         taken = 0
         for item in outbox:
             if isinstance(item, PendingAck):
                 if item.data is None:
                     break
-                ready.append(item.data)
                 self.unresolved -= 1
+                item = item.data
+            if len(item) >= LARGE_PACKET:
+                _add_joined(buffers, run)
+                run = []
+                buffers.append(item)
             else:
-                ready.append(item)
+                run.append(item)
             taken += 1
-        del outbox[:taken]
-        return b"".join(ready)
+        _add_joined(buffers, run)
+        if taken == len(outbox):
+            outbox.clear()
+            self.large = False
+        else:
+            del outbox[:taken]
+        return buffers
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} fd={self.fd} {self.address}>"

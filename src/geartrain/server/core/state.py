@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from geartrain.protocol.codec import encode
+from geartrain.protocol.codec import LARGE_PACKET, encode, encode_head
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
 from geartrain.server.core.config import EngineConfig
@@ -92,11 +92,39 @@ class EngineState:
     # ------------------------------------------------------------------ output
 
     def _send(self, peer: Peer, data: bytes) -> None:
+        """Queue ``data`` for ``peer``: the one place output is appended to an outbox (the transport flushes the
+        peers listed in ``dirty`` after each input)."""
         if peer.closed:
             return
         if not peer.outbox:
             self.dirty.append(peer)
         peer.outbox.append(data)
+
+    def _send_packet(self, peer: Peer, ptype: int, args: tuple[bytes, ...]) -> None:
+        """Queue a packet whose last argument is a payload (a job's data, a result): a large one is queued as it
+        is, after the packet's head, so that it is never copied on its way (see :data:`LARGE_PACKET`)."""
+        if len(args[-1]) < LARGE_PACKET:
+            self._send(peer, encode(ptype, *args))
+        else:
+            self._send_large(peer, encode_head(ptype, args), args[-1])
+
+    def _send_large(self, peer: Peer, head: bytes, payload: bytes) -> None:
+        if peer.closed:
+            return
+        self._send(peer, head)
+        peer.outbox.append(payload)
+        peer.large = True  # the transport writes the payload on its own instead of joining it to the rest
+
+    def _hold_place(self, peer: Peer) -> PendingAck:
+        """A place in ``peer``'s outbox for a reply known later (a JOB_CREATED once the store holds the job, a
+        barrier, a lookup's answer): replies queued after it wait behind it. Placed only if ``peer`` is open."""
+        ack = PendingAck(peer)
+        if not peer.closed:
+            if not peer.outbox:
+                self.dirty.append(peer)
+            peer.outbox.append(ack)
+            peer.unresolved += 1
+        return ack
 
     def reply(self, peer: Peer, data: bytes) -> None:
         """Queue already-encoded bytes (an admin reply, say) for ``peer``."""
@@ -149,6 +177,7 @@ class EngineState:
         while sleepers:
             peer = next(iter(sleepers))
             del sleepers[peer]
+            peer.unslept.append(function)  # listed again at its next PRE_SLEEP
             if peer.sleeping and not peer.woken and not peer.closed:
                 peer.woken = True
                 self._send(peer, replies.NOOP)
@@ -159,6 +188,20 @@ class EngineState:
     def _forward(self, job: Job, packet: bytes) -> None:
         for client in job.clients:
             self._send(client, packet)
+
+    def _forward_packet(self, job: Job, ptype: int, args: tuple[bytes, ...]) -> None:
+        """:meth:`_send_packet` to each of the job's clients, encoded once."""
+        clients = job.clients
+        if not clients:
+            return
+        if len(args[-1]) < LARGE_PACKET:
+            packet = encode(ptype, *args)
+            for client in clients:
+                self._send(client, packet)
+        else:
+            head = encode_head(ptype, args)
+            for client in clients:
+                self._send_large(client, head, args[-1])
 
     # ------------------------------------------------------------------ job endings
 
@@ -210,14 +253,8 @@ class EngineState:
         After a stored job's result, a worker's next reply (to its next GRAB) tells it the job is gone from the
         store: a job it saw finish that way never runs again after a crash.
         """
-        if peer.closed:
-            return
-        barrier = PendingAck(peer)
-        if not peer.outbox:
-            self.dirty.append(peer)
-        peer.outbox.append(barrier)
-        peer.unresolved += 1
-        self.store_barriers.append(barrier)
+        if not peer.closed:
+            self.store_barriers.append(self._hold_place(peer))
 
     def _free(self, job: Job) -> None:
         """Forget a job that is in no queue and on no worker."""

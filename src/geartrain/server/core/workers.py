@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 
 from geartrain.errors import ErrorCode
-from geartrain.protocol.codec import encode
+from geartrain.protocol.codec import LARGE_PACKET, encode
 from geartrain.protocol.meta import join_meta, worker_meta
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import replies
@@ -48,6 +48,8 @@ class WorkerRules(ClientRules):
         function.workers[peer] = function.workers.get(peer, 0) + 1
         if peer.sleeping and not peer.woken:
             function.sleepers[peer] = None
+        else:
+            peer.unslept.append(function)
 
     def _cant_do(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         function = self.functions.get(args[0])
@@ -73,12 +75,16 @@ class WorkerRules(ClientRules):
         peer.sleeping = True
         peer.woken = False
         for function in () if self.hold_queued else peer.abilities:
-            if function.has_runnable():
+            if function.total and function.has_runnable():  # total first: most of a long list is idle
                 peer.woken = True
                 self._send(peer, replies.NOOP)
                 return
-        for function in peer.abilities:
-            function.sleepers[peer] = None
+        unslept = peer.unslept
+        if unslept:
+            for function in unslept:
+                if peer in function.workers:  # still one of its abilities
+                    function.sleepers[peer] = None
+            unslept.clear()
         if self.hungry is not None:  # in a cluster, jobs for them may wait in the store
             self.hungry.update(peer.abilities)
 
@@ -89,13 +95,11 @@ class WorkerRules(ClientRules):
         if job is None:
             self._send(peer, replies.NO_JOB)
             return
-        # _send spelt out: this runs once per job.
-        if not peer.closed:
-            outbox = peer.outbox
-            if not outbox:
-                self.dirty.append(peer)
-            data = job.data if not peer.meta else self._meta_data(job)
-            outbox.append(encode(replies.JOB_ASSIGN, job.handle, job.function.name, data))
+        data = job.data if not peer.meta else self._meta_data(job)
+        if len(data) < LARGE_PACKET:  # _send_packet spelt out: this runs once per job
+            self._send(peer, encode(replies.JOB_ASSIGN, job.handle, job.function.name, data))
+        else:
+            self._send_packet(peer, replies.JOB_ASSIGN, (job.handle, job.function.name, data))
 
     def _grab_job_uniq(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         job = self._next_job(peer, now)
@@ -103,7 +107,7 @@ class WorkerRules(ClientRules):
             self._send(peer, replies.NO_JOB)
             return
         data = job.data if not peer.meta else self._meta_data(job)
-        self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, data))
+        self._send_packet(peer, replies.JOB_ASSIGN_UNIQ, (job.handle, job.function.name, job.unique, data))
 
     def _grab_job_all(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         job = self._next_job(peer, now)
@@ -112,11 +116,10 @@ class WorkerRules(ClientRules):
             return
         data = job.data if not peer.meta else self._meta_data(job)
         if not job.reducer:  # gearmand hands out a reduce job with an empty reducer as a plain one
-            self._send(peer, encode(replies.JOB_ASSIGN_UNIQ, job.handle, job.function.name, job.unique, data))
+            self._send_packet(peer, replies.JOB_ASSIGN_UNIQ, (job.handle, job.function.name, job.unique, data))
         else:
-            self._send(
-                peer, encode(replies.JOB_ASSIGN_ALL, job.handle, job.function.name, job.unique, job.reducer, data)
-            )
+            assignment = (job.handle, job.function.name, job.unique, job.reducer, data)
+            self._send_packet(peer, replies.JOB_ASSIGN_ALL, assignment)
 
     def _meta_data(self, job: Job) -> bytes:
         """A job's data for a worker with the geartrain-meta option: its attempt and metadata, then the payload."""
@@ -204,14 +207,7 @@ class WorkerRules(ClientRules):
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
         peer.jobs_done += 1  # for the views' worker lists
-        if job.clients:
-            packet = encode(replies.WORK_COMPLETE, *args)
-            dirty = self.dirty
-            for client in job.clients:  # _send spelt out: this runs once per foreground job
-                if not client.closed:
-                    if not client.outbox:
-                        dirty.append(client)
-                    client.outbox.append(packet)
+        self._forward_packet(job, replies.WORK_COMPLETE, args)
         job.function.stats.complete(now - job.since)
         if self.lifecycle is not None and job.background:
             self.lifecycle.ended(job, "complete", args[1] if len(args) > 1 else b"", now)  # its result_ttl
@@ -271,6 +267,6 @@ class WorkerRules(ClientRules):
             if job is None:
                 self._send(peer, replies.NOT_FOUND_DATA)
                 return
-            self._forward(job, encode(ptype, *args))
+            self._forward_packet(job, ptype, args)
 
         return forward
