@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from geartrain.protocol.codec import LARGE_PACKET, encode_request
 from geartrain.protocol.packets import PacketType
 from geartrain.server.config import ServerConfig
 from inprocess import InProcessServer, make_config
@@ -105,6 +106,21 @@ class TestPayloads:
             worker.send(P.WORK_COMPLETE, handle.encode(), payload[::-1])
             done = client.expect(P.WORK_COMPLETE)
             assert done.args == [handle.encode(), payload[::-1]]
+
+    def test_large_packets_back_to_back_with_small_ones_between(self, server: InProcessServer) -> None:
+        """Large packets are read in place (server/connection.py LargePacketReader): the reads must stop at each
+        one's end, whatever follows in the stream, and hand the connection back for the small ones."""
+        payloads = [bytes([n + 1]) * size for n, size in enumerate((LARGE_PACKET, 3 * LARGE_PACKET + 7, 2 << 20))]
+        stream = b"".join(
+            encode_request(P.ECHO_REQ, payload) + encode_request(P.ECHO_REQ, b"small %d" % n)
+            for n, payload in enumerate(payloads)
+        )
+        with GearmanSocket(server.address, timeout=30) as sock:
+            sock.sock.sendall(stream + encode_request(P.ECHO_REQ, b"end"))
+            for n, payload in enumerate(payloads):
+                assert sock.expect(P.ECHO_RES).body == payload
+                assert sock.expect(P.ECHO_RES).body == b"small %d" % n
+            assert sock.expect(P.ECHO_RES).body == b"end"
 
     def test_echo_with_nul_bytes(self, server: InProcessServer) -> None:
         with GearmanSocket(server.address) as sock:

@@ -49,6 +49,20 @@ def test_python_ssl_module_speaks_binary_and_admin(secure_server, pki: Pki) -> N
         assert _read_line(stream).startswith(b"OK ")
 
 
+def test_a_large_packet_over_tls_then_more(secure_server, pki: Pki) -> None:
+    """A large packet is read in place on a TLS stream too (server/connection.py LargePacketReader)."""
+    server = secure_server(tls=tls_settings(pki))
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    payload = bytes(range(256)) * (3 << 12)  # 3 MiB, over LARGE_PACKET
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT)
+    with raw, context.wrap_socket(raw, server_hostname="localhost") as stream:
+        echo = b"\0REQ" + (16).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + payload
+        stream.sendall(echo + b"version\r\n")
+        reply = b"\0RES" + (17).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + payload
+        assert _read_exactly(stream, len(reply)) == reply
+        assert _read_line(stream).startswith(b"OK ")
+
+
 def test_plain_tcp_gets_no_gearman_answer(secure_server, pki: Pki) -> None:
     """A client that does not speak TLS cannot talk Gearman to a TLS port: its bytes are no handshake."""
     server = secure_server(tls=tls_settings(pki))

@@ -152,7 +152,17 @@ class _Assembly:
         self.missing -= end - start
         return end
 
+    def free_space(self) -> memoryview:
+        """The part of the payload still to come, to be read into directly (then :meth:`filled`)."""
+        start = self.body.tell()
+        return self.body.getbuffer()[start : start + self.missing]
+
+    def filled(self, nbytes: int) -> None:
+        self.body.seek(nbytes, io.SEEK_CUR)
+        self.missing -= nbytes
+
     def packet(self) -> Packet:
+        # Once the views free_space() gave are gone, getvalue() hands back the buffer itself (else a copy).
         self.args.append(self.body.getvalue())
         return Packet(self.ptype, tuple(self.args))
 
@@ -191,6 +201,30 @@ class Decoder:
     def dead(self) -> bool:
         """True after a fatal error: the stream cannot be framed any more."""
         return self._dead
+
+    @property
+    def assembling(self) -> bool:
+        """A large packet is being assembled: the rest of it may be read in place (:meth:`assembly_space`)."""
+        return self._assembly is not None
+
+    def assembly_space(self) -> memoryview:
+        """Where the rest of the large packet being assembled goes: a transport may read into it directly (an
+        asyncio ``BufferedProtocol``), sparing the copy from its own buffer; then call :meth:`assembly_filled`."""
+        assert self._assembly is not None
+        return self._assembly.free_space()
+
+    def assembly_filled(self, nbytes: int) -> bool:
+        """``nbytes`` were read into :meth:`assembly_space`; whether the packet is complete. Take it with
+        :meth:`assembled` once the reader let go of the space (else it is copied)."""
+        assert self._assembly is not None
+        self._assembly.filled(nbytes)
+        return not self._assembly.missing
+
+    def assembled(self) -> Packet:
+        assembly = self._assembly
+        assert assembly is not None and not assembly.missing
+        self._assembly = None
+        return assembly.packet()
 
     @property
     def buffered(self) -> int:

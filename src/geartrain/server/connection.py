@@ -40,6 +40,7 @@ class GearmanConnection(asyncio.Protocol):
         "_handlers",
         "_on_other",
         "_peer",
+        "_reading",
         "_server",
         "_silent",
         "_transport",
@@ -51,6 +52,7 @@ class GearmanConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer: Peer | None = None
         self._silent = True  # nothing valid received yet (--idle-timeout)
+        self._reading = True  # whether to read on once a large packet read in place is complete
         # What every input needs, bound once: data_received runs per read, and each lookup is bytecode there.
         # The engine replaces handler entries in place, never the list, so holding the list is safe.
         self._feed_to = self._decoder.feed_to
@@ -87,12 +89,61 @@ class GearmanConnection(asyncio.Protocol):
             else:
                 self._feed_to(data, self._handlers, peer, wall_clock(), self._on_other)
         except Exception:
-            # A bug of ours must cost this connection, never the server and everyone else on it.
-            log.exception("internal error handling input from %s; closing that connection", peer.address)
-            self._server.engine.reply(
-                peer, error_packet(ErrorCode.SERVER_ERROR, "Internal server error; see the server log")
-            )
-            peer.close_after_flush = True
+            self._internal_error(peer)
+        self._flush(peer)
+        if self._decoder.assembling and not peer.close_after_flush:
+            self._read_in_place()
+
+    def _internal_error(self, peer: Peer) -> None:
+        # A bug of ours must cost this connection, never the server and everyone else on it.
+        log.exception("internal error handling input from %s; closing that connection", peer.address)
+        self._server.engine.reply(
+            peer, error_packet(ErrorCode.SERVER_ERROR, "Internal server error; see the server log")
+        )
+        peer.close_after_flush = True
+
+    # ------------------------------------------------------------------ large packets, read in place
+
+    def _read_in_place(self) -> None:
+        """A large packet is under way (codec.LARGE_PACKET): the transport reads the rest of it straight into its
+        place (:class:`LargePacketReader`), instead of into buffers of its own that are then copied there."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            _switch_protocol(transport, LargePacketReader(self))
+
+    def read_into(self) -> memoryview:
+        return self._decoder.assembly_space()
+
+    def read_done(self, nbytes: int) -> None:
+        """``nbytes`` more of the large packet came. Once it is whole, read nothing until the transport has let
+        go of the space it read into (it does after this call), then take the packet (:meth:`_large_packet`)."""
+        if not self._decoder.assembly_filled(nbytes):
+            return
+        transport = self._transport
+        if transport is not None:
+            self._reading = transport.is_reading()
+            transport.pause_reading()
+            transport.set_protocol(self)
+            asyncio.get_running_loop().call_soon(self._large_packet)
+
+    def _large_packet(self) -> None:
+        """Read on as before, and handle the large packet (unless input came first: data_received took it)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or not self._decoder.assembling:
+            return
+        if self._reading:
+            transport.resume_reading()
+        packet = self._decoder.assembled()
+        peer = self._peer
+        if peer is None or peer.closed:
+            return
+        try:
+            if self._silent:
+                self._silent = False
+                self._server.guard.spoke(self)
+            self._handlers[packet.type](peer, packet.args, wall_clock())
+        except Exception:
+            self._internal_error(peer)
         self._flush(peer)
 
     def _first_input(self, data: bytes, peer: Peer) -> None:
@@ -156,3 +207,42 @@ class GearmanConnection(asyncio.Protocol):
         except Exception:
             log.exception("internal error cleaning up after %s", peer.address)
         self._server.flush()
+
+
+def _switch_protocol(transport: asyncio.Transport, protocol: asyncio.BaseProtocol) -> None:
+    """Hand the transport's input to ``protocol`` from its next read on. uvloop chooses how it reads (into a
+    buffer of its own, or into one the protocol gives) when reading starts, hence the pause; reading paused by
+    someone else (--output-high-water) stays paused, and starts the new way when they resume it."""
+    reading = transport.is_reading()
+    transport.pause_reading()
+    transport.set_protocol(protocol)
+    if reading:
+        transport.resume_reading()
+
+
+class LargePacketReader(asyncio.BufferedProtocol):
+    """Stands in for a connection while the rest of a large packet is read straight into the bytes object the
+    engine will keep (the kernel copies it once, from the socket to its place); then hands the connection back."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: GearmanConnection) -> None:
+        self._connection = connection
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._connection.read_into()  # never beyond the packet: what follows is the connection's to read
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._connection.read_done(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self._connection.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connection.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._connection.resume_writing()
