@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 4730
 HTTP_PORT ?= 8080
 
-.PHONY: serve build test lint typecheck check docs bench bench-smoke bench-cluster clean venv
+.PHONY: serve build test lint typecheck check docs bench bench-curves bench-smoke bench-cluster clean venv
 
 # The install compiles the server's hot path with mypyc (setup.py); .compiled stamps that build, and a change to
 # a source it may compile builds it again (about 40 s), so tests and the server never run stale compiled code.
@@ -59,6 +59,13 @@ bench: $(VENV)/.compiled
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/compare.py $(BENCH_ARGS)
 	$(PY) benchmarks/plot.py --output docs/performance-roundtrip.png
+	$(PY) benchmarks/curves.py $(CURVES_ARGS)
+
+# How the cost grows (docs/performance.md): queue length, idle connections, payload, functions, one 100 MiB job;
+# about 20 minutes and 9 GB of RAM for gearmand's 10M queue. Smaller: CURVES_ARGS="--skip-largest --reps 1" (~4 min).
+bench-curves: $(VENV)/.compiled
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) benchmarks/curves.py $(CURVES_ARGS)
 
 # Every workload once, small sizes (under a minute); figures printed, no thresholds.
 bench-smoke: $(VENV)/.compiled

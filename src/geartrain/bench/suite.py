@@ -79,6 +79,12 @@ for _kind in STORE_KINDS:
             {"jobs": 300},
             _tags | {"flag:--store-ack=submits"},
         ),
+        Variant(
+            "drain",
+            {"workers": 4, "jobs": 20_000, "unique": True, "store": f"{_kind}, geartrain --store-ack submits"},
+            {"jobs": 600},
+            _tags | {"flag:--store-ack=submits"},
+        ),
     ]
 
 
