@@ -168,6 +168,17 @@ def test_submit_in_and_at_submit_a_delayed_background_job(gearman_server: Gearma
         worker.expect(PacketType.NOOP)
         assert time.time() >= int(before) + 2
         assert worker.grab().args[2] == b"x"
+        # --at: an RFC 3339 time, here two seconds from now with an offset of its own.
+        from datetime import datetime, timedelta, timezone
+
+        at = datetime.fromtimestamp(int(time.time()) + 2, timezone(timedelta(hours=-5))).isoformat()
+        result = geartrain("submit", "-s", gearman_server.address, "--at", at, "at", "y")
+        assert result.returncode == 0, result
+        worker.send(PacketType.CAN_DO, b"at")
+        worker.send(PacketType.GRAB_JOB)
+        assert worker.recv().type == PacketType.NO_JOB
+        assert worker.grab().args[2] == b"y"
+        assert time.time() >= datetime.fromisoformat(at).timestamp()  # never early
     for flags in (["--in", "soon"], ["--at", "2026-12-24 18:00"], ["--in", "1s", "--at", "2026-12-24T18:00Z"]):
         result = geartrain("submit", "-s", gearman_server.address, *flags, "later", "x")
         assert result.returncode == 2, result
@@ -208,10 +219,17 @@ def test_admin_lifecycle_commands(tmp_path: Path) -> None:
             json.loads(geartrain("admin", "-s", address, "--json", "result", handle).stdout)[0]["result"]["status"]
             == "exception"
         )
+        # The names for them: `geartrain result HANDLE`, `geartrain dead [list|show|retry|delete]`.
+        shortcut = json.loads(geartrain("result", handle, "-s", address, "--json").stdout)[0]["result"]
+        assert (shortcut["status"], shortcut["data"]) == ("exception", "boom")
+        [listed_again] = json.loads(geartrain("dead", "list", "f", "--json", "-s", address).stdout)[0]["result"]
+        assert listed_again["handle"] == handle
+        assert json.loads(geartrain("dead", "-s", address, "--json", "show", handle).stdout)[0]["result"]["data"] == "x"
         assert geartrain("admin", "-s", address, "pause", "g").stdout == b"OK\n"
         assert geartrain("admin", "-s", address, "paused").stdout.split() == [b"FUNCTION", b"g"]
         assert b"@daily" in geartrain("admin", "-s", address, "cron").stdout
-        assert geartrain("admin", "-s", address, "dead-retry", "all").stdout == b"retried: 1\n"
+        assert geartrain("dead", "retry", "all", "-s", address).stdout == b"retried: 1\n"
+        assert geartrain("dead", "delete", "all", "-s", address).stdout.split()[-1] == b"0"
     finally:
         server.terminate()
         server.wait(10)
@@ -222,3 +240,15 @@ def test_admin_lifecycle_commands_without_a_policy_file_say_so(gearman_server: G
         pytest.skip("gearmand has no job life cycle")
     result = geartrain("admin", "-s", gearman_server.address, "dead")
     assert result.returncode == 1 and b"NO_POLICY_FILE" in result.stderr and result.stderr.count(b"\n") == 1, result
+
+
+def test_the_life_cycle_shortcuts_are_admin_commands_with_admins_options_anywhere() -> None:
+    from geartrain.cli.shortcuts import admin_argv
+
+    assert admin_argv("result", ["H:x:1", "-s", "h:1", "--json"]) == ["-s", "h:1", "--json", "result", "H:x:1"]
+    assert admin_argv("dead", []) == ["dead"]
+    assert admin_argv("dead", ["resize", "-t", "3"]) == ["-t", "3", "dead", "resize"]
+    assert admin_argv("dead", ["list", "resize"]) == ["dead", "resize"]
+    assert admin_argv("dead", ["--server=h:1", "show", "H:x:1"]) == ["--server=h:1", "dead-show", "H:x:1"]
+    assert admin_argv("dead", ["retry", "all", "-s", "a", "-s", "b"]) == ["-s", "a", "-s", "b", "dead-retry", "all"]
+    assert admin_argv("dead", ["delete", "resize"]) == ["dead-delete", "resize"]

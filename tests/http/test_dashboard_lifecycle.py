@@ -1,5 +1,6 @@
-"""The dashboard's life-cycle sections in headless Chromium (issue 15): a dead job with its error, retried with its
-button; a function paused and resumed with its button; the cron entries with their next run and source."""
+"""The dashboard's life-cycle sections in headless Chromium (issue 15): dead jobs with their errors, one retried and
+one deleted with their buttons; a function paused and resumed with its button; the cron entries with their next
+run and source."""
 
 from __future__ import annotations
 
@@ -45,12 +46,23 @@ def test_dead_jobs_pause_and_schedules_on_the_dashboard(
         handle = client.expect(P.JOB_CREATED).body.decode()
         worker.send(P.CAN_DO, b"flaky")
         worker.send(P.WORK_EXCEPTION, worker.grab().args[0], b"it broke")
+        client.send(P.SUBMIT_JOB_BG, b"doomed", b"u2", b"payload")
+        doomed = client.expect(P.JOB_CREATED).body.decode()
+        worker.send(P.CAN_DO, b"doomed")
+        worker.send(P.WORK_FAIL, worker.grab().args[0])
         worker.sync()
     browser.get(f"http://127.0.0.1:{server.http_port}/dashboard/")
     row = f'#dead tr[data-dead="{handle}"]'
     wait_until(lambda: any("it broke" in text for text in texts(browser, row)), 20, "the dead job listed")
     assert any("report" in text and "0 7 * * *" in text for text in texts(browser, "#cron tr[data-cron]"))
     assert texts(browser, '#cron tr[data-cron="report"] td.source') == ["file"]  # not added at run time
+    assert texts(browser, '#cron tr[data-cron="report"] td.next') != [""]  # its next run
+    gone = f'#dead tr[data-dead="{doomed}"]'
+    wait_until(lambda: any("WORK_FAIL" in text for text in texts(browser, gone)), 20, "the second dead job listed")
+    wait_until(lambda: click(browser, gone + " button.delete"), 20, "the Delete button")
+    wait_until(lambda: texts(browser, gone) == [], 20, "the deleted job to leave the list")
+    assert doomed.encode() not in admin(server.address, "dead list").encode()
+    assert server.get_json("/api/functions/doomed")["total"] == 0  # type: ignore[index]  # deleted, not queued
     pause = '#functions tr[data-function="flaky"] button.pause'
     wait_until(lambda: click(browser, pause), 20, "the Pause button")
     wait_until(lambda: admin(server.address, "paused") == "flaky\n.\n", 10, "flaky to be paused")

@@ -288,6 +288,16 @@ def test_a_delayed_submit_runs_no_earlier_than_asked(http_server: HttpServer) ->
         assert time.time() >= int(submitted) + 2  # whole seconds, rounded up: never early
         handle, _, data = worker.grab().args
         assert data == b"x" and handle.decode() == headers["X-Gearman-Job-Handle"]  # type: ignore[index]
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(int(time.time()) + 2, UTC).isoformat().replace("+00:00", "Z")
+    status, headers, _ = http_server.request("POST", "/at", b"y", {"X-Gearman-At": at})
+    assert (status, headers["X-Gearman-Command"]) == (200, "JOB_CREATED")  # type: ignore[index]
+    with worker_for(http_server, "at") as worker:
+        worker.send(P.GRAB_JOB)
+        assert worker.recv().type == P.NO_JOB
+        handle, _, data = worker.grab().args
+        assert data == b"y" and time.time() >= datetime.fromisoformat(at).timestamp()
     for header, value in (("X-Gearman-Delay", "soon"), ("X-Gearman-At", "2026-12-24 18:00")):
         status, _, body = http_server.request("POST", "/later", b"x", {header: value})
         assert status == 400 and body.count(b"\n") == 1, body

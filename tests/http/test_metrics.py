@@ -211,3 +211,32 @@ def test_replayed_jobs_are_counted_apart_after_a_restart(
     assert value(series, "geartrain_oldest_queued_seconds", function="kept") >= 0  # the one still queued
     totals = server.get_json("/api/server")["totals"]  # type: ignore[index]
     assert (totals["submitted"], totals["replayed"], totals["completed"], totals["queued"]) == (0, 2, 1, 1)
+
+
+def test_life_cycle_counters_per_function(http_server_factory: Callable[..., HttpServer], tmp_path: Path) -> None:
+    """Issue 15: retries, dead jobs (counted and in the set) and dead jobs queued again, per function."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[functions.flaky]\nretries = 1\nbackoff = "fixed"\nbackoff_base = "0.2s"\n')
+    server = http_server_factory("--store", "memory", "--policy-file", str(policy))
+    with GearmanSocket(server.address) as client, GearmanSocket(server.address, timeout=15) as worker:
+        worker.send(P.CAN_DO, b"flaky")
+        for unique in (b"a", b"b"):
+            client.send(P.SUBMIT_JOB_BG, b"flaky", unique, b"x")
+            client.expect(P.JOB_CREATED)
+        for _ in range(4):  # two jobs, each failed twice: one retry each, then dead
+            run_one(worker, P.WORK_FAIL)
+        worker.sync()
+        wait_until(lambda: admin(server.address, "dead list").count("\n") == 3, 10, "two dead jobs")
+        series = scrape(server)[1]
+        assert value(series, "geartrain_jobs_retried_total", function="flaky") == 2
+        assert value(series, "geartrain_jobs_dead_total", function="flaky") == 2
+        assert value(series, "geartrain_dead_jobs", function="flaky") == 2
+        assert value(series, "geartrain_jobs_revived_total", function="flaky") == 0
+        assert admin(server.address, "dead retry all") == "OK 2\n"
+        run_one(worker, P.WORK_COMPLETE, b"")
+        run_one(worker, P.WORK_COMPLETE, b"")
+        worker.sync()
+    series = scrape(server)[1]
+    assert value(series, "geartrain_jobs_revived_total", function="flaky") == 2
+    assert value(series, "geartrain_dead_jobs", function="flaky") == 0
+    assert value(series, "geartrain_jobs_dead_total", function="flaky") == 2  # a counter: it only grows

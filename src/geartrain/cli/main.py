@@ -16,6 +16,8 @@ commands:
   submit     submit jobs and print their results
   work       serve functions with a shell command
   admin      query and manage servers (status, workers, jobs, ...; --json)
+  dead       the dead set: dead [list] [FUNCTION] | show H | retry|delete H|FUNCTION|all (admin's options)
+  result     result HANDLE: how a background job ended, while kept (--policy-file's result_ttl)
   top        a live view of servers: functions, rates, workers (--once: one frame)
   manager    run and supervise worker processes from a TOML file
   bench      measure a server: throughput, latency, memory (the workloads of make bench)
@@ -51,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geartrain.cli.admin import main as admin
 
         return admin(rest)
+    if command in ("dead", "result"):
+        from geartrain.cli.shortcuts import main as shortcut
+
+        return shortcut(command, rest)
     if command == "top":
         from geartrain.cli.top import main as top
 

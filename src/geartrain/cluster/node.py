@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from geartrain.cluster.limits import ClusterLimits, LimitsDb
 from geartrain.protocol.codec import Decoder
 from geartrain.protocol.packets import RES, Packet
 from geartrain.server.core import cluster as rules
@@ -104,6 +105,7 @@ class ClusterDb(Protocol):
     def notifications(self) -> AsyncIterator[tuple[bool, bytes]]: ...
     async def send_events(self, events: Sequence[tuple[str, bytes, bytes, int, bytes]]) -> None: ...
     async def take_events(self) -> list[tuple[bytes, bytes, int, bytes]]: ...
+    def limits(self) -> LimitsDb: ...
     async def close(self) -> None: ...
 
 
@@ -181,6 +183,9 @@ class ClusterNode:
         self._lookups: set[asyncio.Task[None]] = set()  # `result` look-ups under way (held until they end)
         self._last_renewal = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        # Cluster-wide concurrency and rate (cluster/limits.py), with a policy file.
+        shares = engine.lifecycle.shares if engine.lifecycle is not None else None
+        self.limits = ClusterLimits(db.limits(), engine, shares, flush) if shares is not None else None
 
     async def start(self, address: str) -> None:
         """Join: enter the node table (handing back what an earlier run of this node held), then run."""
@@ -195,6 +200,8 @@ class ClusterNode:
         loop = asyncio.get_running_loop()
         for work in (self._claims, self._listen, self._housekeeping, self._poll, self._receive, self._revive):
             self._tasks.append(loop.create_task(self._keep_running(work)))
+        if self.limits is not None:
+            self._tasks.append(loop.create_task(self._keep_running(self.limits.run)))
         log.warning("cluster: node %s joined on %s (lease %.0f s)", self.node, self.db.description, self.lease)
 
     async def _keep_running(self, work: Callable[[], Awaitable[None]]) -> None:
@@ -212,6 +219,8 @@ class ClusterNode:
     def kick(self) -> None:
         """Some worker here wants a job: claim soon."""
         self._wanted.set()
+        if self.limits is not None:
+            self.limits.kick()
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every node of the cluster (from the database)."""
@@ -233,6 +242,8 @@ class ClusterNode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.limits is not None:
+            await self.limits.stop()
         self._release_queued()
         lifecycle = self.engine.lifecycle
         if lifecycle is not None and lifecycle.attempts_to_store:  # before they go: the node that claims one counts on
@@ -286,6 +297,8 @@ class ClusterNode:
                     self._watch_for(job, watcher)
             self.claimed += len(jobs)
             self.flush()
+            if self.limits is not None:
+                self.limits.kick()  # jobs to start: slots or tokens may be wanted
             full = full or len(jobs) == limit
         return full
 

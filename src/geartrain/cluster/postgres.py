@@ -35,6 +35,7 @@ from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, Connection
 
+    from geartrain.cluster.limits_postgres import PostgresLimits
     from geartrain.cluster.node import Claimed, Progress
     from geartrain.store.postgres import PostgresStore
 
@@ -98,6 +99,9 @@ class PostgresClusterSql:
             "node TEXT NOT NULL, unique_key TEXT, function_name TEXT, type INTEGER, data BYTEA)"
         )
         conn.execute(f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_node_idx ON {EVENTS_TABLE} (queue, node, seq)")
+        from geartrain.cluster import limits_postgres
+
+        limits_postgres.upgrade(conn)  # cluster-wide concurrency slots and rate buckets
 
     def batch_statement(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> tuple[str, list[Any]] | None:
         """One statement for a batch: deletes, then inserts that keep a row another node stored under the same key
@@ -196,6 +200,12 @@ class PostgresClusterDb:
             if conn.closed or conn.broken:
                 self._conn = None
             raise
+
+    def limits(self) -> PostgresLimits:
+        """The database side of cluster-wide concurrency and rate (cluster/limits_postgres.py)."""
+        from geartrain.cluster.limits_postgres import PostgresLimits
+
+        return PostgresLimits(self.sql, NODES_TABLE)
 
     async def register(self, address: str) -> int:
         """Enter this node in the node table; hand back the jobs an earlier run of this node held. Returns that

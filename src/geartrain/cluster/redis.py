@@ -47,6 +47,7 @@ from geartrain.store.resp_subscribe import subscribe
 if TYPE_CHECKING:
     from redis import Redis
 
+    from geartrain.cluster.limits_redis import RedisLimits
     from geartrain.cluster.node import Claimed, Progress
     from geartrain.store.redis import RedisStore
 
@@ -599,6 +600,16 @@ class RedisClusterDb:
             raise StoreUnavailable(f"{self.description}: {exc}") from exc
         except StoreError as exc:
             raise StoreError(f"{self.description}: {exc}") from exc
+
+    async def run_script(self, script: Script, *rest: Arg) -> Reply:
+        """Run a script of the cluster's (ARGV: the key base, the node, then ``rest``)."""
+        return await self._run(script, *rest)
+
+    def limits(self) -> RedisLimits:
+        """The database side of cluster-wide concurrency and rate (cluster/limits_redis.py)."""
+        from geartrain.cluster.limits_redis import RedisLimits
+
+        return RedisLimits(self)
 
     async def register(self, address: str) -> int:
         """Enter this node in the cluster; hand back the jobs an earlier run of it held. Returns that count."""

@@ -28,215 +28,73 @@ record (``gt:meta:cron``) stored in the same batch as the job: a restart does no
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import heapq
-import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from geartrain.lifecycle.cron import Schedule, parse_schedule
+from geartrain.lifecycle.cron import parse_schedule
 from geartrain.lifecycle.overrides import Overrides
-from geartrain.lifecycle.policy import ONCE, CronEntry, cron_ident
+from geartrain.lifecycle.policy import ONCE, cron_ident
+
+# The dead set's and kept results' records, and the timer heap's entries, have modules of their own; their names
+# stay importable from here (durable.py, compiled, imports them from this module).
+from geartrain.server.core.dead import (
+    DEAD_MAGIC,
+    DEAD_PREFIX,
+    DISCONNECTED,
+    FAILED,
+    TIMED_OUT,
+    DeadJob,
+    dead_from_record,
+    dead_rows,
+)
 from geartrain.server.core.jobs import Job
+from geartrain.server.core.kept import RESULT_MAGIC, RESULT_PREFIX, KeptResult, result_from_record
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import Function
-from geartrain.server.core.records import Removal, StoredJob, storage_key
+from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.shares import Shares
 from geartrain.server.core.sides import Side
+from geartrain.server.core.timers import Bucket, DeadSweep, Firing
 
 if TYPE_CHECKING:
     from geartrain.lifecycle.policy import FunctionPolicy, Policies
     from geartrain.server.core.engine import Engine
 
+__all__ = [
+    "CRON_ENTRY_FUNCTION",
+    "CRON_FUNCTION",
+    "DEAD_MAGIC",
+    "DEAD_PREFIX",
+    "DISCONNECTED",
+    "FAILED",
+    "PAUSED_FUNCTION",
+    "POLICY_FUNCTION",
+    "RESULT_MAGIC",
+    "RESULT_PREFIX",
+    "TIMED_OUT",
+    "Bucket",
+    "DeadJob",
+    "DeadSweep",
+    "Firing",
+    "KeptResult",
+    "Lifecycle",
+    "dead_from_record",
+    "dead_rows",
+    "is_lifecycle_record",
+    "result_from_record",
+]
+
 log = logging.getLogger("geartrain.lifecycle")
 
-DEAD_PREFIX = b"gt:dead:"
 PAUSED_FUNCTION = b"gt:meta:paused"
 CRON_FUNCTION = b"gt:meta:cron"  # key: the entry's identity; data: the Unix time of its last firing
 POLICY_FUNCTION = b"gt:meta:policy"  # key: a function; data: its run-time overrides (JSON)
 CRON_ENTRY_FUNCTION = b"gt:meta:cronentry"  # key: an added entry's identity; data: the entry (JSON)
-RESULT_PREFIX = b"gt:result:"  # a kept result (result_ttl): key the job's handle, function gt:result:<function>
-RESULT_MAGIC = b"GTRESULT1\n"
-DEAD_MAGIC = b"GTDEAD1\n"  # a dead record's data: this, a JSON header line, then the job's payload
-
-# What a failure was, for the dead set's "last error".
-FAILED = b"WORK_FAIL"
-DISCONNECTED = b"worker disconnected"
-TIMED_OUT = b"timed out"
-
-
-@dataclass(slots=True)
-class DeadJob:
-    """A background job out of retries."""
-
-    handle: bytes
-    function: bytes
-    unique: bytes
-    data: bytes
-    priority: int
-    attempts: int
-    first_failed: float
-    last_failed: float
-    error: bytes
-    reducer: bytes | None
-    store_key: bytes | None  # its live record's key; the dead record is under (key, DEAD_PREFIX + function)
-
-    def record(self) -> StoredJob:
-        header = {
-            "handle": self.handle.decode("latin-1"),
-            "attempts": self.attempts,
-            "first_failed": self.first_failed,
-            "last_failed": self.last_failed,
-            "error": self.error.decode("latin-1"),
-        }
-        data = DEAD_MAGIC + json.dumps(header).encode() + b"\n" + self.data
-        key = self.store_key or self.handle
-        return StoredJob(key, DEAD_PREFIX + self.function, self.unique, self.priority, data, 0, self.reducer)
-
-    def removal(self) -> Removal:
-        """Its dead record's key, for a deletion."""
-        return Removal(self.store_key or self.handle, DEAD_PREFIX + self.function)
-
-    def revived(self) -> StoredJob:
-        """The live record of this job queued again on a cluster (``dead retry``): a background job left to any
-        node, under its old key and handle, its attempts starting over (no side record)."""
-        key = self.store_key if self.store_key is not None else storage_key(self.unique)
-        return StoredJob(key, self.function, self.unique, self.priority, self.data, 0, self.reducer, handle=self.handle)
-
-    def view(self) -> dict[str, object]:
-        """For the JSON views (HTTP API, dashboard)."""
-        return {
-            "handle": self.handle.decode("latin-1"),
-            "function": self.function.decode("utf-8", "replace"),
-            "unique": self.unique.decode("utf-8", "replace"),
-            "priority": self.priority,
-            "attempts": self.attempts,
-            "first_failed": self.first_failed,
-            "last_failed": self.last_failed,
-            "error": self.error.decode("utf-8", "replace"),
-            "size": len(self.data),
-        }
-
-
-@dataclass(slots=True)
-class Firing:
-    """One ``[[cron]]`` entry, parsed, with its next and last firing (Unix times)."""
-
-    entry: CronEntry
-    schedule: Schedule
-    zone: ZoneInfo
-    ident: bytes  # function and schedule: what identifies the entry across restarts and reloads
-    next_at: float | None = None
-    last_at: float | None = None
-
-    def unique(self, at: float) -> bytes:
-        moment = datetime.fromtimestamp(at, UTC)
-        fields = {"function": self.entry.function.decode(), "epoch": int(at), "time": moment.strftime("%Y%m%dT%H%M%SZ")}
-        template = self.entry.unique if self.entry.unique is not None else "cron:{function}:{epoch}"
-        try:
-            return template.format(**fields).encode()
-        except (KeyError, IndexError, ValueError):  # a template naming something else: kept as written, plus the time
-            return f"{template}:{int(at)}".encode()
-
-    def view(self) -> dict[str, object]:
-        return {
-            "function": self.entry.function.decode("utf-8", "replace"),
-            "schedule": self.entry.schedule,
-            "timezone": self.entry.timezone,
-            "next": self.next_at,
-            "last": self.last_at,
-        }
-
-
-@dataclass(slots=True)
-class KeptResult:
-    """How a background job ended, kept for its function's ``result_ttl``."""
-
-    handle: bytes
-    function: bytes
-    unique: bytes
-    status: str  # "complete", "failed" or "exception"
-    data: bytes  # WORK_COMPLETE's data, or the exception's, or the last error of a dead job
-    finished: float
-    expires: float
-
-    def record(self) -> StoredJob:
-        header = {"status": self.status, "finished": self.finished, "expires": self.expires}
-        data = RESULT_MAGIC + json.dumps(header).encode() + b"\n" + self.data
-        return StoredJob(self.handle, RESULT_PREFIX + self.function, self.unique, 1, data)
-
-    def view(self) -> dict[str, object]:
-        return {
-            "handle": self.handle.decode("latin-1"),
-            "function": self.function.decode("utf-8", "replace"),
-            "unique": self.unique.decode("utf-8", "replace"),
-            "status": self.status,
-            "finished": self.finished,
-            "expires": self.expires,
-            "data": self.data.decode("utf-8", "replace"),
-            "data_base64": base64.b64encode(self.data).decode(),
-        }
-
-
-def result_from_record(stored: StoredJob) -> KeptResult | None:
-    if not stored.data.startswith(RESULT_MAGIC):
-        return None
-    header_line, _, data = stored.data[len(RESULT_MAGIC) :].partition(b"\n")
-    try:
-        header = json.loads(header_line)
-        status, finished, expires = str(header["status"]), float(header["finished"]), float(header["expires"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    function = stored.function[len(RESULT_PREFIX) :]
-    return KeptResult(stored.key, function, stored.unique, status, data, finished, expires)
-
-
-class Bucket:
-    """A token bucket: ``count`` starts per ``per`` seconds, in bursts of up to ``count``."""
-
-    __slots__ = ("capacity", "refill", "tokens", "updated")
-
-    def __init__(self, count: float, per: float, now: float) -> None:
-        self.capacity = max(count, 1.0)
-        self.refill = count / per  # tokens per second
-        self.tokens = self.capacity
-        self.updated = now
-
-    def fill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill)
-        self.updated = now
-
-    def next_token_at(self) -> float:
-        return self.updated + (1.0 - self.tokens) / self.refill
-
-
-def dead_from_record(stored: StoredJob) -> DeadJob | None:
-    """The dead job a replayed ``gt:dead:`` record stands for (``None``: not one of ours)."""
-    data = stored.data
-    if not data.startswith(DEAD_MAGIC):
-        return None
-    header_line, _, payload = data[len(DEAD_MAGIC) :].partition(b"\n")
-    try:
-        header = json.loads(header_line)
-        return DeadJob(
-            str(header["handle"]).encode("latin-1"),
-            stored.function[len(DEAD_PREFIX) :],
-            stored.unique,
-            payload,
-            stored.priority,
-            int(header["attempts"]),
-            float(header["first_failed"]),
-            float(header["last_failed"]),
-            str(header["error"]).encode("latin-1"),
-            stored.reducer,
-            stored.key,
-        )
-    except (ValueError, KeyError, TypeError, UnicodeEncodeError):
-        return None
 
 
 class Lifecycle:
@@ -251,7 +109,7 @@ class Lifecycle:
         self.overrides_here: dict[tuple[bytes, bytes], float] = {}
         self.policies = policies  # in force: the file's with the overrides
         # Jobs waiting out a backoff, and the next firing of each cron entry, by time.
-        self.retry_heap: list[tuple[float, int, Job | Firing | Function | KeptResult]] = []
+        self.retry_heap: list[tuple[float, int, Job | Firing | Function | KeptResult | DeadSweep]] = []
         self.crons: dict[bytes, Firing] = {}
         self._last_fired: dict[bytes, float] = {}  # replayed gt:meta:cron records, until the entries are armed
         self.failures: dict[bytes, tuple[int, float]] = {}  # handle -> (failed attempts, first failure)
@@ -259,6 +117,9 @@ class Lifecycle:
         # beside ``failures`` and dropped with it. A replayed job's error is not stored: b"" then.
         self.last_failure: dict[bytes, tuple[bytes, float, float]] = {}
         self.dead: dict[bytes, DeadJob] = {}  # by handle, oldest first
+        # When the timer comes back to drop the dead jobs past their retention (None: not armed).
+        self._sweep_at: float | None = None
+        self._sweep = DeadSweep()
         # In a cluster, when this node last buried or forgot each dead job (by handle, wall clock): the dead records
         # read back from the cluster's table (sync_dead) may not show a change this node made an instant ago yet.
         self.dead_here: dict[bytes, float] = {}
@@ -276,6 +137,8 @@ class Lifecycle:
         self.paused_here: dict[bytes, float] = {}
         self.deadlines: dict[bytes, float] = {}  # handle -> policy timeout moved by a WORK_STATUS
         self.buckets: dict[bytes, Bucket] = {}  # per function with a rate
+        # On a cluster, concurrency and rate are the cluster's: this node's share of them (core/shares.py).
+        self.shares = Shares(engine) if engine.config.cluster else None
         self.results: dict[bytes, KeptResult] = {}  # by handle (result_ttl)
         self._expiries: list[tuple[float, bytes]] = []  # (expires, handle), a heap
         self._timeouts: dict[bytes, float | None] = {}  # per function, from the policies (a cache)
@@ -302,6 +165,7 @@ class Lifecycle:
         self._last_fired.update({ident: f.last_at for ident, f in self.crons.items() if f.last_at is not None})
         self.arm_cron(now)
         self.apply_limits()
+        self.prune(now)  # a shorter retention or a lower dead_max applies at once
 
     # ------------------------------------------------------------------ cron
 
@@ -328,7 +192,7 @@ class Lifecycle:
             self.crons[ident] = firing
             self._push(firing.next_at, firing)
 
-    def _push(self, at: float, item: Job | Firing | Function | KeptResult) -> None:
+    def _push(self, at: float, item: Job | Firing | Function | KeptResult | DeadSweep) -> None:
         self._seq += 1
         heapq.heappush(self.retry_heap, (at, self._seq, item))
 
@@ -444,15 +308,30 @@ class Lifecycle:
         self.prune(now, dead.function)
 
     def prune(self, now: float, function: bytes | None = None) -> None:
-        """Drop dead jobs past their function's retention, and the oldest beyond its ``dead_max``."""
+        """Drop dead jobs past their function's retention, and the oldest beyond its ``dead_max``; then arm the
+        timer for the next one to pass its retention (it comes back to :meth:`prune` without a new failure)."""
         counts: dict[bytes, int] = {}
-        for dead in reversed(list(self.dead.values())):  # newest first: the oldest go over the limit
+        # Newest first, so that the oldest go over the limit (replayed records need not come oldest first).
+        for dead in sorted(self.dead.values(), key=lambda dead: dead.last_failed, reverse=True):
             if function is not None and dead.function != function:
                 continue
             policy = self.policy(dead.function)
             counts[dead.function] = kept = counts.get(dead.function, 0) + 1
-            if kept > policy.dead_max or now - dead.last_failed > policy.dead_retention:
+            if kept > policy.dead_max or dead.last_failed + policy.dead_retention <= now:
                 self._forget(dead, now)
+        self._arm_sweep(self.dead.values())
+
+    def _arm_sweep(self, dead_jobs: Iterable[DeadJob]) -> None:
+        """Arm the timer for the first of ``dead_jobs`` to pass its retention, if that is sooner than armed."""
+        at = min((dead.last_failed + self.policy(dead.function).dead_retention for dead in dead_jobs), default=None)
+        if at is not None and (self._sweep_at is None or at < self._sweep_at):
+            self._sweep_at = at
+            self._push(at, self._sweep)
+
+    def _swept(self, at: float, now: float) -> None:
+        if at == self._sweep_at:  # not an entry an earlier one superseded
+            self._sweep_at = None
+            self.prune(now)
 
     def _forget(self, dead: DeadJob, now: float) -> None:
         del self.dead[dead.handle]
@@ -466,13 +345,15 @@ class Lifecycle:
         heap = self.retry_heap
         engine = self.engine
         while heap and heap[0][0] <= now:
-            _, _, item = heapq.heappop(heap)
+            at, _, item = heapq.heappop(heap)
             if isinstance(item, Firing):
                 self._fire(item, now)
             elif isinstance(item, Function):
                 self._refilled(item, now)
             elif isinstance(item, KeptResult):
                 self.expire(now)
+            elif isinstance(item, DeadSweep):
+                self._swept(at, now)
             elif engine.jobs.get(item.handle) is item and item.worker is None and not item.ignore:
                 engine._enqueue(item, now)
 
@@ -583,9 +464,15 @@ class Lifecycle:
         self.dead.clear()  # in place: the HTTP view reads this dict
         self.dead.update(synced)
         self.dead.update(recent)  # buried here, perhaps not stored yet: the newest
+        self._arm_sweep(self.dead.values())
 
     def restore_dead(self, dead: DeadJob) -> None:
+        """A replayed dead record. The timer's first turn prunes what is past the policies in force (its age, or a
+        ``dead_max`` lowered while the server was down), and arms itself for the next one."""
         self.dead[dead.handle] = dead
+        if self._sweep_at != 0.0:
+            self._sweep_at = 0.0
+            self._push(0.0, self._sweep)
 
     # ------------------------------------------------------------------ pause
 
@@ -648,13 +535,16 @@ class Lifecycle:
     def limit(self, function: Function, name: bytes, now: float = 0.0) -> None:
         """Its policy's concurrency and rate, in force from now on."""
         policy = self.policy(name)
+        function.gated = bool(policy.concurrency) or policy.rate is not None or policy.timeout is not None
+        if self.shares is not None:
+            self.shares.apply(function, policy)
+            return
         function.limit = policy.concurrency or 0
         if policy.rate is None:
             self.buckets.pop(name, None)
             function.rate_blocked = False
         elif name not in self.buckets:
             self.buckets[name] = Bucket(*policy.rate, now)
-        function.gated = bool(function.limit) or name in self.buckets or policy.timeout is not None
         if function.update_held():
             self.engine.wake_sleepers(function)
 
@@ -663,6 +553,9 @@ class Lifecycle:
         timeout to apply: the worker's own (``timeout``), else the policy's."""
         if function.limit and function.running >= function.limit:
             function.held = True  # nothing more until one ends (EngineState._release_hold)
+        if self.shares is not None:
+            self.shares.started(function)
+            return timeout if timeout is not None else self.timeout(function.name)
         bucket = self.buckets.get(function.name)
         if bucket is not None:
             bucket.fill(now)
@@ -691,18 +584,3 @@ def is_lifecycle_record(function: bytes) -> bool:
         POLICY_FUNCTION,
         CRON_ENTRY_FUNCTION,
     )
-
-
-def dead_rows(dead_jobs: Iterable[DeadJob]) -> list[tuple[bytes | int, ...]]:
-    """``dead list``: HANDLE, FUNCTION, UNIQUE, ATTEMPTS, LAST FAILED (Unix time), LAST ERROR (one line)."""
-    return [
-        (
-            dead.handle,
-            dead.function,
-            dead.unique,
-            dead.attempts,
-            int(dead.last_failed),
-            dead.error.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\t", b" ")[:200],
-        )
-        for dead in dead_jobs
-    ]
