@@ -309,3 +309,24 @@ def test_a_job_held_here_relays_its_packets_to_a_node_whose_clients_coalesced_on
     talk.send(worker, P.WORK_DATA, job.handle, b"part")
     talk.send(worker, P.WORK_COMPLETE, job.handle, b"done")
     assert talk.replies(watcher) == [(P.WORK_DATA, (job.handle, b"part")), (P.WORK_COMPLETE, (job.handle, b"done"))]
+
+
+def test_a_job_claimed_back_before_its_commit_is_heard_stays_one_job_under_its_handle() -> None:
+    """The claim's database connection can see a new row before this node hears its own commit: the claim returns
+    the node's pending job itself, which is queued here at the commit (not a second job under a new handle)."""
+    talk = node()
+    worker, client = talk.worker(b"f"), talk.connect()
+    talk.send(client, P.SUBMIT_JOB_BG, b"f", b"u1", b"data")
+    batch = talk.engine.take_store_batch()
+    assert batch is not None
+    [add] = batch.adds
+    [pending] = talk.engine.jobs.values()
+    claimed = StoredJob(add.key, add.function, add.unique, add.priority, add.data, handle=pending.handle)
+    assert talk.engine.restore(claimed, talk.now) is pending
+    assert list(talk.engine.jobs) == [pending.handle]
+    talk.engine.store_committed(batch, talk.now)
+    assert acknowledged(client)
+    reply = talk.grab(worker)
+    assert reply[0] == P.JOB_ASSIGN and reply[1][0] == pending.handle
+    assert talk.grab(worker) == (P.NO_JOB, ())
+    assert not talk.engine.claimed_back

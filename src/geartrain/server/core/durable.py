@@ -166,8 +166,10 @@ class DurableRules(EngineState):
         for position, (job, fresh) in enumerate(batch.jobs):
             if job is None:
                 continue
+            claimed_back = False
             if cluster:
                 self._owned_settled(batch.adds[position])
+                claimed_back = self._was_claimed_back(job)
             if position in refused:
                 self._refuse(job, fresh, "the store refused the record")
                 continue
@@ -182,7 +184,7 @@ class DurableRules(EngineState):
                 self._free(job)  # cancelled while being stored
             elif add.waiting:
                 self._run_elsewhere(job, position in elsewhere, now)
-            elif cluster and (not add.owned or position in elsewhere):
+            elif cluster and (not add.owned or position in elsewhere) and not claimed_back:
                 # The store keeps it for whichever node claims it; this node keeps only what GET_STATUS needs.
                 self._track_elsewhere(job)
                 job.store_key = None
@@ -234,6 +236,16 @@ class DurableRules(EngineState):
         if taken:
             self.watched.add(remote)
             self.watch_requests.append(remote)
+
+    @staticmethod
+    def _same_record(job: Job, stored: StoredJob, function: Function) -> bool:
+        return job.store_key == stored.key and job.function is function
+
+    def _was_claimed_back(self, job: Job) -> bool:
+        if job.handle in self.claimed_back:
+            self.claimed_back.discard(job.handle)
+            return True
+        return False
 
     def _owned_settled(self, add: StoredJob) -> None:
         if add.owned:
@@ -398,6 +410,12 @@ class DurableRules(EngineState):
         """Queue a job replayed from the store at start-up (it gets a new handle, as in gearmand), or claimed from
         the cluster (it keeps the handle the submitting node gave, unless this node already has a job under it)."""
         function = self.function(stored.function)
+        pending = self.jobs.get(stored.handle) if stored.handle else None
+        if pending is not None and pending.acks is not None and self._same_record(pending, stored, function):
+            # This node's own job, claimed before this node heard that the store took it (the claim's connection
+            # can see the commit first): one job, under the handle its client was given, queued at the commit.
+            self.claimed_back.add(pending.handle)
+            return pending
         handle = stored.handle if stored.handle and stored.handle not in self.jobs else self._unused_handle()
         job = Job(
             handle,

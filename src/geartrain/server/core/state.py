@@ -71,6 +71,9 @@ class EngineState:
         # them), and per function the jobs being stored as this node's own (see DurableRules._record_add).
         self.hungry: set[Function] | None = set() if self.config.cluster else None
         self.owned_pending: dict[Function, int] = {}
+        # Cluster mode: handles of jobs this node claimed back from the store before it heard that the store took
+        # them (DurableRules.restore): kept and queued here at the commit instead of being left to the cluster.
+        self.claimed_back: set[bytes] = set()
         # Cluster mode: the peer that stands for the other nodes' workers (foreground jobs of this node's clients
         # that run elsewhere are assigned to it), and those jobs by their stored key.
         self.cluster_relay: Peer | None = None
