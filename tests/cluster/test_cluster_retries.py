@@ -60,3 +60,45 @@ def test_a_retry_claimed_by_another_node_counts_its_attempts_on(
         assert grab_uniq(worker, 4) is None, "retried beyond its policy"
     shown = json.loads(admin(n1.address, f"dead show {created.body.decode()}"))
     assert shown["attempts"] == 3 and shown["unique"] == "f1"
+
+
+def test_a_failed_attempt_is_in_the_jobs_row_before_its_node_can_die(
+    queue: Queue, nodes: list[Node], tmp_path: Path
+) -> None:
+    """A failed attempt goes into the job's row in the store batch that follows the failure, not at the next poll
+    (once a second): each of two jobs failed one after the other on n0 has its attempt in the table within 0.3 s
+    (a poll could write at most one of them in that time), and with n0 killed (-9) at once n1's worker is told
+    `attempt=2` for both."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(FLAKY)
+    n0, n1 = (Node(queue.url, name, tmp_path, LEASE, "--policy-file", str(policy)).start() for name in ("n0", "n1"))
+    nodes += [n0, n1]
+    uniques = (b"g1", b"g2")
+    with GearmanSocket(n0.address, timeout=15) as worker, GearmanSocket(n0.address) as client:
+        worker.send(P.CAN_DO, b"flaky")
+        for unique in uniques:
+            client.send(P.SUBMIT_JOB_BG, b"flaky", unique, b"x")
+            assert client.recv().type == P.JOB_CREATED
+        handles: dict[bytes, bytes] = {}
+        while len(handles) < len(uniques):  # both held by the worker before either fails
+            grabbed = grab_uniq(worker, 15)
+            assert grabbed is not None
+            handles[grabbed[1]] = grabbed[0]
+        for unique in uniques:
+            worker.send(P.WORK_FAIL, handles[unique])
+            wait_until(
+                lambda unique=unique: queue.attempts(b"flaky", unique) == 1,
+                timeout=0.3,
+                message=f"the attempt of {unique!r} in its row",
+            )
+    n0.kill9()
+    with GearmanSocket(n1.address, timeout=30) as worker:
+        worker.send(P.OPTION_REQ, OPTION)
+        assert worker.recv().type == P.OPTION_RES
+        worker.send(P.CAN_DO, b"flaky")
+        attempts: dict[bytes, bytes] = {}
+        for _ in uniques:
+            handle, meta = attempt_of_next(worker, 6 * LEASE)
+            attempts[handle] = meta.split(b"\n")[0]
+            worker.send(P.WORK_COMPLETE, handle, b"")
+        assert attempts == {handles[unique]: b"attempt=2" for unique in uniques}

@@ -397,19 +397,23 @@ def test_in_a_cluster_a_result_kept_elsewhere_is_answered_in_its_place_once_look
     assert admin.take_output() == b"ERR UNKNOWN_JOB\r\n"
 
 
-def test_in_a_cluster_a_failed_attempt_is_noted_for_the_jobs_row_and_counts_on_where_it_is_claimed() -> None:
-    """The node that ran a failing job notes its attempts for the cluster node to write into the job's row (no side
-    record); a node that claims the job later restores them, so its worker hears the next attempt's number."""
+def test_in_a_cluster_a_failed_attempt_goes_to_the_store_in_the_next_batch_and_counts_on_where_it_is_claimed() -> None:
+    """The node that ran a failing job records its attempts in the store batch after the failure (a side record,
+    which the cluster's store writes into the job's own row); a node that claims the job later restores them, so its
+    worker hears the next attempt's number."""
     from geartrain.protocol.meta import OPTION, split_meta
-    from geartrain.server.core.sides import Side
+    from geartrain.server.core.sides import Side, side_from_record
 
     talk = Conversation(EngineConfig(handle_prefix=b"H:test", persistent=True, cluster=True))
-    lifecycle = talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies(POLICY))
+    talk.engine.lifecycle = Lifecycle(talk.engine, parse_policies(POLICY))
     talk.engine.restore(StoredJob(b"u1", b"f", b"u1", 1, b"data"), talk.now)  # claimed
     worker = talk.worker(b"f")
     fail_next(talk, worker)
-    assert lifecycle.attempts_to_store == {(b"u1", b"f"): (1, talk.now, talk.now + 10)}
-    assert talk.engine.take_store_batch() is None  # no side record on a cluster
+    batch = talk.engine.take_store_batch()
+    assert batch is not None and not batch.removes
+    [record] = batch.adds
+    assert (record.key, record.function) == (b"u1", b"gt:job:f")
+    assert side_from_record(record) == Side(b"", 1, talk.now, talk.now + 10)
 
     other = Conversation(EngineConfig(handle_prefix=b"H:other", persistent=True, cluster=True))
     claimer = other.engine.lifecycle = Lifecycle(other.engine, parse_policies(POLICY))

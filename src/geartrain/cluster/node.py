@@ -16,7 +16,8 @@ It runs on the node's event loop beside the Gearman server and talks to the data
   that every node reads back each :data:`SAFETY_POLL` (the dead records only when they changed); a ``dead retry`` on
   any node moves the dead
   records back into the queue in the database, once, for whichever node's worker is free. A kept result another
-  node stored is looked up by handle when asked for (``result``, the HTTP route, GET_STATUS).
+  node stored is looked up by handle when asked for (``result``, the HTTP route, GET_STATUS); the leader deletes
+  those past their time whose node died or restarted before they expired.
 * **Foreground jobs across nodes.** A node stores a foreground job for which it has no worker, for the cluster;
   the node that claims it runs it for a relay peer standing for the waiting node's clients, and the packets its
   worker sends (WORK_DATA ... WORK_COMPLETE) go back through the database (an events table and a channel) to the
@@ -42,7 +43,6 @@ from geartrain.server.core.lifecycle import (
     PAUSED_FUNCTION,
     DeadJob,
     KeptResult,
-    Lifecycle,
     dead_from_record,
     result_from_record,
 )
@@ -66,6 +66,10 @@ PAUSE_SETTLE = 3.0
 SHARED_RECORDS = (PAUSED_FUNCTION, *OVERRIDE_FUNCTIONS)
 # The most dead records a node reads back (the newest): the dead set is bounded by each function's dead_max anyway.
 DEAD_LIMIT = 100_000
+# Expired kept results the leader deletes per statement, and statements per round of housekeeping: a node that
+# kept results and died (or restarted) before they expired leaves them to the leader.
+SWEEP_LIMIT = 1000
+SWEEP_ROUNDS = 10
 
 
 #: A claimed job, the node whose client waits for it (``None``: background), the nodes whose clients coalesced
@@ -91,11 +95,11 @@ class ClusterDb(Protocol):
     async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], Progress]: ...
     async def status(self, handles: Sequence[bytes]) -> dict[bytes, Progress]: ...
     async def set_progress(self, updates: Sequence[tuple[bytes, bytes, int, int]]) -> None: ...
-    async def set_attempts(self, updates: Sequence[tuple[bytes, bytes, int, float, float]]) -> None: ...
     async def release(self, keys: Sequence[Removal]) -> None: ...
     async def release_all(self) -> int: ...
     async def lead(self) -> bool: ...
     async def rescue(self) -> int: ...
+    async def sweep_results(self, limit: int) -> int: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
     async def records(self, functions: Sequence[bytes]) -> list[tuple[bytes, bytes, bytes]]: ...
     async def dead_version(self) -> tuple[int, int]: ...
@@ -245,9 +249,6 @@ class ClusterNode:
         if self.limits is not None:
             await self.limits.stop()
         self._release_queued()
-        lifecycle = self.engine.lifecycle
-        if lifecycle is not None and lifecycle.attempts_to_store:  # before they go: the node that claims one counts on
-            await self._store_attempts(lifecycle)
         with contextlib.suppress(StoreError):
             handed_back = await self.db.release_all()
             if handed_back:
@@ -338,19 +339,6 @@ class ClusterNode:
                 self.engine.progress = {}
                 with contextlib.suppress(StoreError):
                     await self.db.set_progress([(*key, *numbers) for key, numbers in progress.items()])
-            if self.engine.lifecycle is not None and self.engine.lifecycle.attempts_to_store:
-                await self._store_attempts(self.engine.lifecycle)
-
-    async def _store_attempts(self, lifecycle: Lifecycle) -> None:
-        """The failed attempts of this node's jobs waiting out a backoff, into their rows, with the backoff's end as
-        the time they may run: a node that claims one after this node died (or left) waits out the rest of the
-        backoff and counts the attempts on. Kept for the next poll when the database cannot take them."""
-        updates, lifecycle.attempts_to_store = lifecycle.attempts_to_store, {}
-        try:
-            await self.db.set_attempts([(*key, *attempts) for key, attempts in updates.items()])
-        except StoreError:
-            for key, attempts in updates.items():
-                lifecycle.attempts_to_store.setdefault(key, attempts)  # a newer count from meanwhile wins
 
     async def _sync_lifecycle(self) -> None:
         """The life cycle's pauses are the cluster's: `pause F` on any node stores a record every node reads here
@@ -630,5 +618,19 @@ class ClusterNode:
                 if rescued:
                     self.rescued += rescued
                     log.warning("cluster: %d jobs of lapsed leases sent back to the cluster", rescued)
+                await self._sweep_results()
         except StoreError as error:
             log.error("cluster: housekeeping failed: %s", error)
+
+    async def _sweep_results(self) -> None:
+        """Delete the kept results (result_ttl) past their time that no node deletes: the node that kept them
+        deletes its own when they expire, but not once it died or restarted (a restarted node knows only what it
+        keeps). Bounded: at most :data:`SWEEP_ROUNDS` statements of :data:`SWEEP_LIMIT` rows a round."""
+        swept = 0
+        for _ in range(SWEEP_ROUNDS):
+            count = await self.db.sweep_results(SWEEP_LIMIT)
+            swept += count
+            if count < SWEEP_LIMIT:
+                break
+        if swept:
+            log.info("cluster: deleted %d expired kept results", swept)

@@ -11,7 +11,9 @@ The life cycle's dead jobs are rows of the same table (function ``gt:dead:<funct
 index over them alone lets every node read the dead set back each second without walking the queue. Its pauses and
 run-time policy and cron changes are rows too (``gt:meta:paused``, ``gt:meta:policy``, ``gt:meta:cronentry``), read
 back each second through the claim index; a change to a policy or cron record rewrites its row, where a job stored
-under a key already held is left to the node that stored it first.
+under a key already held is left to the node that stored it first. Kept results (``gt:result:<function>``) carry
+their expiry in ``when_to_run``, under a partial index of their own, by which the leader deletes those past their
+time; a job's failed attempts go into its row in the batch that follows the failure.
 
 Claims take the oldest waiting jobs of a function, by priority, with ``FOR UPDATE SKIP LOCKED``: two nodes never
 get the same row, and neither waits for the other. New jobs left for any node are announced with ``pg_notify`` in
@@ -26,9 +28,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from geartrain.server.core.lifecycle import DEAD_PREFIX, RESULT_PREFIX
+from geartrain.server.core.lifecycle import DEAD_PREFIX, RESULT_PREFIX, result_from_record
 from geartrain.server.core.overrides import OVERRIDE_FUNCTIONS
 from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.sides import SIDE_PREFIX, side_from_record
 from geartrain.store.common import job_from_row, net_batch
 from geartrain.store.textcodec import bytes_to_text, text_to_bytes
 
@@ -49,7 +52,10 @@ GONE_AFTER_LEASES = 4
 #: ``IS_DEAD`` goes into statements with parameters, whose ``%%`` psycopg sends as ``%``.
 DEAD_INDEX_CONDITION = f"function_name LIKE '{DEAD_PREFIX.decode()}%'"
 IS_DEAD = DEAD_INDEX_CONDITION.replace("%", "%%")
-IS_RESULT = f"function_name LIKE '{RESULT_PREFIX.decode()}%%'"
+#: The kept results, likewise: a partial index over them by expiry (their ``when_to_run``) lets the leader delete
+#: those past their time without walking the queue.
+RESULT_INDEX_CONDITION = f"function_name LIKE '{RESULT_PREFIX.decode()}%'"
+IS_RESULT = RESULT_INDEX_CONDITION.replace("%", "%%")
 #: Records that a later write replaces (a run-time policy or cron change), unlike a job.
 REWRITTEN = frozenset(OVERRIDE_FUNCTIONS)
 
@@ -84,6 +90,10 @@ class PostgresClusterSql:
         conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_owner_idx" ON {t} (owner) WHERE owner IS NOT NULL')
         # Every node reads the dead set back each second (cluster/node.py): the dead records alone, in order.
         conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_dead_idx" ON {t} (seq) WHERE {DEAD_INDEX_CONDITION}')
+        # The leader deletes the kept results past their time (a result's when_to_run is when it expires).
+        conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{name}_result_idx" ON {t} (when_to_run) WHERE {RESULT_INDEX_CONDITION}'
+        )
         # GET_STATUS on any node finds a job by the handle its submitting node gave.
         conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}_handle_idx" ON {t} (handle)')
         conn.execute(
@@ -106,13 +116,17 @@ class PostgresClusterSql:
     def batch_statement(self, adds: Sequence[StoredJob], removes: Sequence[Removal]) -> tuple[str, list[Any]] | None:
         """One statement for a batch: deletes, then inserts that keep a row another node stored under the same key
         (the cluster's unique), announcing the jobs left for any node; a run-time policy or cron record replaces its
-        row instead. Returns the keys of the rows it inserted (or replaced)."""
+        row instead, and a failed attempt (a side record, core/sides.py) updates its job's row. Returns the keys of
+        the rows it inserted (or replaced)."""
         adds, removes = net_batch(adds, removes)
         if not adds:
             return self.store.plain_statement(adds, removes)
         rewritten = [j for j in adds if j.function in REWRITTEN]
         if rewritten:  # rare (an admin's change): jobs keep the statement they always have
             adds = [j for j in adds if j.function not in REWRITTEN]
+        attempted = [j for j in adds if j.function.startswith(SIDE_PREFIX)]
+        if attempted:
+            adds = [j for j in adds if not j.function.startswith(SIDE_PREFIX)]
         params: list[Any] = []
         parts: list[str] = []
         if removes:
@@ -121,6 +135,8 @@ class PostgresClusterSql:
                 "(SELECT * FROM unnest(%s::text[], %s::text[])) RETURNING 1)"
             )
             params += [[bytes_to_text(r.key) for r in removes], [bytes_to_text(r.function) for r in removes]]
+        if attempted:
+            parts.append(self._attempts_part(attempted, removes, params))
         parts.append(
             f"ins AS (INSERT INTO {self.table} (unique_key, function_name, priority, data, when_to_run, reducer, "
             "owner, lease_until, client_node, handle, meta) SELECT k, f, p, d, w, r, CASE WHEN o THEN %s END, "
@@ -137,7 +153,7 @@ class PostgresClusterSql:
             [bytes_to_text(j.function) for j in adds],
             [j.priority for j in adds],
             [j.data for j in adds],
-            [j.when for j in adds],
+            [_when(j) for j in adds],
             [j.reducer for j in adds],
             [j.owned for j in adds],
             [j.waiting for j in adds],
@@ -167,6 +183,39 @@ class PostgresClusterSql:
             ]
             select += " UNION ALL SELECT unique_key, function_name FROM rewritten"
         return f"WITH {', '.join(parts)} {select}", params
+
+    def _attempts_part(self, sides: Sequence[StoredJob], removes: Sequence[Removal], params: list[Any]) -> str:
+        """The update of a batch that writes failed attempts into their jobs' rows: (attempts, first failure, and
+        the end of the backoff as the time the job may run, for a node that claims it after its node is gone). A
+        job the batch deletes is left out (a row is changed once per statement)."""
+        gone = {(r.key, r.function) for r in removes}
+        updates = []
+        for record in sides:
+            side, function = side_from_record(record), record.function[len(SIDE_PREFIX) :]
+            if side is not None and (record.key, function) not in gone:
+                updates.append((record.key, function, side))
+        params += [
+            [bytes_to_text(key) for key, _, _ in updates],
+            [bytes_to_text(function) for _, function, _ in updates],
+            [side.attempts for _, _, side in updates],
+            [side.first_failed for _, _, side in updates],
+            [math.ceil(side.retry_at) for _, _, side in updates],
+        ]
+        return (
+            f"attempted AS (UPDATE {self.table} AS t SET attempts = u.a, first_failed = u.first, when_to_run = u.w "
+            "FROM unnest(%s::text[], %s::text[], %s::int4[], %s::float8[], %s::int4[]) AS u(k, f, a, first, w) "
+            "WHERE t.unique_key = u.k AND t.function_name = u.f RETURNING 1)"
+        )
+
+
+def _when(record: StoredJob) -> int:
+    """The ``when_to_run`` of a record: a kept result's is when it expires (the leader deletes it then), in whole
+    seconds rounded up; a job's is its own."""
+    if record.function.startswith(RESULT_PREFIX):
+        kept = result_from_record(record)
+        if kept is not None:
+            return math.ceil(kept.expires)
+    return record.when
 
 
 class PostgresClusterDb:
@@ -313,21 +362,35 @@ class PostgresClusterDb:
             ),
         )
 
-    async def set_attempts(self, updates: Sequence[tuple[bytes, bytes, int, float, float]]) -> None:
-        """The failed attempts of jobs waiting out a backoff: (key, function, attempts, first failure, end of the
-        backoff), which becomes the time the job may run (for a node that claims it after its node is gone)."""
-        await self._run(
-            f"UPDATE {self.sql.table} AS t SET attempts = u.a, first_failed = u.first, when_to_run = u.w FROM "
-            "unnest(%s::text[], %s::text[], %s::int4[], %s::float8[], %s::int4[]) AS u(k, f, a, first, w) "
-            "WHERE t.unique_key = u.k AND t.function_name = u.f",
-            (
-                [bytes_to_text(key) for key, _, _, _, _ in updates],
-                [bytes_to_text(function) for _, function, _, _, _ in updates],
-                [attempts for _, _, attempts, _, _ in updates],
-                [first for _, _, _, first, _ in updates],
-                [math.ceil(retry_at) for _, _, _, _, retry_at in updates],
-            ),
+    async def sweep_results(self, limit: int) -> int:
+        """Delete up to ``limit`` kept results past their time (by the database's clock), through the result index;
+        returns how many. Results stored before that index had their expiry in ``when_to_run`` (0 there) get it
+        first, a batch at a time; one whose record does not read is deleted (no node would answer with it)."""
+        sql = self.sql
+        legacy = await self._run(
+            f"SELECT unique_key, function_name, data FROM {sql.table} WHERE {IS_RESULT} AND when_to_run <= 0 LIMIT %s",
+            (limit,),
         )
+        if legacy:
+            keys, names, expiries = [], [], []
+            for key, name, data in legacy:
+                record = StoredJob(text_to_bytes(key or ""), text_to_bytes(name or ""), b"", 1, bytes(data or b""))
+                kept = result_from_record(record)
+                keys.append(key)
+                names.append(name)
+                expiries.append(math.ceil(kept.expires) if kept is not None else 1)
+            await self._run(
+                f"UPDATE {sql.table} AS t SET when_to_run = u.w FROM unnest(%s::text[], %s::text[], %s::int4[]) "
+                "AS u(k, f, w) WHERE t.unique_key = u.k AND t.function_name = u.f",
+                (keys, names, expiries),
+            )
+        rows = await self._run(
+            f"WITH expired AS (SELECT ctid FROM {sql.table} WHERE {IS_RESULT} AND when_to_run > 0 "
+            "AND when_to_run < floor(extract(epoch FROM now()))::int4 LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"DELETE FROM {sql.table} AS t USING expired WHERE t.ctid = expired.ctid RETURNING 1",
+            (limit,),
+        )
+        return len(rows)
 
     async def release(self, keys: Sequence[Removal]) -> None:
         """Hand these jobs of this node back to the cluster (announced, so a sleeping node claims them)."""

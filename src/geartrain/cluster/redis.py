@@ -13,7 +13,8 @@ Jobs stay where the Redis store keeps them (the job hash ``<prefix>-<function>-<
   under a lease of its own; ``fg:<node>``: foreground jobs whose client waits on that node; ``ev:<node>``: a list of
   the packets of such jobs, on their way back to it;
 * ``results``: a hash from handle to the job key of the kept result stored under it (``gt:result:<function>``),
-  for ``result HANDLE`` and GET_STATUS on any node;
+  for ``result HANDLE`` and GET_STATUS on any node; ``expires``: their job keys scored by when they expire, from
+  which the leader deletes those past their time (their node died or restarted before it could);
 * ``dead``: the life cycle's dead records (function ``gt:dead:<function>``, which no node claims), a sorted set of
   their job keys scored by ``seq``, so that every node reads the dead set back without a scan of the prefix; its
   pauses and run-time policy and cron changes (``gt:meta:paused``, ``gt:meta:policy``, ``gt:meta:cronentry``) sit
@@ -38,6 +39,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from geartrain.server.core.records import Removal, StoredJob, unique_from_key
+from geartrain.server.core.sides import SIDE_PREFIX as ATTEMPT_PREFIX
+from geartrain.server.core.sides import side_from_record
 from geartrain.store.base import ConnectionLost, StoreError, StoreUnavailable
 from geartrain.store.common import chunks
 from geartrain.store.redis import CONNECT_TIMEOUT, SIDE_PREFIX, digest
@@ -64,6 +67,22 @@ local function side(jk) return 'gt:' .. jk end
 local function now_seconds() return tonumber(redis.call('TIME')[1]) end
 local function is_dead(fn) return string.sub(fn, 1, 8) == 'gt:dead:' end
 local function is_result(fn) return string.sub(fn, 1, 10) == 'gt:result:' end
+-- A failed attempt of a job (a side record, core/sides.py), for the job's own side hash.
+local function is_attempt(fn) return string.sub(fn, 1, 7) == 'gt:job:' end
+-- When a kept result expires (whole seconds, rounded up), from its record's header line; nil if it does not read.
+local function result_expiry(data)
+    local newline = string.char(10)
+    if string.sub(data, 1, 10) ~= 'GTRESULT1' .. newline then return nil end
+    local stop = string.find(data, newline, 11, true)
+    if not stop then return nil end
+    local ok, header = pcall(cjson.decode, string.sub(data, 11, stop - 1))
+    if not ok or type(header) ~= 'table' or not tonumber(header['expires']) then return nil end
+    return math.ceil(tonumber(header['expires']))
+end
+-- A kept result into the index by expiry that the leader sweeps (one that does not read expires at once).
+local function index_result(jk, data)
+    redis.call('ZADD', base .. ':expires', result_expiry(data) or 0, jk)
+end
 -- A run-time policy or cron change: a later write replaces the record (a job's key stays the first node's).
 local function is_rewritten(fn) return fn == 'gt:meta:policy' or fn == 'gt:meta:cronentry' end
 -- A stored job into its function's queue (or, not yet due, its delayed set); false when it is gone.
@@ -102,6 +121,7 @@ local function forget(jk, fn)
     if is_result(fn) and fields[4] and redis.call('HGET', base .. ':results', fields[4]) == jk then
         redis.call('HDEL', base .. ':results', fields[4])
     end
+    if is_result(fn) then redis.call('ZREM', base .. ':expires', jk) end
     redis.call('DEL', jk, side(jk))
 end
 -- A new job (or life-cycle record) under the prefix, queued, or held by this node (owned, and its lease alive).
@@ -114,7 +134,10 @@ local function add_job(jk, fn, key, priority, data, when, reducer, owned, waitin
     if meta ~= '' then redis.call('HSET', side(jk), 'meta', meta) end
     if handle ~= '' then redis.call('HSET', base .. ':h', handle, jk) end
     if is_dead(fn) then redis.call('ZADD', base .. ':dead', seq, jk) end
-    if is_result(fn) then redis.call('HSET', base .. ':results', key, jk) end
+    if is_result(fn) then
+        redis.call('HSET', base .. ':results', key, jk)
+        index_result(jk, data)
+    end
     if waiting == '1' then
         redis.call('HSET', side(jk), 'client_node', node)
         redis.call('SADD', base .. ':fg:' .. node, jk)
@@ -155,9 +178,11 @@ local function now_ms()
 end
 """
 
-# ARGV: base, node, removals, adds, then (job key, function) per removal and 11 values per add. Returns the
+# ARGV: base, node, removals, adds, then (job key, function) per removal and 12 values per add. Returns the
 # positions (from 1) of the adds whose key the prefix already held: another node stored that job first. A policy or
-# cron record (gt:meta:policy, gt:meta:cronentry) already held is rewritten instead: the later change wins.
+# cron record (gt:meta:policy, gt:meta:cronentry) already held is rewritten instead: the later change wins. A failed
+# attempt (function gt:job:<function>; its job key, attempts, first failure and the backoff's end in the places of
+# the job key, priority, data and when) goes into the side hash of its job, if the job is still there.
 BATCH = Script(
     PRELUDE
     + """
@@ -175,7 +200,11 @@ for position = 1, adds do
     local reducer, owned, waiting, handle, dig = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
     local meta = ARGV[i + 11]
     i = i + 12
-    if redis.call('EXISTS', jk) == 1 and is_rewritten(fn) then
+    if is_attempt(fn) then
+        if redis.call('EXISTS', jk) == 1 then
+            redis.call('HSET', side(jk), 'attempts', priority, 'first_failed', data, 'when', when)
+        end
+    elseif redis.call('EXISTS', jk) == 1 and is_rewritten(fn) then
         redis.call('HSET', jk, 'data', data)
         redis.call('HSET', side(jk), 'digest', dig)  -- a later load still knows the record as ours
     elseif redis.call('EXISTS', jk) == 1 then
@@ -385,17 +414,18 @@ return 0
 """
 )
 
-# ARGV: base, node, then (job key, attempts, first failure, end of the backoff) per job waiting out a backoff: its
-# failed attempts, and the time it may run again ('when': a node that claims it after its node is gone waits).
-ATTEMPTS = Script(
+# ARGV: base, node, limit. Deletes up to ``limit`` kept results past their time (by Redis's clock) from the index
+# by expiry; returns how many.
+SWEEP_RESULTS = Script(
     PRELUDE
     + """
-for i = 3, #ARGV, 4 do
-    if redis.call('EXISTS', ARGV[i]) == 1 then
-        redis.call('HSET', side(ARGV[i]), 'attempts', ARGV[i + 1], 'first_failed', ARGV[i + 2], 'when', ARGV[i + 3])
-    end
+local key = base .. ':expires'
+local expired = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. now_seconds(), 'LIMIT', 0, tonumber(ARGV[3]))
+for _, jk in ipairs(expired) do
+    forget(jk, redis.call('HGET', side(jk), 'function') or '')
+    redis.call('ZREM', key, jk)
 end
-return 0
+return #expired
 """
 )
 
@@ -424,7 +454,10 @@ for i = 3, #ARGV, 5 do
         end
         enqueue(jk, fn, redis.call('HGET', side(jk), 'when') or when, now)
         if is_dead(fn) then redis.call('ZADD', base .. ':dead', redis.call('HGET', side(jk), 'seq'), jk) end
-        if is_result(fn) then redis.call('HSET', base .. ':results', key, jk) end
+        if is_result(fn) then
+            redis.call('HSET', base .. ':results', key, jk)
+            index_result(jk, redis.call('HGET', jk, 'data') or '')
+        end
     end
 end
 wake()
@@ -533,11 +566,11 @@ class RedisClusterKeys:
 
     def build_index(self, client: Redis, store: RedisStore) -> None:
         """Index every job under the prefix, unless the index is known complete (on the store's own connection,
-        when it opens). Nodes starting together may both do it: each step is idempotent. ``indexed2`` marks an
-        index that also holds the life cycle's records (``dead``, ``results``): a prefix indexed by an earlier
-        version is indexed again once."""
+        when it opens). Nodes starting together may both do it: each step is idempotent. ``indexed3`` marks an
+        index that also holds the life cycle's records (``dead``, ``results`` and ``expires``): a prefix indexed by
+        an earlier version is indexed again once."""
         marker = self.base + b":indexed"
-        dead_marker = self.base + b":indexed2"
+        dead_marker = self.base + b":indexed3"
         if client.exists(marker) and client.exists(dead_marker):
             return
         jobs = store.load()
@@ -554,10 +587,18 @@ class RedisClusterKeys:
     ) -> frozenset[tuple[bytes, bytes]]:
         """Run a batch (already netted); returns the keys of the adds another node had stored first."""
         store = self.store
+        adds = [job for job in adds if not job.function.startswith(ATTEMPT_PREFIX) or side_from_record(job)]
         args = self.args(len(removes), len(adds))
         for removal in removes:
             args += [store.job_key(removal.function, removal.key), removal.function]
         for job in adds:
+            if job.function.startswith(ATTEMPT_PREFIX):  # a failed attempt: into its job's side hash
+                side = side_from_record(job)
+                assert side is not None  # those that do not read were left out above
+                function = job.function[len(ATTEMPT_PREFIX) :]
+                args += [store.job_key(function, job.key), job.function, job.key, side.attempts]
+                args += [repr(side.first_failed).encode(), math.ceil(side.retry_at), b"", 0, 0, b"", b"", b""]
+                continue
             reducer = b"" if job.reducer is None else b"=" + job.reducer
             args += [store.job_key(job.function, job.key), job.function, job.key, job.priority, job.data, job.when]
             args += [reducer, int(job.owned), int(job.waiting), job.handle, digest(job.data), job.meta]
@@ -689,14 +730,10 @@ class RedisClusterDb:
                 args += [self.store.job_key(function, key), numerator, denominator]
             await self._run(PROGRESS, *args)
 
-    async def set_attempts(self, updates: Sequence[tuple[bytes, bytes, int, float, float]]) -> None:
-        """The failed attempts of jobs waiting out a backoff: (key, function, attempts, first failure, end of the
-        backoff), which becomes the time the job may run (for a node that claims it after its node is gone)."""
-        for part in chunks(list(updates), INDEX_CHUNK):
-            args: list[Arg] = []
-            for key, function, attempts, first, retry_at in part:
-                args += [self.store.job_key(function, key), attempts, repr(first).encode(), math.ceil(retry_at)]
-            await self._run(ATTEMPTS, *args)
+    async def sweep_results(self, limit: int) -> int:
+        """Delete up to ``limit`` kept results past their time (by Redis's clock), from the index by expiry;
+        returns how many."""
+        return _count(await self._run(SWEEP_RESULTS, limit))
 
     async def release(self, keys: Sequence[Removal]) -> None:
         """Hand these jobs of this node back to the cluster (announced, so a sleeping node claims them)."""

@@ -127,10 +127,6 @@ class Lifecycle:
         # move, not this node, decides whether the job is queued: once, whichever nodes asked); and how it is told.
         self.revive_requests: list[DeadJob] = []
         self.on_revive: Callable[[], None] | None = None
-        # In a cluster, the failed attempts of jobs waiting out a backoff here, which the cluster node writes into
-        # their rows (by stored key and function): (attempts, first failure, end of the backoff). A node that claims
-        # such a job after this one died counts on from there.
-        self.attempts_to_store: dict[tuple[bytes, bytes], tuple[int, float, float]] = {}
         self.paused: set[bytes] = set()
         # In a cluster, when this node last paused or resumed each function (wall clock): the store's pause records,
         # read back by every node (sync_paused), may not show a change this node made an instant ago yet.
@@ -267,7 +263,11 @@ class Lifecycle:
             if job.store_key is not None and engine.config.side_records:
                 engine._store_side(job, Side(job.meta, attempts, first, now + delay))  # outlives a kill -9
             elif job.store_key is not None and engine.config.cluster:
-                self.attempts_to_store[(job.store_key, job.function.name)] = (attempts, first, now + delay)
+                # No side record on a cluster: the cluster's store turns this one into an update of the job's own
+                # row (attempts, first failure, the backoff's end as the time it may run), in the batch after this
+                # failure, so a node that claims the job after this one died counts on and waits out the backoff.
+                side = Side(job.meta, attempts, first, now + delay)
+                engine.store_record(side.record(job.store_key, job.function.name, job.unique))
             self.retried += 1
             job.function.stats.retried += 1
             log.info("job %s failed (%r); retry %d in %.1f s", job.handle.decode(), error, attempts, delay)
