@@ -304,3 +304,21 @@ def test_a_result_kept_on_one_node_is_read_on_another(queue: Queue, nodes: list[
     n0.start()
     again = result_on(n0)
     assert again is not None and again["data"] == "done"
+
+
+def test_dead_jobs_past_their_retention_go_for_every_node_also_when_their_node_died(
+    queue: Queue, nodes: list[Node], tmp_path: Path
+) -> None:
+    """`dead_retention` on a cluster: a dead job whose node was killed (-9) is still pruned when its time is up, by
+    the node left, from its list and from the table; a job that died since is kept."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(DOOMED_POLICY + 'dead_retention = "4s"\n')
+    n0, n1 = (Node(queue.url, name, tmp_path, LEASE, "--policy-file", str(policy)).start() for name in ("n0", "n1"))
+    nodes += [n0, n1]
+    first = bury(n0, n0, b"d1")
+    wait_until(lambda: dead_handles(n1) == [first], timeout=10, message="n1 to list n0's dead job")
+    n0.kill9()
+    wait_until(lambda: dead_handles(n1) == [], timeout=20, message="the dead job's retention to end on n1")
+    wait_until(lambda: queue.count(b"gt:dead:doomed") == 0, timeout=10, message="its record to leave the table")
+    second = bury(n1, n1, b"d2")
+    assert dead_handles(n1) == [second]
