@@ -400,3 +400,52 @@ def test_foreground_clients_on_several_nodes_coalesce_onto_one_job(
         worker.send(P.GRAB_JOB_UNIQ)
         assert worker.expect(P.NO_JOB)  # run once
     wait_until(lambda: queue.count() == 0, timeout=30, message="the queue to empty")
+
+
+def test_a_node_forgotten_while_cut_off_is_entered_again_and_its_jobs_survive(
+    queue: Queue, nodes: list[Node], tmp_path: Path
+) -> None:
+    """Cut off for longer than the cluster remembers a silent node (4 leases): the leader forgets it, with its
+    client's foreground job waiting in the store. Back, the node enters the node list again (listed, and rescued
+    when it dies: the rescue walks that list on Redis), and its client's job is stored again and runs."""
+    url = queue.url
+    proxy = CuttableProxy("127.0.0.1", queue.port)
+    workers = Workers(Ledger())
+    try:
+        cut_off = Node(url.replace(f":{queue.port}/", f":{proxy.port}/"), "n0", tmp_path, LEASE).start()
+        nodes.append(cut_off)
+        other = Node(url, "n1", tmp_path, LEASE).start()
+        nodes.append(other)
+
+        def listed() -> set[str]:
+            found = other.api("cluster")
+            return {str(entry["node"]) for entry in found["nodes"]} if isinstance(found, dict) else set()  # type: ignore[union-attr]
+
+        wait_until(lambda: listed() == {"n0", "n1"}, timeout=20, message="both nodes listed")
+        with GearmanSocket(cut_off.address, timeout=120) as client:
+            client.send(P.SUBMIT_JOB, FUNCTION, b"waits-on-n0", b"data")
+            handle = client.expect(P.JOB_CREATED).body
+            wait_until(lambda: queue.count(FUNCTION) == 1, timeout=10, message="the job stored")
+            proxy.cut()
+            wait_until(lambda: "n0" not in listed(), timeout=LEASE * 8, message="n0 forgotten")
+            proxy.restore()
+            wait_until(lambda: "n0" in listed(), timeout=LEASE * 2 + MAX_BACKOFF, message="n0 listed again")
+            workers.add(other.address, 1)  # the only worker, on the other node
+            done = client.expect(P.WORK_COMPLETE, timeout=LEASE * 4 + MAX_BACKOFF)
+            assert done.body.split(b"\0")[0] == handle
+        # Its lease is the cluster's again: killed holding jobs, they are taken over.
+        ledger = workers.ledger
+        uniques = [f"after-{i}".encode() for i in range(200)]
+        submit(other.address, uniques, ledger)
+        workers.close()
+        workers = Workers(ledger)
+        workers.add(cut_off.address, 1)
+        wait_until(lambda: queue.held_by("n0") > 0, timeout=30, message="n0 to hold jobs")
+        cut_off.kill9()
+        wait_until(lambda: queue.held_by("n0") == 0, timeout=LEASE + 10, message="n0's jobs taken over")
+        workers.add(other.address, 1)
+        wait_until(lambda: ledger.done(uniques), timeout=60, message="every job to run")
+    finally:
+        workers.close()
+        proxy.close()
+    assert "forgotten by the cluster" in cut_off.log_path.read_text()

@@ -91,7 +91,7 @@ class ClusterDb(Protocol):
     async def register(self, address: str) -> int: ...
     async def claim(self, function: bytes, limit: int) -> list[Claimed]: ...
     async def watch(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], str]: ...
-    async def renew(self, jobs_held: int) -> None: ...
+    async def renew(self, jobs_held: int) -> bool: ...
     async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], Progress]: ...
     async def status(self, handles: Sequence[bytes]) -> dict[bytes, Progress]: ...
     async def set_progress(self, updates: Sequence[tuple[bytes, bytes, int, int]]) -> None: ...
@@ -584,7 +584,7 @@ class ClusterNode:
     async def _renew(self) -> None:
         engine = self.engine
         try:
-            await self.db.renew(self.jobs_held)
+            forgotten = await self.db.renew(self.jobs_held)
         except StoreError as error:
             silent_for = time.monotonic() - self._last_renewal
             if not self.suspended and silent_for >= self.lease * 2 / 3:
@@ -592,6 +592,11 @@ class ClusterNode:
                 engine.hold_queued = True  # workers get NO_JOB: the leader will give these jobs to others
                 log.error("cluster: no lease renewal for %.0f s (%s): handing out nothing", silent_for, error)
             return
+        if forgotten:
+            silent = time.monotonic() - self._last_renewal
+            log.warning("cluster: this node was forgotten by the cluster (silent for %.0f s); entered again", silent)
+            # Its clients' jobs waiting in the store were dropped with it: looked for, and stored again if gone.
+            engine.watched.update(engine.remote_jobs)
         self._last_renewal = time.monotonic()
         if self.suspended:
             released = self._release_queued()

@@ -226,6 +226,7 @@ class PostgresClusterDb:
         self.sql = sql
         self._conn: AsyncConnection[Any] | None = None
         self._listener: AsyncConnection[Any] | None = None
+        self._address = ""  # this node's, as registered
 
     @property
     def description(self) -> str:
@@ -260,6 +261,7 @@ class PostgresClusterDb:
         """Enter this node in the node table; hand back the jobs an earlier run of this node held. Returns that
         count."""
         sql = self.sql
+        self._address = address
         await self._run(
             f"INSERT INTO {NODES_TABLE} (queue, node, address, started, heartbeat) VALUES (%s, %s, %s, "
             "clock_timestamp(), clock_timestamp()) ON CONFLICT (queue, node) DO UPDATE SET address = EXCLUDED.address, "
@@ -319,15 +321,20 @@ class PostgresClusterDb:
         )
         return {(text_to_bytes(key), text_to_bytes(name)): owner for key, name, owner in rows}
 
-    async def renew(self, jobs_held: int) -> None:
-        """Extend the lease of every job this node holds, and its heartbeat (raises StoreUnavailable)."""
+    async def renew(self, jobs_held: int) -> bool:
+        """Extend the lease of every job this node holds, and its heartbeat (raises StoreUnavailable). Returns
+        whether the node table had forgotten this node (silent for GONE_AFTER_LEASES leases, cut off from the
+        database): it is entered again, else it would be listed nowhere and get no slots of a limited function."""
         sql = self.sql
-        await self._run(
+        rows = await self._run(
             f"WITH renewed AS (UPDATE {sql.table} SET lease_until = clock_timestamp() + %s * interval '1 second' "
-            f"WHERE owner = %s RETURNING 1) UPDATE {NODES_TABLE} SET heartbeat = clock_timestamp(), jobs = %s "
-            "WHERE queue = %s AND node = %s AND (SELECT count(*) FROM renewed) >= 0",
-            (sql.lease, sql.node, jobs_held, sql.store.table_name, sql.node),
+            f"WHERE owner = %s RETURNING 1) INSERT INTO {NODES_TABLE} (queue, node, address, started, heartbeat, jobs) "
+            "SELECT %s, %s, %s, clock_timestamp(), clock_timestamp(), %s WHERE (SELECT count(*) FROM renewed) >= 0 "
+            "ON CONFLICT (queue, node) DO UPDATE SET heartbeat = EXCLUDED.heartbeat, jobs = EXCLUDED.jobs "
+            "RETURNING xmax = 0",  # xmax is 0 on a row just inserted, not on one updated
+            (sql.lease, sql.node, sql.store.table_name, sql.node, self._address, jobs_held),
         )
+        return bool(rows and rows[0][0])
 
     async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], Progress]:
         """Which of these (key, function) the table still holds, each with whether a node holds (runs) it and its

@@ -255,8 +255,13 @@ RENEW = Script(
     PRELUDE
     + """
 redis.call('SET', base .. ':alive:' .. node, '1', 'PX', ARGV[3])
-redis.call('HSET', base .. ':node:' .. node, 'heartbeat', now_ms(), 'jobs', ARGV[4])
-return 0
+local now = now_ms()
+-- Forgotten by the leader (silent for GONE_AFTER_LEASES leases: cut off from Redis): entered again, else it would be
+-- listed nowhere, and its jobs never rescued when it dies (the rescue walks the node list).
+local forgotten = redis.call('SADD', base .. ':nodes', node)
+if forgotten == 1 then redis.call('HSET', base .. ':node:' .. node, 'address', ARGV[5], 'started', now) end
+redis.call('HSET', base .. ':node:' .. node, 'heartbeat', now, 'jobs', ARGV[4])
+return forgotten
 """
 )
 REGISTER = Script(
@@ -617,6 +622,7 @@ class RedisClusterDb:
         self.store = keys.store
         self._conn: RespConnection | None = None
         self._connecting = asyncio.Lock()
+        self._address = b""  # this node's, as registered
 
     @property
     def description(self) -> str:
@@ -654,7 +660,8 @@ class RedisClusterDb:
 
     async def register(self, address: str) -> int:
         """Enter this node in the cluster; hand back the jobs an earlier run of it held. Returns that count."""
-        return _count(await self._run(REGISTER, self.keys.lease_ms, 0, address.encode()))
+        self._address = address.encode()
+        return _count(await self._run(REGISTER, self.keys.lease_ms, 0, self._address))
 
     async def claim(self, function: bytes, limit: int) -> list[Claimed]:
         """Up to ``limit`` waiting jobs of ``function`` for this node, in priority and submission order, each with
@@ -695,9 +702,10 @@ class RedisClusterDb:
                     owners[remote] = owner.decode("utf-8", "replace")
         return owners
 
-    async def renew(self, jobs_held: int) -> None:
-        """Extend this node's lease (that of every job it holds) and its heartbeat (raises StoreUnavailable)."""
-        await self._run(RENEW, self.keys.lease_ms, jobs_held)
+    async def renew(self, jobs_held: int) -> bool:
+        """Extend this node's lease (that of every job it holds) and its heartbeat (raises StoreUnavailable).
+        Returns whether the cluster had forgotten this node (it is entered again)."""
+        return _count(await self._run(RENEW, self.keys.lease_ms, jobs_held, self._address)) == 1
 
     async def still_stored(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], Progress]:
         """Which of these (key, function) the prefix still holds, each with whether a node holds (runs) it and its
