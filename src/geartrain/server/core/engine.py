@@ -59,6 +59,8 @@ class Engine(WorkerRules):
             function.workers.pop(peer, None)
             function.sleepers.pop(peer, None)
         peer.abilities.clear()
+        if peer.wide:
+            self.abilities_changed(peer)
         for job in peer.waiting:
             job.clients = tuple(client for client in job.clients if client is not peer)
             if not job.clients and not job.background:
@@ -149,6 +151,8 @@ class Engine(WorkerRules):
             _, _, job = heapq.heappop(epoch_heap)
             function = job.function
             function.queues[job.priority].append(job)
+            if self.wide_workers:
+                self.runnable[function] = None
             if function.sleepers and not job.ignore:
                 self._wake(function)
         timeout_heap = self.timeout_heap

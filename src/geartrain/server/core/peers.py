@@ -77,11 +77,15 @@ class Peer:
         "meta",
         "outbox",
         "port",
+        "rank_bottom",
+        "rank_top",
+        "ranks",
         "sleeping",
         "timeouts",
         "unresolved",
         "unslept",
         "waiting",
+        "wide",
         "woken",
         "writer",
     )
@@ -99,6 +103,14 @@ class Peer:
         # Abilities whose ``sleepers`` do not list this connection (a wake-up took it out, or it registered while
         # awake): PRE_SLEEP puts it back in those alone, so sleeping costs no pass over a long list of abilities.
         self.unslept: list[Function] = []
+        # A worker of more functions than WIDE_WORKER (EngineState.abilities_changed) keeps, for each, a rank that
+        # orders them as ``abilities`` does (the higher the nearer its front), so that the order of a few is known
+        # without looking through the list: a registration ranks above all (rank_top), a function moved to the
+        # back by round robin below all (rank_bottom).
+        self.wide = False
+        self.ranks: dict[Function, int] = {}
+        self.rank_top = 0
+        self.rank_bottom = 0
         self.timeouts: dict[Function, float] = {}
         self.assigned: dict[bytes, Job] = {}
         self.waiting: set[Job] = set()

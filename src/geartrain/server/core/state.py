@@ -34,6 +34,9 @@ Handler = Callable[[Peer, tuple[bytes, ...], float], None]
 
 # Ghosts (freed jobs left in a queue, see EngineState._drop_abandoned) a function may hold before a sweep is due.
 GHOST_SWEEP = 1024
+#: A worker with more functions than this looks for a job among the functions that have one
+#: (WorkerRules._wide_candidates) instead of walking its own list.
+WIDE_WORKER = 64
 
 
 class EngineState:
@@ -58,6 +61,11 @@ class EngineState:
         # transport holds both lists and calls next_deadline only while one is non-empty.
         self.epoch_heap: list[tuple[int, int, Job]] = []
         self.timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
+        # While some worker has more than WIDE_WORKER functions: every function with a job in its queues (and
+        # some whose queues emptied since: a GRAB_JOB that looks through them takes those out). Such a worker
+        # looks here for a function with a job rather than through its own list (WorkerRules._wide_candidates).
+        self.wide_workers = 0
+        self.runnable: dict[Function, None] = {}
         # Store operations of the current loop turn (see geartrain.server.core.durable).
         self.store_adds: list[StoredJob] = []
         self.sided: set[Job] = set()  # jobs with a side record (core/sides.py): it is deleted with theirs
@@ -157,8 +165,28 @@ class EngineState:
             heapq.heappush(self.epoch_heap, (job.when, self._seq, job))
             return
         function.queues[job.priority].append(job)
+        if self.wide_workers:
+            self.runnable[function] = None
         if function.sleepers:
             self._wake(function)
+
+    def abilities_changed(self, peer: Peer) -> None:
+        """After ``peer``'s abilities changed: count it among the workers of many functions or not, and keep
+        :attr:`runnable` only while there is one (a dict write per queued job the others do not need)."""
+        wide = len(peer.abilities) > WIDE_WORKER
+        if wide == peer.wide:
+            return
+        peer.wide = wide
+        self.wide_workers += 1 if wide else -1
+        peer.ranks = {}
+        if wide:  # the first of several entries of one function is the one that counts: it comes last here
+            for rank, function in enumerate(reversed(peer.abilities)):
+                peer.ranks[function] = rank
+            peer.rank_top, peer.rank_bottom = len(peer.abilities), 0
+        if wide and self.wide_workers == 1:
+            self.runnable = {f: None for f in self.functions.values() if f.queues[0] or f.queues[1] or f.queues[2]}
+        elif not self.wide_workers:
+            self.runnable = {}
 
     def _release_hold(self, function: Function) -> None:
         """A running job of a held function ended: below its concurrency again, its sleepers are woken."""

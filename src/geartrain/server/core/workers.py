@@ -14,7 +14,7 @@ from geartrain.server.core.config import CLUSTER_PREFETCH
 from geartrain.server.core.jobs import Job, leading_integer, status_number
 from geartrain.server.core.peers import Peer
 from geartrain.server.core.queues import PRIORITIES, Function
-from geartrain.server.core.state import Handler
+from geartrain.server.core.state import WIDE_WORKER, Handler
 
 P = PacketType
 
@@ -45,6 +45,11 @@ class WorkerRules(ClientRules):
 
     def _register(self, peer: Peer, function: Function) -> None:
         peer.abilities.insert(0, function)
+        if peer.wide:
+            peer.rank_top += 1
+            peer.ranks[function] = peer.rank_top
+        elif len(peer.abilities) == WIDE_WORKER + 1:
+            self.abilities_changed(peer)
         function.workers[peer] = function.workers.get(peer, 0) + 1
         if peer.sleeping and not peer.woken:
             function.sleepers[peer] = None
@@ -64,6 +69,9 @@ class WorkerRules(ClientRules):
         if function.workers.pop(peer, None) is None:
             return
         peer.abilities = [f for f in peer.abilities if f is not function]
+        if peer.wide:
+            del peer.ranks[function]
+            self.abilities_changed(peer)
         peer.timeouts.pop(function, None)
         function.sleepers.pop(peer, None)
         for job in [job for job in reversed(peer.assigned.values()) if job.function is function]:
@@ -74,7 +82,14 @@ class WorkerRules(ClientRules):
     def _pre_sleep(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         peer.sleeping = True
         peer.woken = False
-        for function in () if self.hold_queued else peer.abilities:
+        looked_at = peer.abilities
+        if self.hold_queued:
+            looked_at = []
+        elif peer.wide:  # those of its functions with jobs, when they are few
+            found = self._wide_candidates(peer)
+            if found is not None:
+                looked_at = found
+        for function in looked_at:
             if function.total and function.has_runnable():  # total first: most of a long list is idle
                 peer.woken = True
                 self._send(peer, replies.NOOP)
@@ -139,6 +154,8 @@ class WorkerRules(ClientRules):
                     if job is not None:
                         return self._assign(peer, job, position, now)
             return None
+        if peer.wide:
+            return self._next_job_wide(peer, now)
         for position, function in enumerate(abilities):
             if not function.total or function.held:
                 continue  # nothing queued or running: the common case of an idle function, without a call
@@ -153,6 +170,55 @@ class WorkerRules(ClientRules):
                             continue
                     return self._assign(peer, job, position, now)
         return None
+
+    def _next_job_wide(self, peer: Peer, now: float) -> Job | None:
+        """:meth:`_next_job` for a worker of many functions."""
+        abilities = peer.abilities
+        # With a function registered twice its rank may not be its first entry's (round robin moved that one).
+        candidates = self._wide_candidates(peer) if len(peer.ranks) == len(abilities) else None
+        if candidates is None:  # many functions hold jobs: the walk (as in _next_job) soon meets one of its own
+            for position, function in enumerate(abilities):
+                if function.total and not function.held:
+                    for priority in PRIORITIES:
+                        job = self._pop(function, priority)
+                        if job is not None:
+                            return self._assign(peer, job, position, now)
+            return None
+        if len(candidates) > 1:
+            candidates.sort(key=peer.ranks.__getitem__, reverse=True)
+        for function in candidates:
+            for priority in PRIORITIES:
+                job = self._pop(function, priority)
+                if job is not None:
+                    # Its place in the list matters to round robin alone (looking for it costs as much as a walk).
+                    position = abilities.index(function) if self.config.round_robin else 0
+                    return self._assign(peer, job, position, now)
+        return None
+
+    def _wide_candidates(self, peer: Peer) -> list[Function] | None:
+        """For a worker of many functions: those of its functions that hold jobs (and are not held), found among
+        the functions with jobs, which are fewer as a rule: walking its list took thousands of steps per job with
+        10,000 functions and jobs spread over them. ``None`` when more than :data:`WIDE_WORKER` functions hold
+        jobs: then the walk soon meets one."""
+        runnable = self.runnable
+        candidates: list[Function] = []
+        emptied: list[Function] = []
+        listed = 0
+        for function in runnable:
+            queues = function.queues
+            if not (queues[0] or queues[1] or queues[2]):
+                emptied.append(function)
+                continue
+            listed += 1
+            if listed > WIDE_WORKER:
+                break
+            if peer in function.workers and not function.held:
+                candidates.append(function)
+        for function in emptied:
+            del runnable[function]
+        if listed > WIDE_WORKER:
+            return None
+        return candidates
 
     def _pop(self, function: Function, priority: int) -> Job | None:
         queue = function.queues[priority]
@@ -173,6 +239,9 @@ class WorkerRules(ClientRules):
         job.since = now
         if self.config.round_robin:
             peer.abilities.append(peer.abilities.pop(position))
+            if peer.wide:
+                peer.rank_bottom -= 1
+                peer.ranks[function] = peer.rank_bottom
         # A cluster node refills before the queue runs dry: at half of what it holds for its workers. (Waking the
         # claims for every job cost more than the claims: measured, a loop turn per job.)
         if (
