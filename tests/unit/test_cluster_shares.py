@@ -7,6 +7,7 @@ from __future__ import annotations
 from conversation import NO_JOB, Conversation, P
 
 from geartrain.lifecycle.policy import parse_policies
+from geartrain.server.core import cluster
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.lifecycle import Lifecycle
 from geartrain.server.core.shares import Shares, allot, batch_size, bucket_shape
@@ -155,3 +156,20 @@ def test_on_one_server_the_limits_stay_the_engines_own() -> None:
     assert lifecycle.shares is None
     talk.worker(b"f")
     assert talk.engine.functions[b"f"].limit == 1 and not talk.engine.functions[b"f"].held
+
+
+def test_a_node_claims_of_a_limited_function_what_its_slots_let_it_start_and_one_a_worker() -> None:
+    """Claims beyond that would sit here unrun while the node holding the slots has workers waiting; one a worker
+    is kept, so that the node's demand shows (Shares.demand counts queued jobs with a worker free for them)."""
+    talk, shares = cluster_talk("[functions.f]\nconcurrency = 3\n")
+    first, second = talk.worker(b"f", b"g"), talk.worker(b"f")
+    talk.send(first, P.PRE_SLEEP)
+    talk.send(second, P.PRE_SLEEP)
+    assert cluster.wanted(talk.engine, prefetch=16) == {b"f": 2, b"g": 16}  # no slots: one for each worker
+    function = talk.engine.functions[b"f"]
+    shares.set_slots(function, 3)
+    queue_jobs(talk, 1)
+    talk.replies(first), talk.replies(second)  # the NOOPs
+    talk.grab_handle(first)  # one running of the three slots
+    talk.send(second, P.PRE_SLEEP)
+    assert cluster.wanted(talk.engine, prefetch=16)[b"f"] == 2 + 2  # two free slots and two workers, none held

@@ -32,6 +32,8 @@ def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:
         return {}
     if engine.hungry:
         engine.hungry.clear()
+    shares = engine.lifecycle.shares if engine.lifecycle is not None else None
+    slots = shares.slots if shares is not None else {}
     wants: dict[bytes, int] = {}
     for name, function in engine.functions.items():
         workers = function.worker_count
@@ -39,6 +41,11 @@ def wanted(engine: Engine, prefetch: int = PREFETCH) -> dict[bytes, int]:
             continue
         held = sum(function.queued)
         target = workers * prefetch
+        if name in slots:
+            # Cluster-wide concurrency: no more than the slots this node holds let it start, and one a worker
+            # besides, which is how it shows the cluster that it could use more (Shares.demand); the rest stays
+            # for the nodes holding the slots.
+            target = min(target, max(0, slots[name] - function.running) + workers)
         if function.sleepers or held <= target // 2:
             want = target - held
             if want > 0:

@@ -120,10 +120,11 @@ class DurableRules(EngineState):
 
     def _keep_here(self, job: Job) -> bool:
         """Cluster mode: keep a new job on this node when one of its workers sleeps for it (no claim round trip),
-        at most one per sleeping worker; the others are left in the store for whichever node claims them."""
+        at most one per sleeping worker; the others are left in the store for whichever node claims them. Not
+        while the function is held here (paused, or its concurrency used up): another node may run it now."""
         function = job.function
         pending = self.owned_pending.get(function, 0)
-        if job.when or pending >= len(function.sleepers) or function.has_runnable():
+        if job.when or function.held or pending >= len(function.sleepers) or function.has_runnable():
             return False
         self.owned_pending[function] = pending + 1
         return True
