@@ -10,8 +10,6 @@ records what to store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from geartrain.errors import ErrorCode
 from geartrain.protocol.codec import encode
 from geartrain.server.core import replies
@@ -38,16 +36,27 @@ from geartrain.server.core.state import EngineState, log
 ELSEWHERE_LIMIT = 100_000
 
 
-@dataclass(slots=True)
 class StoreBatch:
-    """One transaction's worth of store operations, and the jobs waiting for it."""
+    """One transaction's worth of store operations, and the jobs waiting for it.
 
-    adds: list[StoredJob] = field(default_factory=list)
-    removes: list[Removal] = field(default_factory=list)
-    # Per add, (job, fresh): fresh jobs are in no queue yet; None for a record that is no live job (a dead job, a
-    # pause: geartrain.server.core.lifecycle).
-    jobs: list[tuple[Job | None, bool]] = field(default_factory=list)
-    barriers: list[PendingAck] = field(default_factory=list)  # worker replies held until the batch is applied
+    A plain class, not a dataclass: mypyc compiles this one to a native class, where the dataclass' ``__init__``
+    stayed a Python function (about 2,000 instructions per batch, one batch per finished job in a drain)."""
+
+    __slots__ = ("adds", "barriers", "jobs", "removes")
+
+    def __init__(
+        self,
+        adds: list[StoredJob] | None = None,
+        removes: list[Removal] | None = None,
+        jobs: list[tuple[Job | None, bool]] | None = None,
+        barriers: list[PendingAck] | None = None,
+    ) -> None:
+        self.adds: list[StoredJob] = adds if adds is not None else []
+        self.removes: list[Removal] = removes if removes is not None else []
+        # Per add, (job, fresh): fresh jobs are in no queue yet; None for a record that is no live job (a dead job,
+        # a pause: geartrain.server.core.lifecycle).
+        self.jobs: list[tuple[Job | None, bool]] = jobs if jobs is not None else []
+        self.barriers: list[PendingAck] = barriers if barriers is not None else []  # replies held until applied
 
     def __bool__(self) -> bool:
         return bool(self.adds or self.removes)

@@ -19,7 +19,7 @@ from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
 from geartrain.server.core.peers import Peer, PendingAck
 from geartrain.server.core.queues import Function
-from geartrain.server.core.records import Removal, StoredJob
+from geartrain.server.core.records import Removal, StoredJob, new_removal
 from geartrain.server.core.sides import Side, side_removal
 from geartrain.server.core.stats import EngineStats
 
@@ -318,7 +318,7 @@ class EngineState:
 
     def _unstore(self, job: Job) -> None:
         if job.store_key is not None:
-            removal = Removal(job.store_key, job.function.name)
+            removal = new_removal(job.store_key, job.function.name)
             self.store_removes.append(removal)
             self.store_removed.add(removal)
             if self.sided and job in self.sided:
