@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
+import random
 
 from conversation import T0, Conversation
 
@@ -10,7 +13,7 @@ from geartrain.protocol.admin import AdminCommand, parse
 from geartrain.protocol.packets import PacketType
 from geartrain.server.core import operations
 from geartrain.server.core.config import EngineConfig
-from geartrain.server.core.stats import DURATION_BUCKETS, FunctionStats, Histogram
+from geartrain.server.core.stats import DURATION_BUCKETS, FunctionStats, Histogram, bucket
 
 P = PacketType
 
@@ -169,3 +172,12 @@ def test_status_json_reports_the_same_counts_as_status(conv: Conversation) -> No
     assert [w["functions"] for w in workers] == [["g", "f"]]
     jobs = json.loads(conv.admin(admin, b"show jobs json"))
     assert jobs["total"] == 2 and {j["priority"] for j in jobs["jobs"]} == {"high", "normal"}
+
+
+def test_a_histograms_bucket_is_bisect_lefts() -> None:
+    rng = random.Random(7)
+    values = [*DURATION_BUCKETS, 0.0, -1.0, math.inf, -math.inf, math.nan, 1e-9, 1e9]
+    values += [rng.uniform(0, 400) for _ in range(300)] + [rng.expovariate(100) for _ in range(300)]
+    for bounds in (DURATION_BUCKETS, (), (1.0,), (1.0, 1.0, 2.0)):
+        for value in values:
+            assert bucket(bounds, value) == bisect.bisect_left(bounds, value), (bounds, value)

@@ -7,14 +7,26 @@ Durations are differences of the ``now`` values the engine is handed; nothing he
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
 # Upper bounds (seconds) of the histogram buckets; a last, implicit bucket holds everything above (``+Inf``).
 DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Store transactions are much shorter than jobs: finer bounds at the low end.
 STORE_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 PRIORITY_NAMES = ("high", "normal", "low")
+
+
+def bucket(bounds: tuple[float, ...], value: float) -> int:
+    """The index of the first bound ``>= value`` (``len(bounds)`` if none): ``bisect.bisect_left``, written out so
+    that mypyc compares unboxed floats. Called twice per job; the C ``bisect_left`` cost 1,200 instructions a
+    call here, through generic comparisons of float objects."""
+    low, high = 0, len(bounds)
+    while low < high:
+        middle = (low + high) // 2
+        if bounds[middle] < value:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 class Histogram:
@@ -32,7 +44,7 @@ class Histogram:
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
+        self.counts[bucket(self.bounds, value)] += 1
         self.sum += value
 
     @property
@@ -98,25 +110,25 @@ class FunctionStats:
     def waited(self, wait: float) -> None:
         """A worker took a job that waited ``wait`` seconds in the queue."""
         histogram = self.queue_wait
-        histogram.counts[bisect_left(histogram.bounds, wait)] += 1
+        histogram.counts[bucket(histogram.bounds, wait)] += 1
         histogram.sum += wait
 
     def complete(self, run_time: float) -> None:
         self.completed += 1
         histogram = self.run_time
-        histogram.counts[bisect_left(histogram.bounds, run_time)] += 1
+        histogram.counts[bucket(histogram.bounds, run_time)] += 1
         histogram.sum += run_time
 
     def fail(self, run_time: float) -> None:
         self.failed += 1
         histogram = self.run_time
-        histogram.counts[bisect_left(histogram.bounds, run_time)] += 1
+        histogram.counts[bucket(histogram.bounds, run_time)] += 1
         histogram.sum += run_time
 
     def exception(self, run_time: float) -> None:
         self.exceptions += 1
         histogram = self.run_time
-        histogram.counts[bisect_left(histogram.bounds, run_time)] += 1
+        histogram.counts[bucket(histogram.bounds, run_time)] += 1
         histogram.sum += run_time
 
     @property
