@@ -277,8 +277,8 @@ class PostgresWriter:
         is readable, in the loop turn that reads it."""
         from psycopg import pq
 
-        if self._store.cluster is not None:
-            return False
+        # A cluster's deletions are these same statements (ClusterSql.batch_statement hands a batch without adds
+        # to plain_statement), so a node takes this path too.
         conn = self._pool.take_idle()
         if conn is None:
             return False
