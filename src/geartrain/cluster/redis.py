@@ -569,6 +569,15 @@ class RedisClusterKeys:
     def args(self, *rest: Arg) -> list[Arg]:
         return [self.base, self.node, *rest]
 
+    def removal_command(self, removes: Sequence[Removal]) -> list[Arg]:
+        """The batch script for deletions alone, run by its digest, for the writer to send on its own
+        (``RedisWriter.remove_now``): the jobs' records go, and the index forgets them. A NOSCRIPT answer (Redis lost
+        its scripts) fails that deletion, and :meth:`apply` runs the batch again with the script's text."""
+        command: list[Arg] = [b"EVALSHA", BATCH.sha, 0, *self.args(len(removes), 0)]
+        for removal in removes:
+            command += [self.store.job_key(removal.function, removal.key), removal.function]
+        return command
+
     def build_index(self, client: Redis, store: RedisStore) -> None:
         """Index every job under the prefix, unless the index is known complete (on the store's own connection,
         when it opens). Nodes starting together may both do it: each step is idempotent. ``indexed3`` marks an

@@ -109,8 +109,8 @@ class BatchWriter(Protocol):
     def remove_now(self, removes: Sequence[Removal], done: Callable[[BaseException | None], None]) -> bool:
         """Start deleting ``removes`` in one transaction, now, on a connection already open: ``done(None)`` once it
         has committed, ``done(error)`` when it failed (the server then applies the batch again with :meth:`apply`,
-        which reconnects). ``False`` when it cannot start that way (nothing connected and idle; on Redis, a cluster,
-        whose deletions keep its index): nothing was sent and ``done`` is never called.
+        which reconnects). ``False`` when it cannot start that way (nothing connected and idle): nothing was sent and
+        ``done`` is never called.
 
         The reply is acted on where it is read, with no task to start and resume: each is a loop turn, and with
         one worker draining, every job waits for its deletion, so those turns are in every job's time."""

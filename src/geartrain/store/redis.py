@@ -397,9 +397,11 @@ class RedisWriter:
 
     def remove_now(self, removes: Sequence[Removal], done: Callable[[BaseException | None], None]) -> bool:
         conn, store = self._conn, self._store
-        if conn is None or conn.lost is not None or store.cluster is not None:
+        if conn is None or conn.lost is not None:
             return False
-        if len(removes) == 1:  # a drain with one worker: the DEL spelt out, for it is sent once per job
+        if store.cluster is not None:  # a node: the cluster's script, which also takes the jobs out of its index
+            command = resp.encode_command(store.cluster.removal_command(removes))
+        elif len(removes) == 1:  # a drain with one worker: the DEL spelt out, for it is sent once per job
             key = store.prefix + b"-" + removes[0].function + b"-" + removes[0].key
             side = SIDE_PREFIX + key
             command = b"*3\r\n$3\r\nDEL\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(side), side)
