@@ -9,11 +9,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from databases import REDIS_URL, require_service
 from geartrain.bench import replay, workloads
 from geartrain.bench.library import client_library
 from geartrain.bench.workloads import Target
@@ -197,19 +199,59 @@ def test_cli_table_and_errors(gearman_server: GearmanServer) -> None:
     assert "pid" in failed.stderr
 
 
-def test_the_python_floor_serves_the_round_trip_workload(tmp_path: Path) -> None:
-    """benchmarks/python_floor.py, the comparison point in docs/performance.md, runs the workload it is quoted for."""
+def _ceiling(port: int, *args: str) -> subprocess.Popen[bytes]:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "ceiling.py"
+    process = subprocess.Popen([sys.executable, str(script), "--port", str(port), *args], stderr=subprocess.PIPE)
+    wait_until(lambda: _accepts(port) or process.poll() is not None, timeout=15)
+    assert process.poll() is None, process.stderr.read() if process.stderr else ""
+    return process
+
+
+def test_the_ceiling_serves_the_round_trip_and_echo_workloads() -> None:
+    """benchmarks/ceiling.py, the comparison point in docs/performance.md, runs the workloads it is quoted for."""
     port = free_port()
-    floor = Path(__file__).resolve().parents[2] / "benchmarks" / "python_floor.py"
-    process = subprocess.Popen([sys.executable, str(floor), str(port)], stderr=subprocess.PIPE)
+    process = _ceiling(port)
     try:
-        wait_until(lambda: _accepts(port), timeout=15)
         result = workloads.round_trip(Target(HOST, port), clients=4, workers=2, duration=0.3, warmup=0.1)
         counts = result.counts
         assert counts["submitted"] == counts["answered"] == counts["workers_completed"] > 0
+        echo = workloads.echo(Target(HOST, port), duration=0.2)
+        assert echo.metrics["p50_us"] > 0
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_the_ceiling_drains_its_queue_and_deletes_each_job_from_redis(store: str) -> None:
+    """With --redis each of the ceiling's jobs is a key, gone once a worker completed the job."""
+    args = ["--jobs", "300"]
+    prefix = f"ceiling-test-{uuid.uuid4().hex[:8]}-"
+    if store == "redis":
+        require_service("redis")
+        args += ["--redis", REDIS_URL, "--prefix", prefix]
+    port = free_port()
+    process = _ceiling(port, *args)
+    try:
+        if store == "redis":
+            assert len(_redis_keys(prefix)) == 300
+        result = workloads.drain_queued(Target(HOST, port), "f", workers=2)
+        assert result.counts["completed"] == 300
+        if store == "redis":
+            assert _redis_keys(prefix) == []
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _redis_keys(prefix: str) -> list[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return list(client.scan_iter(match=prefix + "*", count=1000))
+    finally:
+        client.close()
 
 
 def _accepts(port: int) -> bool:
