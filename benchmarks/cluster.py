@@ -124,8 +124,36 @@ def timed(targets: list[tuple[Callable[..., None], tuple[Any, ...]]], go: Any, u
     return elapsed
 
 
-def submit_and_burn(ports: list[int], jobs: int, connections: int, workers: int) -> tuple[float, float]:
-    """Jobs per second of the submits, then of the burn-down of what they queued."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes so far (from /proc; 0 for one that is gone)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def database_pids(store: StoreKind) -> list[int]:
+    """The local database server's processes (PostgreSQL's backends, or Redis), by name."""
+    name = "postgres" if store.name == "postgres" else "redis-server"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def submit_and_burn(
+    ports: list[int], jobs: int, connections: int, workers: int, servers: list[int], store: StoreKind
+) -> tuple[float, float, float, float]:
+    """Jobs per second of the submits, then of the burn-down of what they queued; and the CPU time per job the
+    servers (``servers``: their pids) and the database spent during the burn-down, in microseconds."""
     done = multiprocessing.Value("q", 0)
     ready, go = multiprocessing.Event(), multiprocessing.Event()
     ready.set()
@@ -139,8 +167,11 @@ def submit_and_burn(ports: list[int], jobs: int, connections: int, workers: int)
     completed = multiprocessing.Value("q", 0)
     go = multiprocessing.Event()
     targets = [(worker, (ports[i % len(ports)], total, completed, go)) for i in range(workers)]
+    database = database_pids(store)
+    before = cpu_seconds(servers), cpu_seconds(database)
     burn_time = timed(targets, go, lambda: completed.value >= total)
-    return total / submit_time, total / burn_time
+    server_cpu, database_cpu = cpu_seconds(servers) - before[0], cpu_seconds(database) - before[1]
+    return total / submit_time, total / burn_time, server_cpu / total * 1e6, database_cpu / total * 1e6
 
 
 # ---------------------------------------------------------------------- servers
@@ -314,6 +345,7 @@ def main() -> None:
     store = StoreKind(args.store)
     args.workdir.mkdir(parents=True, exist_ok=True)
     figures: dict[str, list[tuple[float, float]]] = {"gearmand": [], "geartrain": []}
+    cpu: dict[str, list[tuple[float, float]]] = {"gearmand": [], "geartrain": []}
     for rep in range(args.reps):
         for name in ("gearmand", "geartrain"):
             table = f"gt_bench_{uuid.uuid4().hex[:10]}"
@@ -323,12 +355,21 @@ def main() -> None:
                 else start_geartrain_cluster(store, table, args.workdir, tuple(args.flag))
             )
             try:
-                submits, burn = submit_and_burn(ports, args.jobs, args.connections, args.workers)
+                pids = [proc.pid for proc in procs]
+                submits, burn, server_cpu, database_cpu = submit_and_burn(
+                    ports, args.jobs, args.connections, args.workers, pids, store
+                )
             finally:
                 stop(procs)
                 drop(store, table)
             figures[name].append((submits, burn))
-            print(f"rep {rep + 1} {name:9}: submits {submits:9,.0f}/s  burn-down {burn:9,.0f}/s", flush=True)
+            cpu[name].append((server_cpu, database_cpu))
+            print(
+                f"rep {rep + 1} {name:9}: submits {submits:9,.0f}/s  burn-down {burn:9,.0f}/s  (CPU per job in the "
+                f"burn-down: {'nodes' if name == 'geartrain' else 'server'} {server_cpu:.0f} µs, {store.name} "
+                f"{database_cpu:.0f} µs)",
+                flush=True,
+            )
     for index, label in ((0, "submits"), (1, "burn-down")):
         ratios = [t[index] / g[index] for g, t in zip(figures["gearmand"], figures["geartrain"], strict=True)]
         ours = statistics.median(t[index] for t in figures["geartrain"])
@@ -336,6 +377,12 @@ def main() -> None:
         print(
             f"{label:10}: geartrain 2 nodes {ours:9,.0f}/s, gearmand {theirs:9,.0f}/s, paired ratio median "
             f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
+        )
+    for name in ("gearmand", "geartrain"):
+        print(
+            f"burn-down CPU per job, {name}: {'nodes' if name == 'geartrain' else 'server'} "
+            f"{statistics.median(c[0] for c in cpu[name]):.0f} µs, {store.name} "
+            f"{statistics.median(c[1] for c in cpu[name]):.0f} µs (medians)"
         )
     cross_node_round_trips(store, args.workdir)
     print(f"takeover after kill -9 (default lease 15 s): {takeover_seconds(store, args.workdir):.1f} s")
