@@ -277,7 +277,7 @@ class PostgresWriter:
         is readable, in the loop turn that reads it."""
         from psycopg import pq
 
-        # A cluster's deletions are these same statements (ClusterSql.batch_statement hands a batch without adds
+        # A cluster's deletions are these same statements (PostgresClusterSql.batch_statement hands a batch without adds
         # to plain_statement), so a node takes this path too.
         conn = self._pool.take_idle()
         if conn is None:
