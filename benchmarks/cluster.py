@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import geartrain.bench.packets as packets
+from geartrain.bench.measure import process_cpu_seconds
 from geartrain.bench.stores import POSTGRES_URL, REDIS_URL, StoreKind
 
 FUNCTION = b"burn"
@@ -125,15 +126,8 @@ def timed(targets: list[tuple[Callable[..., None], tuple[Any, ...]]], go: Any, u
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time of these processes so far (from /proc; 0 for one that is gone)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    """User and system CPU time of these processes so far (0 for one that is gone)."""
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def database_pids(store: StoreKind) -> list[int]:

@@ -81,6 +81,11 @@ class Function:
         """CAN_DO registrations (a connection that registered twice counts twice, as in gearmand)."""
         return sum(self.workers.values())
 
+    def has_queued(self) -> bool:
+        """Whether any of its queues holds a job (a ghost too: whoever takes from it skips those)."""
+        queues = self.queues
+        return bool(queues[0] or queues[1] or queues[2])
+
     def has_runnable(self) -> bool:
         """True if some queued job could be handed out now (abandoned ones are not worth a wake-up)."""
         if self.held:

@@ -184,7 +184,7 @@ class EngineState:
                 peer.ranks[function] = rank
             peer.rank_top, peer.rank_bottom = len(peer.abilities), 0
         if wide and self.wide_workers == 1:
-            self.runnable = {f: None for f in self.functions.values() if f.queues[0] or f.queues[1] or f.queues[2]}
+            self.runnable = {f: None for f in self.functions.values() if f.has_queued()}
         elif not self.wide_workers:
             self.runnable = {}
 

@@ -205,8 +205,7 @@ class WorkerRules(ClientRules):
         emptied: list[Function] = []
         listed = 0
         for function in runnable:
-            queues = function.queues
-            if not (queues[0] or queues[1] or queues[2]):
+            if not function.has_queued():
                 emptied.append(function)
                 continue
             listed += 1
