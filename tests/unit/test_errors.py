@@ -86,6 +86,8 @@ def replies_error_codes() -> dict[str, str]:
     """The code of every ERROR packet the replies module holds, by the constant's name."""
     codes = {}
     for name, value in vars(replies).items():
+        if isinstance(value, replies.ErrorReply):
+            value = value.packet  # its arguments are checked against its packet in the next test
         if not isinstance(value, bytes):
             continue
         for packet in Decoder(accept=RES).feed(value):  # a header alone (the JOB_CREATED prefixes) gives nothing
@@ -98,6 +100,14 @@ def test_replies_send_only_known_codes() -> None:
     codes = replies_error_codes()
     assert {"NOT_EXPECTED", "NOT_FOUND_DATA", "QUEUE_FULL", "UNKNOWN_OPTION"} <= codes.keys()
     assert {name: code for name, code in codes.items() if code not in set(ErrorCode)} == {}
+
+
+def test_error_replies_give_in_process_peers_the_arguments_of_their_packet() -> None:
+    error_replies = [value for value in vars(replies).values() if isinstance(value, replies.ErrorReply)]
+    assert len(error_replies) >= 5  # NOT_EXPECTED, UNIQUE_TOO_LARGE, QUEUE_FULL, SERVER_QUEUE_FULL, DRAINING
+    for error in error_replies:
+        (packet,) = Decoder(accept=RES).feed(error.packet)
+        assert packet == Packet(PacketType.ERROR, error.args)
 
 
 def literal_codes(path: Path) -> list[str]:

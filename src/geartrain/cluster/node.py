@@ -34,8 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from geartrain.cluster.limits import ClusterLimits, LimitsDb
-from geartrain.protocol.codec import Decoder
-from geartrain.protocol.packets import RES, Packet
+from geartrain.protocol.packets import Packet
 from geartrain.server.core import cluster as rules
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
@@ -47,7 +46,7 @@ from geartrain.server.core.lifecycle import (
     result_from_record,
 )
 from geartrain.server.core.overrides import OVERRIDE_FUNCTIONS, sync_overrides
-from geartrain.server.core.peers import Outlet, Peer
+from geartrain.server.core.peers import PacketSink, Peer
 from geartrain.server.core.records import Removal, StoredJob
 from geartrain.server.core.sides import Side
 from geartrain.store.base import StoreError
@@ -113,13 +112,13 @@ class ClusterDb(Protocol):
     async def close(self) -> None: ...
 
 
-OpenPeer = Callable[[str, Outlet], Peer]
+OpenPeer = Callable[[str, PacketSink], Peer]
 
 
 class Discard:
     """Where the output of the relay peer standing for other nodes' workers goes: nowhere (nobody reads it)."""
 
-    def write(self, data: bytes) -> None:
+    def packets(self, packets: list[Packet]) -> None:
         pass
 
     def close(self) -> None:
@@ -132,15 +131,14 @@ class RelaySink:
     """The output of the relay peer standing for one node's clients: the packets of the jobs run for them, turned
     into events for that node (by stored key, since handles are each node's own)."""
 
-    def __init__(self, cluster: ClusterNode, node: str, max_packet_size: int) -> None:
+    def __init__(self, cluster: ClusterNode, node: str) -> None:
         self.cluster = cluster
         self.node = node
-        self.decoder = Decoder(accept=RES, admin=False, max_packet_size=max_packet_size)
 
-    def write(self, data: bytes) -> None:
-        for item in self.decoder.feed(data):
-            if isinstance(item, Packet) and item.args:
-                self.cluster.relay(self.node, item.type, item.args)
+    def packets(self, packets: list[Packet]) -> None:
+        for packet in packets:
+            if packet.args:
+                self.cluster.relay(self.node, packet.type, packet.args)
 
     def close(self) -> None:
         pass
@@ -159,13 +157,11 @@ class ClusterNode:
         open_peer: OpenPeer,
         node: str,
         lease: float,
-        max_packet_size: int,
     ) -> None:
         self.db = db
         self.engine = engine
         self.flush = flush
         self.open_peer = open_peer
-        self.max_packet_size = max_packet_size
         self._relays: dict[str, Peer] = {}  # per node whose clients wait for jobs run here
         self._relayed: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}  # (handle here, clients' node) -> stored key
         self._watched_misses: dict[tuple[bytes, bytes], int] = {}  # watched jobs not found in the store, per poll
@@ -406,7 +402,7 @@ class ClusterNode:
     def _relay_for(self, node: str) -> Peer:
         relay = self._relays.get(node)
         if relay is None or relay.closed:
-            relay = self.open_peer(f"cluster:{node}", RelaySink(self, node, self.max_packet_size))
+            relay = self.open_peer(f"cluster:{node}", RelaySink(self, node))
             relay.exceptions = True  # the client's node decides who hears of an exception
             self._relays[node] = relay
         return relay

@@ -7,8 +7,9 @@ created (and stored); a foreground one answers with the result. ``X-Gearman-Comm
 geartrain's own: ``X-Gearman-Delay: 30s`` or ``X-Gearman-At: <RFC 3339>`` submit a delayed background job
 (SUBMIT_JOB_EPOCH; docs/lifecycle.md).
 
-The request becomes a client connection of the engine, like any other: an internal peer whose packets are the same
-bytes a socket client would receive, so coalescing, priorities, maxqueue and persistence apply unchanged. When the
+The request becomes a client connection of the engine, like any other: an in-process peer that is handed the packets
+a socket client would receive (as packets: nothing is encoded to bytes and parsed again), so coalescing,
+priorities, maxqueue and persistence apply unchanged. When the
 worker sends WORK_DATA to an HTTP/1.1 client, the response streams: each WORK_DATA is a chunk as it arrives, the
 result is the last one, and ``X-Gearman-Command`` comes as a trailer. Without WORK_DATA (or for HTTP/1.0) the
 response carries a ``Content-Length``, as gearmand's does.
@@ -23,9 +24,8 @@ from typing import TYPE_CHECKING
 from geartrain.errors import ErrorCode
 from geartrain.http.message import Request, chunk, last_chunk
 from geartrain.lifecycle.when import WhenError, run_at
-from geartrain.protocol.codec import Decoder
 from geartrain.protocol.meta import TRACEPARENT, TRACESTATE, format_meta, join_meta, valid_traceparent
-from geartrain.protocol.packets import RES, Packet, PacketType
+from geartrain.protocol.packets import Packet, PacketType
 
 if TYPE_CHECKING:
     from geartrain.http.listener import HttpConnection
@@ -91,16 +91,15 @@ def trace_context(request: Request) -> bytes | None:
 
 
 class HttpClientPeer:
-    """Stands where a client socket would: the server writes engine output here, and it becomes the response.
+    """Stands where a client socket would: the engine's packets for it become the response.
 
-    The node's flush writes the peer's output here as it writes to a socket (``actions.open_peer``).
+    The node's flush hands the peer's packets here (``actions.open_peer``), as it writes a socket's bytes.
     """
 
     def __init__(self, actions: NodeActions, connection: HttpConnection, background: bool) -> None:
         self.actions = actions
         self.connection = connection
         self.background = background
-        self.decoder = Decoder(accept=RES, admin=False, max_packet_size=connection.listener.max_body_size)
         self.peer = actions.open_peer(f"http:{connection.peer_address}", self)
         self.peer.identity = connection.identity  # the access policy judges the submit as the HTTP request's
         self.peer.exceptions = True  # the response carries the exception's data
@@ -115,12 +114,11 @@ class HttpClientPeer:
 
     # ------------------------------------------------------------------ what the server's flush calls
 
-    def write(self, data: bytes) -> None:
-        for item in self.decoder.feed(data):
+    def packets(self, packets: list[Packet]) -> None:
+        for packet in packets:
             if self.done:
                 return
-            if isinstance(item, Packet):
-                self._packet(item)
+            self._packet(packet)
 
     def close(self) -> None:
         """The engine closes the connection after a fatal error (already answered by then)."""

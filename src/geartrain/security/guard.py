@@ -27,7 +27,6 @@ from geartrain.server.core.admin import AdminCommands
 from geartrain.server.core.engine import Engine
 from geartrain.server.core.jobs import Job
 from geartrain.server.core.peers import Peer
-from geartrain.server.core.replies import error_packet
 from geartrain.server.core.state import Handler
 
 P = PacketType
@@ -177,7 +176,7 @@ class AccessGuard:
     def _refuse(self, peer: Peer, action: str, function: str | None, what: str) -> None:
         # Only called once the policy said no: check() repeats the (cached) decision and words the refusal.
         reason = self.check(peer.identity, peer.address, action, function, what) or f"{what} refused"
-        self.engine.reply(peer, error_packet(DENIED_CODE, reason))
+        self.engine.error(peer, DENIED_CODE, reason)  # an HTTP submission's in-process peer hears it too
 
     # ------------------------------------------------------------------ binary packets
 
@@ -236,7 +235,7 @@ class AccessGuard:
         name = self.policy.identify(secret)
         if name is None:
             self._record("auth", f"unknown secret from {peer.address}")
-            self.engine.reply(peer, error_packet(DENIED_CODE, "Unknown secret"))
+            self.engine.error(peer, DENIED_CODE, "Unknown secret")
             peer.close_after_flush = True
             return
         if name not in peer.identity:

@@ -108,7 +108,6 @@ def build_node(config: ServerConfig, store: QueueStore | None = None, *, store_o
             ServerActions(gearman).open_peer,
             config.node_name(),
             config.lease,
-            config.max_packet_size,
         )
         gearman.on_hungry = cluster.kick
         gearman.admin.cluster_rows = cluster.status_rows

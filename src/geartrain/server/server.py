@@ -34,7 +34,7 @@ from geartrain.store.base import QueueStore
 from geartrain.store.holder import Holder
 
 if TYPE_CHECKING:
-    from geartrain.server.core.peers import Outlet, Peer
+    from geartrain.server.core.peers import Outlet, PacketSink, Peer
 
 log = logging.getLogger("geartrain.server")
 
@@ -73,7 +73,8 @@ class GearmanServer:
         self.guard = ConnectionGuard(config.limits)
         security = config.security
         self.access = AccessGuard(self.engine, self.admin, security.acl, allow_remote_admin=security.allow_remote_admin)
-        self.connections: dict[int, Outlet] = {}  # by peer id: sockets' connections and internal peers' sinks
+        self.connections: dict[int, Outlet] = {}  # by peer id: the sockets' connections
+        self.sinks: dict[int, PacketSink] = {}  # by peer id: in-process peers' (HTTP submissions, cluster relays)
         self.sockets: list[socket.socket] = []
         self.addresses: list[tuple[str, int]] = []
         self._servers: list[asyncio.AbstractServer | TlsListener] = []
@@ -248,6 +249,8 @@ class GearmanServer:
     async def _close_connections(self, grace: float = 2.0) -> None:
         """Close every connection after what is queued for it is sent (a drained job's result, say); abort those
         that cannot take it within ``grace`` seconds."""
+        for sink in list(self.sinks.values()):
+            sink.close()  # an HTTP submission still waiting is answered that the server closed it
         for connection in list(self.connections.values()):
             connection.close()
         deadline = time.monotonic() + grace
@@ -309,7 +312,14 @@ class GearmanServer:
 
     def _write_in_parts(self, peer: Peer) -> None:
         """:meth:`flush` for a peer whose output is not one buffer (:meth:`Peer.take_buffers`): written with the
-        same rules, as if it were (after an empty buffer it goes whole, else each part counts against the cap)."""
+        same rules, as if it were (after an empty buffer it goes whole, else each part counts against the cap).
+        An in-process peer's packets go to its sink as packets (:meth:`Peer.take_packets`)."""
+        if peer.in_process:
+            sink = self.sinks.get(peer.id)
+            packets = peer.take_packets()
+            if sink is not None and packets:
+                sink.packets(packets)
+            return
         buffers = peer.take_buffers()
         writer = peer.writer
         if writer is not None and not writer.get_write_buffer_size() and not writer.is_closing():
@@ -349,8 +359,9 @@ class GearmanServer:
                 outbox = peer.outbox
                 if not outbox:
                     continue
-                if peer.unresolved or peer.large:
-                    self._write_in_parts(peer)  # some replies wait for the store, or a large payload is queued
+                if peer.unresolved or peer.large or peer.in_process:
+                    # Some replies wait for the store, a large payload is queued, or the peer takes packets.
+                    self._write_in_parts(peer)
                     continue
                 data = b"".join(outbox)  # type: ignore[arg-type]  # one item: that very object, no copy
                 outbox.clear()

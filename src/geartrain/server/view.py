@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from geartrain.lifecycle.policy import cron_ident
-from geartrain.server.connection import GearmanConnection
 from geartrain.server.core import operations, overrides
-from geartrain.server.core.peers import Outlet
+from geartrain.server.core.peers import PacketSink
 
 if TYPE_CHECKING:
     from geartrain.cluster.node import ClusterNode
@@ -76,8 +75,8 @@ class ServerView:
         return tls.handshake_timeout if tls is not None and self._server.tls_context is not None else None
 
     def gearman_connection_count(self) -> int:
-        """Gearman protocol connections only (HTTP submissions are internal peers and not counted)."""
-        return sum(1 for c in self._server.connections.values() if isinstance(c, GearmanConnection))
+        """Gearman protocol connections only (HTTP submissions are in-process peers, kept apart and not counted)."""
+        return len(self._server.connections)
 
 
 class ServerActions:
@@ -165,10 +164,12 @@ class ServerActions:
         self._server.flush()
         return count
 
-    def open_peer(self, address: str, sink: Outlet) -> Peer:
-        """An engine peer whose output the server's flush writes to ``sink``, as it writes to a socket."""
+    def open_peer(self, address: str, sink: PacketSink) -> Peer:
+        """An in-process engine peer: the server's flush hands what the engine queues for it to ``sink`` as
+        packets (a client's replies: JOB_CREATED, the job's WORK_* packets, ERROR), never encoded to bytes."""
         peer = self._server.engine.connect(-1, address, now=time.time())
-        self._server.connections[peer.id] = sink  # the flush writes to it as to a socket's connection
+        peer.in_process = True
+        self._server.sinks[peer.id] = sink
         return peer
 
     def submit(self, peer: Peer, ptype: int, args: tuple[bytes, ...]) -> None:
@@ -176,7 +177,7 @@ class ServerActions:
         self._server.flush()
 
     def close_peer(self, peer: Peer) -> None:
-        self._server.connections.pop(peer.id, None)
+        self._server.sinks.pop(peer.id, None)
         # The HTTP client hung up (or was answered): a queued job only it waited for goes, it has no one to run for.
         self._server.engine.disconnect(peer, time.time(), drop_abandoned=True)
         self._server.flush()

@@ -50,7 +50,7 @@ class ClientRules(DurableRules):
         name, unique, raw_when, data = args
         when = leading_integer(raw_when)  # like gearmand's strtoll: no number is 0, a past time runs at once
         if when > INT64_MAX:  # gearmand hangs up on an overflow; an ERROR says why
-            self._error(peer, ErrorCode.INVALID_ARGUMENT, "SUBMIT_JOB_EPOCH time out of range")
+            self.error(peer, ErrorCode.INVALID_ARGUMENT, "SUBMIT_JOB_EPOCH time out of range")
             return
         if peer.meta:
             self._submit_with_meta(peer, name, unique, data, NORMAL, True, now, when=max(when, 0))
@@ -84,10 +84,10 @@ class ClientRules(DurableRules):
         """Create a job (or attach to an equal one) and answer JOB_CREATED; ``None`` if refused. ``meta``: the
         job's metadata (the geartrain-meta option); a job joined keeps its own, or takes this if it has none."""
         if self.refuse_submits is not None:  # draining: no new work, not even attached to an existing job
-            self._send(peer, self.refuse_submits)
+            self._send_error(peer, self.refuse_submits)
             return None
         if len(unique) > MAX_UNIQUE_SIZE:
-            self._send(peer, replies.UNIQUE_TOO_LARGE)
+            self._send_error(peer, replies.UNIQUE_TOO_LARGE)
             return None
         function = self.function(name)
         if unique:
@@ -105,12 +105,12 @@ class ClientRules(DurableRules):
         limit = function.max_queue[priority]
         if limit > 0 and function.total >= limit:
             function.stats.rejected += 1
-            self._send(peer, replies.QUEUE_FULL)
+            self._send_error(peer, replies.QUEUE_FULL)
             return None
         byte_cap = self.config.max_queued_bytes
         if byte_cap > 0 and self.queued_bytes + len(data) > byte_cap:
             function.stats.rejected += 1
-            self._send(peer, replies.SERVER_QUEUE_FULL)
+            self._send_error(peer, replies.SERVER_QUEUE_FULL)
             return None
         if self.hungry is None:
             handle, created = self._new_handle.next_with_reply()
@@ -134,7 +134,7 @@ class ClientRules(DurableRules):
         elif self.config.persistent:
             self._store_new(peer, job)  # queued and acknowledged once the store holds it
             return job
-        self._send(peer, created)
+        self._send_created(peer, handle, created)
         self._enqueue(job, now)
         return job
 
@@ -154,7 +154,7 @@ class ClientRules(DurableRules):
         try:
             meta, payload = split_meta(data)
         except MetaError as error:
-            self._error(peer, ErrorCode.INVALID_ARGUMENT, f"geartrain-meta: {error}")
+            self.error(peer, ErrorCode.INVALID_ARGUMENT, f"geartrain-meta: {error}")
             return
         self.submit(peer, name, unique, payload, priority, background, now, when, reducer, meta)
 
@@ -171,7 +171,7 @@ class ClientRules(DurableRules):
         if job.acks is not None:
             self._pending_ack(peer, job)  # the store does not hold the job yet
             return
-        self._send(peer, replies.job_created(job.handle))
+        self._send_created(peer, job.handle, replies.job_created(job.handle))
 
     # ------------------------------------------------------------------ status, echo, options
 

@@ -11,7 +11,7 @@ records what to store.
 from __future__ import annotations
 
 from geartrain.errors import ErrorCode
-from geartrain.protocol.codec import encode
+from geartrain.protocol.packets import Packet
 from geartrain.server.core import replies
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, Job
 from geartrain.server.core.lifecycle import (
@@ -186,7 +186,10 @@ class DurableRules(EngineState):
             acks, job.acks = job.acks, None
             created = replies.job_created(job.handle)
             for ack in acks or ():
-                self._resolve(ack, created)
+                if ack.peer.in_process:
+                    self._resolve(ack, Packet(replies.JOB_CREATED, (job.handle,)))
+                else:
+                    self._resolve(ack, created)
             if not fresh or job.handle not in self.jobs:
                 continue  # a foreground job turned background is already queued or running
             add = batch.adds[position]
@@ -231,7 +234,7 @@ class DurableRules(EngineState):
         relay = self.cluster_relay
         if relay is None or job.store_key is None:
             job.store_key = None
-            self._forward(job, encode(replies.WORK_FAIL, job.handle))
+            self._forward_packet(job, replies.WORK_FAIL, (job.handle,))
             for client in job.clients:
                 client.waiting.discard(job)
             job.clients = ()
@@ -281,14 +284,14 @@ class DurableRules(EngineState):
             self._refuse(job, fresh, reason)
 
     def _refuse(self, job: Job, fresh: bool, reason: str) -> None:
-        error = replies.error_packet(ErrorCode.QUEUE_ERROR, f"Job not stored: {reason}")
+        error = replies.ErrorReply(ErrorCode.QUEUE_ERROR, f"Job not stored: {reason}")
         acks, job.acks = job.acks, None
         if fresh and not acks and job.clients:  # submitted again for clients already told JOB_CREATED
-            self._forward(job, encode(replies.WORK_FAIL, job.handle))
+            self._forward_packet(job, replies.WORK_FAIL, (job.handle,))
         job.store_key = None
         self.sided.discard(job)  # its side record was in the batch that failed
         for ack in acks or ():
-            self._resolve(ack, error)
+            self._resolve(ack, Packet(replies.ERROR, error.args) if ack.peer.in_process else error.packet)
             ack.peer.waiting.discard(job)
             job.clients = tuple(client for client in job.clients if client is not ack.peer)
         if fresh:
@@ -308,7 +311,7 @@ class DurableRules(EngineState):
         for barrier in batch.barriers:
             self._resolve(barrier, b"")
 
-    def _resolve(self, ack: PendingAck, data: bytes) -> None:
+    def _resolve(self, ack: PendingAck, data: bytes | Packet) -> None:
         ack.data = data
         peer = ack.peer
         if not peer.closed:

@@ -89,11 +89,11 @@ class Engine(WorkerRules):
         handler(peer, args, now)
 
     def _not_expected(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
-        self._send(peer, replies.NOT_EXPECTED)
+        self._send_error(peer, replies.NOT_EXPECTED)
 
     def protocol_error(self, peer: Peer, error: ProtocolError) -> None:
         """Answer bad input with an ERROR packet; after a fatal one, close once it is sent."""
-        self._send(peer, replies.error_packet(error.code, error.text))
+        self.error(peer, error.code, error.text)
         if error.fatal:
             peer.close_after_flush = True
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from geartrain.protocol.codec import LARGE_PACKET
+from geartrain.protocol.packets import Packet
 
 if TYPE_CHECKING:
     from geartrain.server.core.jobs import Job
@@ -22,10 +23,21 @@ class Writer(Protocol):
 
 
 class Outlet(Protocol):
-    """Where the server writes a peer's output when not straight to its transport: a socket's connection (which
-    applies ``--max-unsent``), or an internal peer's sink (an HTTP request, a cluster relay)."""
+    """Where the server writes a socket peer's output when not straight to its transport: the connection, which
+    applies ``--max-unsent``."""
 
     def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class PacketSink(Protocol):
+    """Where the server hands an in-process peer's output (an HTTP submission, a cluster relay): the packets the
+    engine queued for it, as packets, never encoded to bytes (``Peer.in_process``)."""
+
+    def packets(self, packets: list[Packet]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -35,14 +47,15 @@ class Outlet(Protocol):
 class PendingAck:
     """A JOB_CREATED that may only be sent once the store holds the job: a placeholder in the peer's outbox.
 
-    ``data`` stays ``None`` until the store's transaction ends; then it is the JOB_CREATED or the ERROR to send.
+    ``data`` stays ``None`` until the store's transaction ends; then it is the JOB_CREATED or the ERROR to send:
+    encoded for a socket, a :class:`Packet` for an in-process peer.
     """
 
     __slots__ = ("data", "peer")
 
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
-        self.data: bytes | None = None
+        self.data: bytes | Packet | None = None
 
 
 def _add_joined(buffers: list[bytes], run: list[bytes]) -> None:
@@ -72,6 +85,7 @@ class Peer:
         "fd",
         "id",
         "identity",
+        "in_process",
         "jobs_done",
         "large",
         "meta",
@@ -118,7 +132,10 @@ class Peer:
         self.woken = False
         self.exceptions = False
         self.meta = False  # the geartrain-meta option (protocol/meta.py): meta blocks in submits and assignments
-        self.outbox: list[bytes | PendingAck] = []
+        # The engine's output for it: encoded bytes for a socket; for an in-process peer (``in_process``: an HTTP
+        # submission, a cluster relay) the packets a client hears as Packet objects, read by :meth:`take_packets`.
+        self.outbox: list[bytes | PendingAck | Packet] = []
+        self.in_process = False
         self.unresolved = 0  # PendingAcks in the outbox whose data is not known yet
         self.large = False  # the outbox holds a large payload, to be written on its own (EngineState._send_large)
         self.closed = False
@@ -142,12 +159,13 @@ class Peer:
         buffers: list[bytes] = []
         run: list[bytes] = []
         taken = 0
-        for item in outbox:
-            if isinstance(item, PendingAck):
-                if item.data is None:
+        for entry in outbox:
+            if isinstance(entry, PendingAck):
+                if entry.data is None:
                     break
                 self.unresolved -= 1
-                item = item.data
+                entry = entry.data
+            item = cast(bytes, entry)  # a socket peer's outbox holds bytes alone
             if len(item) >= LARGE_PACKET:
                 _add_joined(buffers, run)
                 run = []
@@ -156,12 +174,37 @@ class Peer:
                 run.append(item)
             taken += 1
         _add_joined(buffers, run)
+        self._drop_taken(taken)
+        return buffers
+
+    def take_packets(self) -> list[Packet]:
+        """An in-process peer's :meth:`take_buffers`: the packets queued for it that may be handed over now, in
+        order (behind an unresolved PendingAck the rest waits). The engine queues everything a client can hear as
+        packets for it; encoded bytes have no reader there (the replies of a worker's or an admin's requests,
+        which an in-process peer never makes) and are left out, as is a resolved barrier's empty reply."""
+        outbox = self.outbox
+        packets: list[Packet] = []
+        taken = 0
+        for entry in outbox:
+            if isinstance(entry, PendingAck):
+                if entry.data is None:
+                    break
+                self.unresolved -= 1
+                entry = entry.data
+            if isinstance(entry, Packet):
+                packets.append(entry)
+            taken += 1
+        self._drop_taken(taken)
+        return packets
+
+    def _drop_taken(self, taken: int) -> None:
+        """Take the first ``taken`` items (handed over) out of the outbox."""
+        outbox = self.outbox
         if taken == len(outbox):
             outbox.clear()
             self.large = False
         else:
             del outbox[:taken]
-        return buffers
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} fd={self.fd} {self.address}>"

@@ -13,6 +13,8 @@ P = PacketType
 JOB_ASSIGN = int(P.JOB_ASSIGN)
 JOB_ASSIGN_UNIQ = int(P.JOB_ASSIGN_UNIQ)
 JOB_ASSIGN_ALL = int(P.JOB_ASSIGN_ALL)
+JOB_CREATED = int(P.JOB_CREATED)
+ERROR = int(P.ERROR)
 WORK_COMPLETE = int(P.WORK_COMPLETE)
 WORK_FAIL = int(P.WORK_FAIL)
 WORK_EXCEPTION = int(P.WORK_EXCEPTION)
@@ -39,14 +41,25 @@ def error_packet(code: str, text: str) -> bytes:
     return encode(P.ERROR, code.encode(), text.encode())
 
 
-NOT_EXPECTED = error_packet(ErrorCode.INVALID_COMMAND, "Command not expected")
+class ErrorReply:
+    """An ERROR a client may be sent: its arguments, and the packet encoded once for sockets (an in-process peer
+    is given the arguments, ``EngineState._send_error``)."""
+
+    __slots__ = ("args", "packet")
+
+    def __init__(self, code: str, text: str) -> None:
+        self.args = (code.encode(), text.encode())
+        self.packet = encode(P.ERROR, *self.args)
+
+
+NOT_EXPECTED = ErrorReply(ErrorCode.INVALID_COMMAND, "Command not expected")
 NOT_FOUND_RESULT = error_packet(ErrorCode.JOB_NOT_FOUND, "Job given in work result not found")
 NOT_FOUND_DATA = error_packet(ErrorCode.JOB_NOT_FOUND, "Job does not exist on server")
 NOT_FOUND_EXCEPTION = error_packet(ErrorCode.JOB_NOT_FOUND, "An exception was received for a job that does not exist")
-UNIQUE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large")
-QUEUE_FULL = error_packet(ErrorCode.QUEUE_ERROR, "Job queue is full")
-SERVER_QUEUE_FULL = error_packet(
+UNIQUE_TOO_LARGE = ErrorReply(ErrorCode.ARGUMENT_TOO_LARGE, "Unique value too large")
+QUEUE_FULL = ErrorReply(ErrorCode.QUEUE_ERROR, "Job queue is full")
+SERVER_QUEUE_FULL = ErrorReply(
     ErrorCode.QUEUE_ERROR, "Server queue is full: queued workloads reached --max-queued-bytes"
 )
-DRAINING = error_packet(ErrorCode.QUEUE_ERROR, "Server is shutting down (graceful drain): job not accepted")
+DRAINING = ErrorReply(ErrorCode.QUEUE_ERROR, "Server is shutting down (graceful drain): job not accepted")
 UNKNOWN_OPTION = error_packet(ErrorCode.UNKNOWN_OPTION, "Server does not recognize given option")

@@ -2,7 +2,8 @@
 
 A job is queued (:meth:`EngineState._enqueue`), handed to a worker, then finished (:meth:`EngineState._finish`),
 requeued (:meth:`EngineState._requeue`) or abandoned (:meth:`EngineState._abandon`); output goes to the peers'
-outboxes through :meth:`EngineState._send`.
+outboxes through :meth:`EngineState._send`: encoded for a socket; what a client hears goes to an in-process peer
+(an HTTP submission, a cluster relay) as packets instead (:meth:`EngineState._reply`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from geartrain.protocol.codec import LARGE_PACKET, encode, encode_head
-from geartrain.protocol.packets import PacketType
+from geartrain.protocol.packets import Packet, PacketType
 from geartrain.server.core import replies
 from geartrain.server.core.config import EngineConfig
 from geartrain.server.core.jobs import UNIQUE_BY_PAYLOAD, HandleFactory, Job
@@ -53,7 +54,7 @@ class EngineState:
         # Limits and draining (see Engine.begin_drain): workload bytes of every job held, the ERROR that
         # answers submits while the server drains, and whether queued jobs are held back from workers meanwhile.
         self.queued_bytes = 0
-        self.refuse_submits: bytes | None = None
+        self.refuse_submits: replies.ErrorReply | None = None
         self.hold_queued = False
         self._new_handle = HandleFactory(self.config.handle_prefix)
         self._seq = 0  # tie-breaker for timer heaps and creation order of functions
@@ -111,6 +112,37 @@ class EngineState:
             self.dirty.append(peer)
         peer.outbox.append(data)
 
+    def _send_structured(self, peer: Peer, packet: Packet) -> None:
+        """:meth:`_send` for an in-process peer: the packet as it is, for the sink reads packets, not bytes."""
+        if peer.closed:
+            return
+        if not peer.outbox:
+            self.dirty.append(peer)
+        peer.outbox.append(packet)
+
+    def _reply(self, peer: Peer, ptype: int, args: tuple[bytes, ...]) -> None:
+        """Queue a packet that a client hears (a job's result, an ERROR): encoded for a socket, as a packet for an
+        in-process peer. The replies of worker and admin requests are encoded directly (no in-process peer makes
+        those)."""
+        if peer.in_process:
+            self._send_structured(peer, Packet(ptype, args))
+        else:
+            self._send_packet(peer, ptype, args)
+
+    def _send_error(self, peer: Peer, error: replies.ErrorReply) -> None:
+        """:meth:`_reply` for an ERROR encoded once (``replies.ErrorReply``)."""
+        if peer.in_process:
+            self._send_structured(peer, Packet(replies.ERROR, error.args))
+        else:
+            self._send(peer, error.packet)
+
+    def _send_created(self, peer: Peer, handle: bytes, created: bytes) -> None:
+        """JOB_CREATED for ``handle``, whose encoding ``created`` the submit made (one concatenation per job)."""
+        if peer.in_process:
+            self._send_structured(peer, Packet(replies.JOB_CREATED, (handle,)))
+        else:
+            self._send(peer, created)
+
     def _send_packet(self, peer: Peer, ptype: int, args: tuple[bytes, ...]) -> None:
         """Queue a packet whose last argument is a payload (a job's data, a result): a large one is queued as it
         is, after the packet's head, so that it is never copied on its way (see :data:`LARGE_PACKET`)."""
@@ -141,8 +173,9 @@ class EngineState:
         """Queue already-encoded bytes (an admin reply, say) for ``peer``."""
         self._send(peer, data)
 
-    def _error(self, peer: Peer, code: str, text: str) -> None:
-        self._send(peer, replies.error_packet(code, text))
+    def error(self, peer: Peer, code: str, text: str) -> None:
+        """Queue an ERROR for ``peer`` (a socket or an in-process peer; see :meth:`_reply`)."""
+        self._reply(peer, replies.ERROR, (code.encode(), text.encode()))
 
     # ------------------------------------------------------------------ functions
 
@@ -216,23 +249,25 @@ class EngineState:
                 if woken == limit:
                     return
 
-    def _forward(self, job: Job, packet: bytes) -> None:
-        for client in job.clients:
-            self._send(client, packet)
-
     def _forward_packet(self, job: Job, ptype: int, args: tuple[bytes, ...]) -> None:
-        """:meth:`_send_packet` to each of the job's clients, encoded once."""
+        """:meth:`_reply` to each of the job's clients, encoded once."""
         clients = job.clients
         if not clients:
             return
         if len(args[-1]) < LARGE_PACKET:
             packet = encode(ptype, *args)
             for client in clients:
-                self._send(client, packet)
+                if client.in_process:
+                    self._send_structured(client, Packet(ptype, args))
+                else:
+                    self._send(client, packet)
         else:
             head = encode_head(ptype, args)
             for client in clients:
-                self._send_large(client, head, args[-1])
+                if client.in_process:
+                    self._send_structured(client, Packet(ptype, args))
+                else:
+                    self._send_large(client, head, args[-1])
 
     # ------------------------------------------------------------------ job endings
 
@@ -387,9 +422,8 @@ class EngineState:
             return False
         if job.ignore:
             return True
-        fail = encode(replies.WORK_FAIL, job.handle)
+        self._forward_packet(job, replies.WORK_FAIL, (job.handle,))
         for client in job.clients:
-            self._send(client, fail)
             client.waiting.discard(job)
         job.clients = ()
         self._abandon(job)  # ``ignore`` now: a background job keeps its kind, but is neither retried nor kept
@@ -412,7 +446,7 @@ class EngineState:
         if retries > 0 and job.retries >= retries:
             log.warning("Dropped job due to max retry count: %s %s", job.handle.decode(), job.unique.decode())
             job.function.stats.dropped += 1
-            self._forward(job, encode(replies.WORK_FAIL, job.handle))
+            self._forward_packet(job, replies.WORK_FAIL, (job.handle,))
             self._free(job)
             return
         job.function.stats.requeued += 1

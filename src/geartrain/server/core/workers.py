@@ -33,7 +33,7 @@ class WorkerRules(ClientRules):
     def _can_do_timeout(self, peer: Peer, args: tuple[bytes, ...], now: float) -> None:
         name, raw_timeout = args
         if len(raw_timeout) > 20:  # gearmand hangs up on these; an ERROR says why
-            self._error(peer, ErrorCode.INVALID_ARGUMENT, "CAN_DO_TIMEOUT needs a timeout in milliseconds")
+            self.error(peer, ErrorCode.INVALID_ARGUMENT, "CAN_DO_TIMEOUT needs a timeout in milliseconds")
             return
         function = self.function(name)
         self._register(peer, function)
@@ -287,7 +287,7 @@ class WorkerRules(ClientRules):
             self._send(peer, replies.NOT_FOUND_RESULT)
             return
         peer.jobs_done += 1
-        self._forward(job, encode(replies.WORK_FAIL, job.handle))
+        self._forward_packet(job, replies.WORK_FAIL, (job.handle,))
         job.function.stats.fail(now - job.since)
         if self.lifecycle is not None and job.background:
             self._attempt_failed(job, b"WORK_FAIL", now)  # retried later, or dead
@@ -306,7 +306,13 @@ class WorkerRules(ClientRules):
             fail = encode(replies.WORK_FAIL, job.handle)
             every_client = self.config.exceptions
             for client in job.clients:
-                self._send(client, exception if every_client or client.exceptions else fail)
+                if client.in_process:
+                    if every_client or client.exceptions:
+                        self._reply(client, replies.WORK_EXCEPTION, args)
+                    else:
+                        self._reply(client, replies.WORK_FAIL, (job.handle,))
+                else:
+                    self._send(client, exception if every_client or client.exceptions else fail)
         job.function.stats.exception(now - job.since)
         if self.lifecycle is not None and job.background:
             self._attempt_failed(job, args[1] if len(args) > 1 else b"WORK_EXCEPTION", now)
@@ -325,7 +331,7 @@ class WorkerRules(ClientRules):
         if job.background and job.store_key is not None and self.hungry is not None:
             # A cluster: the node that acknowledged the job answers GET_STATUS for it from the store.
             self.progress[(job.store_key, job.function.name)] = (job.numerator, job.denominator)
-        self._forward(job, encode(replies.WORK_STATUS, *args))
+        self._forward_packet(job, replies.WORK_STATUS, args)
 
     def _forward_handler(self, ptype: int) -> Handler:
         """WORK_DATA and WORK_WARNING: same layout, forwarded to the job's clients as received."""
