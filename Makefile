@@ -73,8 +73,10 @@ bench-smoke: $(VENV)/.compiled
 
 # A cluster of two nodes on the local PostgreSQL against gearmand on its own PostgreSQL queue (about 25 minutes):
 # submits, burn-down, cross-node round trips, takeover after kill -9. CLUSTER_ARGS=--flag=--store-ack --flag=submits
+# Then PostgreSQL's own CPU per drained job with no server at all, a commit per job and per batch (the floor).
 bench-cluster: $(VENV)/.compiled
 	$(PY) benchmarks/cluster.py --jobs 200000 --reps 2 $(CLUSTER_ARGS)
+	$(PY) benchmarks/postgres_floor.py --jobs 100000 --reps 3
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from databases import REDIS_URL, require_service
+from databases import POSTGRES_URL, REDIS_URL, postgres_raw, require_service
 from geartrain.bench import replay, workloads
 from geartrain.bench.library import client_library
 from geartrain.bench.workloads import Target
@@ -220,6 +221,31 @@ def test_the_ceiling_serves_the_round_trip_and_echo_workloads() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_the_postgres_floor_drains_its_queue_both_ways() -> None:
+    """benchmarks/postgres_floor.py, quoted in docs/performance.md: every job claimed and deleted (the script fails
+    on a job left), with a commit per job and per batch, and its table dropped afterwards."""
+    require_service("postgres")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "postgres_floor.py"
+    env = {**os.environ, "GEARTRAIN_BENCH_POSTGRES": POSTGRES_URL}
+    done = subprocess.run(
+        [sys.executable, str(script), "--jobs", "300", "--reps", "1", "--clients", "2", "--claim", "7"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = [line for line in done.stdout.splitlines() if "(medians)" in line]
+    assert [line.split(":")[0].strip() for line in summary] == ["commit per job", "commit per batch"]
+    assert all("µs/job" in line for line in summary)
+    conn = postgres_raw()
+    try:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'gt_floor_%'").fetchone()
+    finally:
+        conn.close()
+    assert tables == (0,)
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
