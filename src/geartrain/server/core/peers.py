@@ -155,16 +155,9 @@ class Peer:
         request order. Small items are joined into one buffer; a large payload is a buffer of its own, never
         copied into another.
         """
-        outbox = self.outbox
         buffers: list[bytes] = []
         run: list[bytes] = []
-        taken = 0
-        for entry in outbox:
-            if isinstance(entry, PendingAck):
-                if entry.data is None:
-                    break
-                self.unresolved -= 1
-                entry = entry.data
+        for entry in self._take_ready():
             item = cast(bytes, entry)  # a socket peer's outbox holds bytes alone
             if len(item) >= LARGE_PACKET:
                 _add_joined(buffers, run)
@@ -172,9 +165,7 @@ class Peer:
                 buffers.append(item)
             else:
                 run.append(item)
-            taken += 1
         _add_joined(buffers, run)
-        self._drop_taken(taken)
         return buffers
 
     def take_packets(self) -> list[Packet]:
@@ -182,29 +173,26 @@ class Peer:
         order (behind an unresolved PendingAck the rest waits). The engine queues everything a client can hear as
         packets for it; encoded bytes have no reader there (the replies of a worker's or an admin's requests,
         which an in-process peer never makes) and are left out, as is a resolved barrier's empty reply."""
+        return [entry for entry in self._take_ready() if isinstance(entry, Packet)]
+
+    def _take_ready(self) -> list[bytes | Packet]:
+        """The items at the head of the outbox that may go now, taken out of it: up to the first PendingAck whose
+        reply is not known yet, each resolved one replaced by its reply."""
         outbox = self.outbox
-        packets: list[Packet] = []
-        taken = 0
+        ready: list[bytes | Packet] = []
         for entry in outbox:
             if isinstance(entry, PendingAck):
                 if entry.data is None:
                     break
                 self.unresolved -= 1
                 entry = entry.data
-            if isinstance(entry, Packet):
-                packets.append(entry)
-            taken += 1
-        self._drop_taken(taken)
-        return packets
-
-    def _drop_taken(self, taken: int) -> None:
-        """Take the first ``taken`` items (handed over) out of the outbox."""
-        outbox = self.outbox
-        if taken == len(outbox):
+            ready.append(entry)
+        if len(ready) == len(outbox):
             outbox.clear()
             self.large = False
         else:
-            del outbox[:taken]
+            del outbox[: len(ready)]
+        return ready
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} fd={self.fd} {self.address}>"
