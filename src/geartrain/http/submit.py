@@ -11,8 +11,8 @@ The request becomes a client connection of the engine, like any other: an in-pro
 a socket client would receive (as packets: nothing is encoded to bytes and parsed again), so coalescing,
 priorities, maxqueue and persistence apply unchanged. When the worker sends WORK_DATA to an HTTP/1.1 client, the
 response streams: each WORK_DATA is a chunk as it arrives, the result is the last one, and ``X-Gearman-Command``
-comes as a trailer. Without WORK_DATA (or for HTTP/1.0) the
-response carries a ``Content-Length``, as gearmand's does.
+comes as a trailer. Without WORK_DATA (or for HTTP/1.0) the response carries a ``Content-Length``, as gearmand's
+does.
 """
 
 from __future__ import annotations
