@@ -306,13 +306,13 @@ class WorkerRules(ClientRules):
             fail = encode(replies.WORK_FAIL, job.handle)
             every_client = self.config.exceptions
             for client in job.clients:
-                if client.in_process:
-                    if every_client or client.exceptions:
-                        self._reply(client, replies.WORK_EXCEPTION, args)
-                    else:
-                        self._reply(client, replies.WORK_FAIL, (job.handle,))
+                told = every_client or client.exceptions
+                if not client.in_process:
+                    self._send(client, exception if told else fail)
+                elif told:
+                    self._reply(client, replies.WORK_EXCEPTION, args)
                 else:
-                    self._send(client, exception if every_client or client.exceptions else fail)
+                    self._reply(client, replies.WORK_FAIL, (job.handle,))
         job.function.stats.exception(now - job.since)
         if self.lifecycle is not None and job.background:
             self._attempt_failed(job, args[1] if len(args) > 1 else b"WORK_EXCEPTION", now)
